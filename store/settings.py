@@ -1,0 +1,82 @@
+"""One validated settings object for the whole service.
+
+Values come from environment variables (and an optional `.env` in the working directory).
+It sits at the bottom of the dependency graph so every layer can read it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from store.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    mentor_home: Path = Field(
+        default_factory=lambda: Path(user_data_dir("mentor", appauthor=False)),
+        description="Directory holding all state (embedded database, caches). Empty = fresh instance.",
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL >= 15 with pgvector; unset = embedded pgserver in MENTOR_HOME."
+    )
+    db_pool_min: int = Field(default=1, ge=1, le=64, alias="MENTOR_DB_POOL_MIN")
+    db_pool_max: int = Field(default=8, ge=1, le=256, alias="MENTOR_DB_POOL_MAX")
+
+    chunk_tokens: int = Field(default=320, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")
+    chunk_overlap: int = Field(default=40, ge=0, le=500, alias="MENTOR_CHUNK_OVERLAP")
+    embed_batch: int = Field(default=64, ge=1, le=4096, alias="MENTOR_EMBED_BATCH")
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    mentor_model: str = Field(default="gpt-4o-mini", min_length=1)
+    llm_timeout_s: float = Field(default=60.0, gt=0, le=3600, alias="MENTOR_LLM_TIMEOUT")
+    llm_max_retries: int = Field(default=3, ge=0, le=10, alias="MENTOR_LLM_MAX_RETRIES")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("mentor_home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+        size = info.data.get("chunk_tokens", 320)
+        if value >= size:
+            raise ValueError(f"must be smaller than MENTOR_CHUNK_TOKENS ({size})")
+        return value
+
+    @property
+    def pgdata(self) -> Path:
+        return self.mentor_home / "pgdata"
+
+
+def load_settings() -> Settings:
+    """Build settings, turning validation failures into one readable ConfigError line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
