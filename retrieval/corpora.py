@@ -1,0 +1,37 @@
+"""The registry of knowledge corpora (table `corpora`): names are checked before anything is read."""
+
+from __future__ import annotations
+
+import re
+
+from store.db import Database
+from store.errors import InvalidArgument, UnknownCorpus
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+
+
+def list_corpora(db: Database) -> dict[str, str]:
+    with db.admin() as conn:
+        return {r["name"]: r["description"] for r in conn.execute("SELECT name, description FROM corpora ORDER BY 1")}
+
+
+def require_corpora(db: Database, names: list[str]) -> None:
+    known = list_corpora(db)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UnknownCorpus(
+            f"unknown corpus {', '.join(repr(n) for n in unknown)}; known: {', '.join(known)} "
+            "(add one with `mentor corpus add NAME`)"
+        )
+
+
+def add_corpus(db: Database, name: str, description: str, public: bool = True) -> bool:
+    """Register a corpus; returns False if it already existed."""
+    if not _NAME.match(name):
+        raise InvalidArgument(f"corpus name {name!r} must be lower case letters, digits or _, 2-41 characters")
+    with db.admin() as conn:
+        cur = conn.execute(
+            "INSERT INTO corpora (name, description, public) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (name, description, public),
+        )
+        return cur.rowcount == 1

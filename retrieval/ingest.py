@@ -1,0 +1,147 @@
+"""`mentor ingest`: files -> sections -> token chunks -> embeddings -> PostgreSQL, idempotently.
+
+Every file is read and parsed before anything is written, so one bad file stops the run with
+existing data untouched. A document is identified by (corpus, source); its content hash (file
+bytes + chunking settings) decides whether it needs work: unchanged files cost no embedding,
+changed files have their chunks replaced in the same transaction that records the new hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from retrieval.chunking import SUPPORTED, Chunk, ParsedDocument, chunk_document, read_document
+from retrieval.corpora import require_corpora
+from retrieval.embedder import get_embedder
+from store.db import Database
+from store.errors import IngestError
+from store.settings import Settings, get_settings
+
+CHUNKER_VERSION = "1"
+
+
+@dataclass
+class IngestReport:
+    corpus: str
+    files: int = 0
+    unchanged: int = 0
+    added: int = 0
+    updated: int = 0
+    chunks_written: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreparedDocument:
+    doc: ParsedDocument
+    content_hash: str
+
+
+def discover_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Expand folders; return (file, source key) pairs. Source = path relative to the argument's parent."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if not path.exists():
+            raise IngestError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            if not files:
+                raise IngestError(f"{path}: no .md, .txt or .html files in this folder")
+            found.extend((f, f.relative_to(path.parent).as_posix()) for f in files)
+        else:
+            found.append((path, f"{path.parent.name}/{path.name}" if path.parent.name else path.name))
+    return found
+
+
+def content_hash(raw: bytes, settings: Settings) -> str:
+    salt = f"|chunker={CHUNKER_VERSION}|{settings.chunk_tokens}|{settings.chunk_overlap}".encode()
+    return hashlib.sha256(raw + salt).hexdigest()
+
+
+def prepare_files(paths: Iterable[Path], settings: Settings) -> list[PreparedDocument]:
+    prepared = []
+    for path, source in discover_files(paths):
+        doc = read_document(path, source)
+        prepared.append(PreparedDocument(doc, content_hash(path.read_bytes(), settings)))
+    return prepared
+
+
+def ingest_paths(db: Database, paths: list[Path], corpus: str, *, progress: bool = True) -> IngestReport:
+    settings = get_settings()
+    require_corpora(db, [corpus])
+    return ingest_documents(db, corpus, prepare_files(paths, settings), settings=settings, progress=progress)
+
+
+def ingest_documents(
+    db: Database,
+    corpus: str,
+    prepared: list[PreparedDocument],
+    *,
+    settings: Settings | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Write the documents whose hash changed; skip the rest. One transaction for the whole batch."""
+    settings = settings or get_settings()
+    started = time.perf_counter()
+    report = IngestReport(corpus=corpus, files=len(prepared))
+    with db.admin() as conn:
+        existing = {
+            r["source"]: r["content_hash"]
+            for r in conn.execute("SELECT source, content_hash FROM documents WHERE corpus = %s", (corpus,))
+        }
+    todo: list[tuple[PreparedDocument, list[Chunk]]] = []
+    for item in prepared:
+        if existing.get(item.doc.source) == item.content_hash:
+            report.unchanged += 1
+            continue
+        chunks = chunk_document(item.doc, max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap)
+        todo.append((item, chunks))
+    texts = [c.text for _, chunks in todo for c in chunks]
+    vectors = []
+    if texts:
+        with tqdm(total=len(texts), desc=f"embedding {corpus}", unit="chunk", disable=not progress,
+                  leave=False) as bar:
+            vectors = get_embedder().embed(texts, batch_size=settings.embed_batch, on_batch=bar.update)
+    report.embedded = len(texts)
+    position = 0
+    with db.admin() as conn:
+        for item, chunks in todo:
+            doc = item.doc
+            row = conn.execute(
+                """INSERT INTO documents (corpus, source, title, content_hash, metadata) VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (corpus, source) DO UPDATE
+                   SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
+                       metadata = EXCLUDED.metadata, ingested_at = now()
+                   RETURNING id, (xmax = 0) AS inserted""",
+                (corpus, doc.source, doc.title, item.content_hash, json.dumps(doc.metadata, default=str)),
+            ).fetchone()
+            conn.execute("DELETE FROM chunks WHERE document_id = %s", (row["id"],))
+            with conn.cursor().copy(
+                "COPY chunks (document_id, corpus, ordinal, title, section, anchor, source, text, token_count,"
+                " metadata, embedding) FROM STDIN"
+            ) as copy:
+                for chunk in chunks:
+                    vec = vectors[position]
+                    position += 1
+                    copy.write_row((
+                        row["id"], corpus, chunk.ordinal, chunk.title, chunk.section, chunk.anchor, doc.source,
+                        chunk.text, chunk.token_count, json.dumps(chunk.metadata, default=str),
+                        "[" + ",".join(f"{x:.7f}" for x in vec) + "]",
+                    ))
+            report.chunks_written += len(chunks)
+            report.sources.append(doc.source)
+            if row["inserted"]:
+                report.added += 1
+            else:
+                report.updated += 1
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report

@@ -1,0 +1,119 @@
+"""Hybrid search: pgvector HNSW (cosine) + PostgreSQL full-text, fused with reciprocal rank fusion.
+
+The vector side finds paraphrases; the full-text side finds exact terms (plan names, error codes).
+Full-text uses OR semantics over the query's lexemes (ranked by ts_rank_cd), because an AND query
+rarely matches a question phrased in the user's own words. The same function backs `mentor search`
+and the agents' knowledge tool. Runs as the anonymous application role: knowledge is public.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from retrieval.corpora import require_corpora
+from retrieval.embedder import get_embedder
+from store.db import Database
+from store.errors import InvalidArgument
+
+RRF_K = 60
+
+
+class SearchHit(BaseModel):
+    chunk_id: int
+    corpus: str
+    title: str
+    source: str
+    section: str
+    anchor: str
+    text: str
+    score: float = Field(description="reciprocal-rank-fusion score; higher is better")
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def _filters(corpora: list[str] | None, metadata: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if corpora:
+        clauses.append("corpus = ANY(%(corpora)s)")
+        params["corpora"] = corpora
+    if metadata:
+        clauses.append("metadata @> %(meta)s::jsonb")
+        params["meta"] = json.dumps(metadata)
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def search(
+    db: Database,
+    query: str,
+    *,
+    corpora: list[str] | None = None,
+    k: int = 5,
+    metadata: dict[str, Any] | None = None,
+    candidates: int = 50,
+) -> list[SearchHit]:
+    """Top-k chunks for `query`, optionally limited to corpora and a metadata subset (JSON containment)."""
+    query = query.strip()
+    if not query:
+        raise InvalidArgument("search text is empty")
+    if not 1 <= k <= 100:
+        raise InvalidArgument(f"k must be between 1 and 100, got {k}")
+    if corpora:
+        require_corpora(db, corpora)
+    where, params = _filters(corpora, metadata)
+    pool = max(candidates, k)
+    vector = get_embedder().embed_query(query)
+    params |= {"v": vector, "pool": pool, "q": query}
+    with db.as_user(None) as conn:
+        conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * pool)}")
+        vec_sql = f"SELECT id FROM chunks WHERE {where} ORDER BY embedding <=> %(v)s LIMIT %(pool)s"
+        vec_ids = [r["id"] for r in conn.execute(vec_sql, params)]
+        if (corpora or metadata) and len(vec_ids) < pool:
+            # A filtered HNSW scan can stop short; fall back to an exact scan of the filtered rows.
+            conn.execute("SET LOCAL enable_indexscan = off")
+            vec_ids = [r["id"] for r in conn.execute(vec_sql, params)]
+            conn.execute("SET LOCAL enable_indexscan = on")
+        text_ids = [
+            r["id"]
+            for r in conn.execute(
+                f"""WITH q AS (SELECT to_tsquery('english',
+                                   replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) AS tsq)
+                    SELECT id FROM chunks, q WHERE {where} AND tsv @@ q.tsq
+                    ORDER BY ts_rank_cd(tsv, q.tsq) DESC, id LIMIT %(pool)s""",
+                params,
+            )
+        ]
+        scores: dict[int, float] = {}
+        vrank = {cid: i + 1 for i, cid in enumerate(vec_ids)}
+        trank = {cid: i + 1 for i, cid in enumerate(text_ids)}
+        for ranks in (vrank, trank):
+            for cid, rank in ranks.items():
+                scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+        top = sorted(scores, key=lambda cid: (-scores[cid], vrank.get(cid, 10**9)))[:k]
+        rows = {
+            r["id"]: r
+            for r in conn.execute(
+                "SELECT id, corpus, title, source, section, anchor, text, metadata FROM chunks WHERE id = ANY(%s)",
+                (top,),
+            )
+        }
+    return [
+        SearchHit(
+            chunk_id=cid,
+            corpus=rows[cid]["corpus"],
+            title=rows[cid]["title"],
+            source=rows[cid]["source"],
+            section=rows[cid]["section"],
+            anchor=rows[cid]["anchor"],
+            text=rows[cid]["text"],
+            score=round(scores[cid], 6),
+            vector_rank=vrank.get(cid),
+            text_rank=trank.get(cid),
+            metadata=rows[cid]["metadata"] or {},
+        )
+        for cid in top
+        if cid in rows
+    ]

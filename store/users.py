@@ -1,0 +1,26 @@
+"""Admin listings of users (owner role; not reachable from agent tools)."""
+
+from __future__ import annotations
+
+from store.db import Database
+from store.errors import NotFound
+
+
+def list_demo_users(db: Database) -> list[dict]:
+    with db.admin() as conn:
+        return conn.execute(
+            """SELECT id, handle, name, role, plan_id AS plan, demo_note AS note
+               FROM users WHERE is_demo ORDER BY id"""
+        ).fetchall()
+
+
+def resolve_user(db: Database, ref: str | int) -> dict:
+    """Find a user by numeric id or handle (e.g. `mateo`)."""
+    with db.admin() as conn:
+        if isinstance(ref, int) or str(ref).isdigit():
+            row = conn.execute("SELECT id, handle, name, role FROM users WHERE id = %s", (int(ref),)).fetchone()
+        else:
+            row = conn.execute("SELECT id, handle, name, role FROM users WHERE handle = %s", (ref,)).fetchone()
+    if row is None:
+        raise NotFound(f"no user {ref!r} (see `mentor users`)")
+    return row
