@@ -163,7 +163,7 @@ def _split_long(paragraph: str, budget: int) -> list[str]:
     return [encoding().decode(tokens[i : i + budget]) for i in range(0, len(tokens), budget)]
 
 
-def chunk_document(doc: ParsedDocument, *, max_tokens: int = 320, overlap: int = 40) -> list[Chunk]:
+def chunk_document(doc: ParsedDocument, *, max_tokens: int = 200, overlap: int = 30) -> list[Chunk]:
     """Pack each section's paragraphs into chunks of at most `max_tokens` (heading context included).
 
     A section never shares a chunk with another, so every chunk has exactly one section title.

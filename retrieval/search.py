@@ -1,9 +1,12 @@
 """Hybrid search: pgvector HNSW (cosine) + PostgreSQL full-text, fused with reciprocal rank fusion.
 
-The vector side finds paraphrases; the full-text side finds exact terms (plan names, error codes).
-Full-text uses OR semantics over the query's lexemes (ranked by ts_rank_cd), because an AND query
-rarely matches a question phrased in the user's own words. The same function backs `mentor search`
-and the agents' knowledge tool. Runs as the anonymous application role: knowledge is public.
+The vector side finds paraphrases; the full-text side (websearch syntax: all words must match,
+"quoted phrases", -exclusions) adds precise hits for exact terms such as plan names or "PayPal fee".
+Measured on tests/test_search.py's questions: fusing OR-semantics full-text pulled in noise and lost
+two questions that vector + AND full-text answers (17/18 in the top 5), so it is not used.
+
+The same function backs `mentor search` and the agents' knowledge tool. It runs as the anonymous
+application role: knowledge is public.
 """
 
 from __future__ import annotations
@@ -79,8 +82,7 @@ def search(
         text_ids = [
             r["id"]
             for r in conn.execute(
-                f"""WITH q AS (SELECT to_tsquery('english',
-                                   replace(plainto_tsquery('english', %(q)s)::text, ' & ', ' | ')) AS tsq)
+                f"""WITH q AS (SELECT websearch_to_tsquery('english', %(q)s) AS tsq)
                     SELECT id FROM chunks, q WHERE {where} AND tsv @@ q.tsq
                     ORDER BY ts_rank_cd(tsv, q.tsq) DESC, id LIMIT %(pool)s""",
                 params,

@@ -49,7 +49,9 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=1)
 def _db():  # type: ignore[no-untyped-def]
+    """One connected database per process (commands run once; tests invoke many in-process)."""
     from store.db import Database
 
     return Database.connect()
@@ -89,9 +91,9 @@ def db_check() -> None:
 @app.command()
 @handle_errors
 def seed(
-    scale: Annotated[float, typer.Option(help="Dataset size multiplier (1.0 = 500 freelancers, 2,000 projects).")] = 1.0,
+    scale: Annotated[float, typer.Option(help="Size multiplier (1.0 = 500 freelancers, 2,000 projects).")] = 1.0,
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed; same seed and scale, same data.")] = 42,
-    reset: Annotated[bool, typer.Option(help="Delete existing marketplace, revenue and conversation data first.")] = False,
+    reset: Annotated[bool, typer.Option(help="Delete existing marketplace, revenue and conversation data.")] = False,
 ) -> None:
     """Load the deterministic demo dataset (skills, market data, freelancers, projects, revenue)."""
     from store.migrate import migrate

@@ -39,7 +39,8 @@ CHECKS: dict[str, str] = {
     "order commission matches the freelancer's plan": """
         SELECT o.id FROM orders o JOIN users u ON u.id = o.freelancer_id
         JOIN subscription_plans p ON p.id = u.plan_id
-        WHERE o.commission_rate <> p.commission_rate OR abs(o.commission_amount - round(o.amount * p.commission_rate, 2)) > 0.01""",
+        WHERE o.commission_rate <> p.commission_rate
+           OR abs(o.commission_amount - round(o.amount * p.commission_rate, 2)) > 0.01""",
     "milestones sum to the project budget": """
         SELECT p.id FROM projects p JOIN project_milestones m ON m.project_id = p.id
         GROUP BY p.id, p.budget_max HAVING abs(sum(m.amount) - p.budget_max) > 0.01""",

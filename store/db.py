@@ -98,9 +98,14 @@ class Database:
 
     @classmethod
     def connect(cls, settings: Settings | None = None) -> Database:
-        """Resolve where the database is (URL or embedded), check it is reachable and has pgvector."""
+        """Resolve where the database is (URL or embedded) and connect to it."""
         settings = settings or get_settings()
         url = settings.database_url or start_embedded(settings.pgdata)
+        return cls.from_url(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+
+    @classmethod
+    def from_url(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Database:
+        """Check the server is reachable, new enough and has pgvector (created if allowed)."""
         try:
             with psycopg.connect(url, connect_timeout=10) as conn:
                 version = conn.info.server_version
@@ -112,7 +117,7 @@ class Database:
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(f"cannot connect to the database: {first}") from None
-        return cls(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        return cls(url, min_size=min_size, max_size=max_size)
 
     @property
     def pool(self) -> ConnectionPool:

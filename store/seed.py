@@ -12,7 +12,7 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from store.catalog import (
@@ -54,7 +54,7 @@ def slugify(text: str) -> str:
 
 
 def _ts(day: date, rng: random.Random) -> datetime:
-    return datetime.combine(day, time(rng.randint(7, 20), rng.randint(0, 59)), tzinfo=timezone.utc)
+    return datetime.combine(day, time(rng.randint(7, 20), rng.randint(0, 59)), tzinfo=UTC)
 
 
 @dataclass

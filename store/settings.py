@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=1, le=64, alias="MENTOR_DB_POOL_MIN")
     db_pool_max: int = Field(default=8, ge=1, le=256, alias="MENTOR_DB_POOL_MAX")
 
-    chunk_tokens: int = Field(default=320, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")
-    chunk_overlap: int = Field(default=40, ge=0, le=500, alias="MENTOR_CHUNK_OVERLAP")
+    # all-MiniLM-L6-v2 reads at most 256 word-pieces; 200 cl100k tokens (header included) stays inside it.
+    chunk_tokens: int = Field(default=200, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")
+    chunk_overlap: int = Field(default=30, ge=0, le=500, alias="MENTOR_CHUNK_OVERLAP")
     embed_batch: int = Field(default=64, ge=1, le=4096, alias="MENTOR_EMBED_BATCH")
 
     openai_api_key: str | None = None
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
-        size = info.data.get("chunk_tokens", 320)
+        size = info.data.get("chunk_tokens", 200)
         if value >= size:
             raise ValueError(f"must be smaller than MENTOR_CHUNK_TOKENS ({size})")
         return value

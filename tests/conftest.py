@@ -1,0 +1,109 @@
+"""Shared fixtures: one real PostgreSQL (pgserver) per test session, migrated, seeded and indexed once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MENTOR_MODEL"):
+    os.environ.pop(var, None)
+
+REPO = Path(__file__).resolve().parents[1]
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mentor-test-"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    from store.db import start_embedded
+
+    uri = start_embedded(_SESSION_HOME / "pgdata")
+    import pgserver
+
+    server = pgserver.get_server(_SESSION_HOME / "pgdata")
+    yield server
+    assert uri
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+    """A fresh database inside the session's server; DATABASE_URL points at it for code under test."""
+    import psycopg
+
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS mentor_test")
+        conn.execute("CREATE DATABASE mentor_test")
+    url = pg_server.get_uri("mentor_test")
+    os.environ["DATABASE_URL"] = url
+    os.environ["MENTOR_HOME"] = str(_SESSION_HOME / "home")
+    from store.settings import get_settings
+
+    get_settings.cache_clear()
+    return url
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str):  # type: ignore[no-untyped-def]
+    from store.db import Database
+    from store.migrate import migrate
+    from store.seed import seed
+
+    database = Database.connect()
+    migrate(database)
+    seed(database, scale=1.0)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def knowledge(db):  # type: ignore[no-untyped-def]
+    """The shipped curriculum and help center plus market data, ingested through the real pipeline."""
+    from retrieval.ingest import ingest_paths
+    from retrieval.market import ingest_market_data
+    from store.catalog import CORPUS_DIR
+
+    for corpus in ("curriculum", "help_center"):
+        ingest_paths(db, [CORPUS_DIR / corpus], corpus, progress=False)
+    ingest_market_data(db, progress=False)
+    return db
+
+
+@pytest.fixture(scope="session")
+def demo_ids(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    from store.users import list_demo_users
+
+    return {u["handle"]: u["id"] for u in list_demo_users(db)}
+
+
+@pytest.fixture
+def admin_db(db, pg_server):  # type: ignore[no-untyped-def]
+    """A throwaway database (dropped afterwards) for tests that need an empty or damaged schema."""
+    import uuid
+
+    import psycopg
+
+    from store.db import Database
+
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    scratch = Database.from_url(pg_server.get_uri(name))
+    yield scratch
+    scratch.close()
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for running the real `mentor` executable against the session database."""
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,91 @@
+"""The `mentor` command line, run as a user would (real executable, real database)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from server.cli import app
+from store.db import Database
+
+runner = CliRunner()
+
+
+def mentor(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _commands(typer_app, prefix=()):  # type: ignore[no-untyped-def]
+    import typer.main
+
+    group = typer.main.get_command(typer_app)
+    stack = [(prefix, group)]
+    while stack:
+        path, cmd = stack.pop()
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            stack.append(((*path, name), sub))
+
+
+def test_every_command_has_help() -> None:
+    paths = list(_commands(app))
+    assert len(paths) >= 10
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Usage" in result.output
+
+
+def test_users_json(db: Database) -> None:
+    proc = mentor("users", "--json")
+    assert proc.returncode == 0, proc.stderr
+    users = json.loads(proc.stdout)
+    assert {"id", "name", "role"} <= set(users[0])
+    assert {u["role"] for u in users} == {"freelancer", "client"}
+    assert any(u["name"] == "Mateo Alvarez" for u in users)
+
+
+def test_search_json(knowledge: Database) -> None:
+    proc = mentor("search", "what do Figma designers charge", "--json", "--k", "3")
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert len(hits) == 3
+    assert {"chunk_id", "corpus", "title", "source", "section", "text", "score"} <= set(hits[0])
+    assert hits[0]["source"] == "market/figma"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["search", "fees", "--corpus", "nope"], "unknown corpus"),
+        (["ingest", "/definitely/missing.md", "--corpus", "curriculum"], "no such file"),
+        (["ingest", "README.md", "--corpus", "nope"], "unknown corpus"),
+        (["search", "fees", "--filter", "oops"], "KEY=VALUE"),
+        (["seed", "--scale", "0"], "--scale"),
+        (["corpus", "add", "Bad Name"], "corpus name"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_nonzero_exit(db: Database, args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+
+
+def test_empty_file_is_refused(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.md"
+    empty.write_text("")
+    proc = mentor("ingest", str(empty), "--corpus", "curriculum")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: {empty}: file is empty (no text to index)"]
+
+
+def test_db_check_passes(db: Database) -> None:
+    result = runner.invoke(app, ["db", "check"])
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.output and result.output.count("PASS") >= 6

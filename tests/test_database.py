@@ -1,0 +1,92 @@
+"""Migrations, the embedded server and a broken environment, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from store.db import Database, ensure_pgvector
+from store.errors import DatabaseUnavailable, DataDirInUse, PgvectorMissing
+from store.migrate import applied_versions, available_migrations, migrate
+
+
+def test_migrations_apply_in_order_and_rerun_is_a_noop(admin_db: Database) -> None:
+    applied = migrate(admin_db)
+    assert [m.version for m in applied] == sorted(m.version for m in available_migrations())
+    assert migrate(admin_db) == []
+    assert applied_versions(admin_db) == [m.version for m in available_migrations()]
+
+
+def test_edited_migration_is_reported_not_reapplied(admin_db: Database) -> None:
+    migrate(admin_db)
+    with admin_db.admin() as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+    with pytest.raises(DatabaseUnavailable, match="changed after it was applied"):
+        migrate(admin_db)
+
+
+def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Database) -> None:  # type: ignore[no-untyped-def]
+    """A role that cannot create the extension in a database that lacks it is told exactly that."""
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS novector")
+        conn.execute("CREATE ROLE novector LOGIN")
+    with psycopg.connect(admin_db.url, autocommit=True) as conn:
+        conn.execute("DROP EXTENSION vector")
+    url = admin_db.url.replace("postgres:@", "novector:@")
+    with psycopg.connect(url) as conn, pytest.raises(PgvectorMissing, match="pgvector"):
+        ensure_pgvector(conn)
+    # and the CLI turns it into one line and a non-zero exit
+    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "DATABASE_URL": url}, timeout=120)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "pgvector" in lines[0]
+
+
+def test_unreachable_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from store.settings import Settings
+
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(DatabaseUnavailable, match="cannot connect"):
+        Database.connect(settings)
+
+
+def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    (home / "pgdata").mkdir(parents=True)
+    (home / "pgdata" / "notes.txt").write_text("precious")
+    env = {**__import__("os").environ, "MENTOR_HOME": str(home)}
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().startswith("error:") and "in use" in proc.stderr
+    assert (home / "pgdata" / "notes.txt").read_text() == "precious"
+
+
+def test_data_directory_check_accepts_empty_and_existing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from store.db import _check_pgdata_dir
+
+    _check_pgdata_dir(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    _check_pgdata_dir(tmp_path / "empty")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataDirInUse):
+        _check_pgdata_dir(tmp_path / "file")
+
+
+def test_embedded_default_starts_in_an_empty_home(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`mentor db migrate` with no DATABASE_URL creates a fresh instance inside MENTOR_HOME."""
+    env = {**__import__("os").environ, "MENTOR_HOME": str(tmp_path / "fresh")}
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "applied 0001_schema" in proc.stdout
+    assert (tmp_path / "fresh" / "pgdata" / "PG_VERSION").exists()
+    again = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert again.returncode == 0 and "up to date" in again.stdout
