@@ -1,0 +1,144 @@
+"""Retrieval benchmark: embedding throughput, HNSW build time, query latency and recall@10.
+
+Generates N synthetic chunks (default 100,000) from templates over the real skill catalogue, embeds
+them with the real model, loads them into a throwaway embedded PostgreSQL, builds the same HNSW
+index the service uses, then times top-10 queries and compares them with exact search.
+Prints numbers; asserts nothing.
+
+    .venv/bin/python benchmarks/retrieval_bench.py --n 100000 --queries 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore")
+
+from store.catalog import INDUSTRIES, SKILL_CATALOG  # noqa: E402
+
+TOPICS = ["pricing", "proposals", "scope changes", "late payments", "milestones", "retainers", "niche choice",
+          "client calls", "rate increases", "portfolio reviews", "escrow releases", "disputes", "withdrawals"]
+VERBS = ["explains how to handle", "gives a checklist for", "shows an example of", "compares options for",
+         "warns about mistakes in", "describes a process for"]
+
+
+def make_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    skills = [s for _, (_, names) in SKILL_CATALOG.items() for s in names]
+    return [
+        f"{rng.choice(skills)} freelancers working with {rng.choice(INDUSTRIES).lower()} clients: this note "
+        f"{rng.choice(VERBS)} {rng.choice(TOPICS)}, with a budget of ${rng.randint(2, 400) * 25} "
+        f"and about {rng.randint(4, 300)} hours of work. Case {i}."
+        for i in range(n)
+    ]
+
+
+def make_queries(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed + 1)
+    skills = [s for _, (_, names) in SKILL_CATALOG.items() for s in names]
+    return [f"how should a {rng.choice(skills)} freelancer deal with {rng.choice(TOPICS)}?" for _ in range(n)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="chunks to generate")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--m", type=int, default=32)
+    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--ef-search", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    import numpy as np
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from retrieval.embedder import get_embedder
+    from store.db import start_embedded
+
+    results: dict[str, object] = {"n": args.n, "queries": args.queries, "m": args.m,
+                                  "ef_construction": args.ef_construction, "ef_search": args.ef_search}
+    texts = make_texts(args.n, args.seed)
+    embedder = get_embedder()
+    embedder.embed(texts[:64])  # warm-up
+    started = time.perf_counter()
+    done = 0
+
+    def progress(k: int) -> None:
+        nonlocal done
+        done += k
+        if done % 10_000 < k:
+            print(f"  embedded {done}/{args.n} ({done / (time.perf_counter() - started):.0f}/s)", file=sys.stderr)
+
+    vectors = embedder.embed(texts, batch_size=args.batch, on_batch=progress)
+    embed_s = time.perf_counter() - started
+    results["embed_seconds"] = round(embed_s, 1)
+    results["embed_chunks_per_second"] = round(args.n / embed_s, 1)
+
+    home = Path(tempfile.mkdtemp(prefix="mentor-bench-"))
+    url = start_embedded(home / "pgdata")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute("CREATE TABLE bench (id integer PRIMARY KEY, embedding vector(384) NOT NULL)")
+        t = time.perf_counter()
+        with conn.cursor().copy("COPY bench (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "vector"])
+            for i, vec in enumerate(vectors):
+                copy.write_row((i, vec))
+        results["load_seconds"] = round(time.perf_counter() - t, 1)
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 1")
+        t = time.perf_counter()
+        conn.execute(
+            f"CREATE INDEX ON bench USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {args.m}, ef_construction = {args.ef_construction})"
+        )
+        results["hnsw_build_seconds"] = round(time.perf_counter() - t, 1)
+        results["index_mb"] = round(conn.execute(
+            "SELECT pg_relation_size('bench_embedding_idx')").fetchone()[0] / 2**20, 1)
+
+        queries = embedder.embed(make_queries(args.queries, args.seed))
+        qtimes = []
+        found = []
+        conn.execute(f"SET hnsw.ef_search = {args.ef_search}")
+        for q in queries:
+            t = time.perf_counter()
+            ids = [r[0] for r in conn.execute("SELECT id FROM bench ORDER BY embedding <=> %s LIMIT 10", (q,))]
+            qtimes.append((time.perf_counter() - t) * 1000)
+            found.append(ids)
+        conn.execute("SET enable_indexscan = off")
+        exact_times = []
+        recall = []
+        for q, ids in zip(queries, found, strict=True):
+            t = time.perf_counter()
+            truth = [r[0] for r in conn.execute("SELECT id FROM bench ORDER BY embedding <=> %s LIMIT 10", (q,))]
+            exact_times.append((time.perf_counter() - t) * 1000)
+            recall.append(len(set(ids) & set(truth)) / 10)
+    results["query_p50_ms"] = round(percentile(qtimes, 50), 2)
+    results["query_p95_ms"] = round(percentile(qtimes, 95), 2)
+    results["exact_query_p50_ms"] = round(percentile(exact_times, 50), 2)
+    results["recall_at_10"] = round(float(np.mean(recall)), 4)
+    t = time.perf_counter()
+    for text in make_queries(50, args.seed + 7):
+        embedder.embed_query(text)
+    results["query_embed_ms"] = round((time.perf_counter() - t) / 50 * 1000, 1)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
