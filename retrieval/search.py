@@ -33,6 +33,7 @@ class SearchHit(BaseModel):
     anchor: str
     text: str
     score: float = Field(description="reciprocal-rank-fusion score; higher is better")
+    distance: float | None = Field(None, description="cosine distance of the vector match (0 = same meaning)")
     vector_rank: int | None = None
     text_rank: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -72,13 +73,16 @@ def search(
     params |= {"v": vector, "pool": pool, "q": query}
     with db.as_user(None) as conn:
         conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * pool)}")
-        vec_sql = f"SELECT id FROM chunks WHERE {where} ORDER BY embedding <=> %(v)s LIMIT %(pool)s"
-        vec_ids = [r["id"] for r in conn.execute(vec_sql, params)]
-        if (corpora or metadata) and len(vec_ids) < pool:
+        vec_sql = (f"SELECT id, embedding <=> %(v)s AS distance FROM chunks WHERE {where} "
+                   "ORDER BY embedding <=> %(v)s LIMIT %(pool)s")
+        vec_rows = conn.execute(vec_sql, params).fetchall()
+        if (corpora or metadata) and len(vec_rows) < pool:
             # A filtered HNSW scan can stop short; fall back to an exact scan of the filtered rows.
             conn.execute("SET LOCAL enable_indexscan = off")
-            vec_ids = [r["id"] for r in conn.execute(vec_sql, params)]
+            vec_rows = conn.execute(vec_sql, params).fetchall()
             conn.execute("SET LOCAL enable_indexscan = on")
+        vec_ids = [r["id"] for r in vec_rows]
+        distances = {r["id"]: float(r["distance"]) for r in vec_rows}
         text_ids = [
             r["id"]
             for r in conn.execute(
@@ -112,6 +116,7 @@ def search(
             anchor=rows[cid]["anchor"],
             text=rows[cid]["text"],
             score=round(scores[cid], 6),
+            distance=round(distances[cid], 4) if cid in distances else None,
             vector_rank=vrank.get(cid),
             text_rank=trank.get(cid),
             metadata=rows[cid]["metadata"] or {},

