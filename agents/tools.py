@@ -199,7 +199,9 @@ def learning_roi(conn: psycopg.Connection, ctx: ToolContext, _: NoArgs) -> dict:
            FROM skill_progress sp JOIN skills s ON s.id = sp.skill_id
            ORDER BY sp.revenue_from_skill DESC""").fetchall()
     learned = [r for r in rows if r["hours_learned"] > 0]
-    hours = sum((r["hours_learned"] for r in learned), Decimal(0))
+    # total hours from the sessions themselves: summing the per-skill rounded figures drifts by cents
+    hours = conn.execute(
+        "SELECT coalesce(round(sum(duration_minutes) / 60.0, 2), 0) AS h FROM learning_sessions").fetchone()["h"]
     revenue = sum((r["revenue"] for r in learned), Decimal(0))
     return {
         "learning_hours": hours,
