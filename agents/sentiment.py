@@ -25,10 +25,10 @@ def upset_score(text: str) -> float:
     lowered = text.lower()
     score = 0.0
     score += 0.45 * sum(1 for w in STRONG if re.search(rf"\b{re.escape(w)}\b", lowered))
-    score += 0.2 * sum(1 for w in MILD if re.search(rf"\b{re.escape(w)}\b", lowered))
+    score += 0.25 * sum(1 for w in MILD if re.search(rf"\b{re.escape(w)}\b", lowered))
     letters = [c for c in text if c.isalpha()]
     if len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
-        score += 0.35
+        score += 0.5  # a whole message in capitals is shouting
     if re.search(r"[!?]{2,}", text):
         score += 0.15
     if LEAVING.search(text):

@@ -78,9 +78,10 @@ def search(
         vec_rows = conn.execute(vec_sql, params).fetchall()
         if (corpora or metadata) and len(vec_rows) < pool:
             # A filtered HNSW scan can stop short; fall back to an exact scan of the filtered rows.
-            conn.execute("SET LOCAL enable_indexscan = off")
-            vec_rows = conn.execute(vec_sql, params).fetchall()
-            conn.execute("SET LOCAL enable_indexscan = on")
+            # "+ 0" makes the ordering an expression no index can serve. (SET enable_indexscan is not
+            # enough: psycopg prepares repeated statements and a cached plan ignores the setting.)
+            exact_sql = vec_sql.replace("ORDER BY embedding <=> %(v)s", "ORDER BY (embedding <=> %(v)s) + 0")
+            vec_rows = conn.execute(exact_sql, params).fetchall()
         vec_ids = [r["id"] for r in vec_rows]
         distances = {r["id"]: float(r["distance"]) for r in vec_rows}
         text_ids = [

@@ -102,6 +102,13 @@ def admin_db(db, pg_server):  # type: ignore[no-untyped-def]
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def provider():  # type: ignore[no-untyped-def]
+    from tests.llm_fakes import make_provider
+
+    return make_provider()
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """Environment for running the real `mentor` executable against the session database."""
     env = dict(os.environ)

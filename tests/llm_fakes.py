@@ -69,3 +69,12 @@ class ScriptedEndpoint:
 
     def system_prompt(self, index: int = 0) -> str:
         return self.requests[index]["messages"][0]["content"]
+
+
+def make_provider(retries: int = 2):  # type: ignore[no-untyped-def]
+    """The real OpenAI-compatible provider pointed at the respx-mocked endpoint."""
+    from agents.llm import OpenAICompatibleProvider
+    from store.settings import Settings
+
+    return OpenAICompatibleProvider(Settings(openai_base_url=BASE_URL, openai_api_key="sk-test",
+                                             mentor_model="gpt-test", llm_max_retries=retries, llm_timeout_s=5))

@@ -9,18 +9,11 @@ import httpx
 import pytest
 import respx
 
-from agents.llm import LLMError, OpenAICompatibleProvider
+from agents.llm import LLMError
 from agents.runtime import NO_ANSWER_DISTANCE, TurnRequest, run_turn
 from retrieval.search import search
 from store.db import Database
-from store.settings import Settings
 from tests.llm_fakes import BASE_URL, ScriptedEndpoint, text_reply, tool_reply
-
-
-@pytest.fixture
-def provider() -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(Settings(openai_base_url=BASE_URL, openai_api_key="sk-test",
-                                             mentor_model="gpt-test", llm_max_retries=2, llm_timeout_s=5))
 
 
 def turn(db: Database, provider, **kwargs) -> list:  # type: ignore[no-untyped-def]
@@ -148,8 +141,8 @@ def test_proposal_writer_recommends_bid_in_range_and_saves_draft(knowledge: Data
               "call, build in weekly increments and hand over documented code. What is your launch date?")
     with respx.mock() as router:
         ScriptedEndpoint(router, [text_reply(letter)])
-        events = turn(knowledge, provider, persona="proposal_writer", text=f"Write a proposal for project {project['id']}",
-                      user_id=mateo)
+        events = turn(knowledge, provider, persona="proposal_writer",
+                      text=f"Write a proposal for project {project['id']}", user_id=mateo)
     bid = of(events, "tool_result", "recommend_bid")[0].data
     assert bid["range_low"] <= bid["amount"] <= bid["range_high"]
     assert bid["bid_type"] == ("hourly" if ptype == "hourly" else "fixed")
