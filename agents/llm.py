@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
+import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,14 +153,10 @@ class LocalProvider(ChatProvider):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         folder = smollm_dir()
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation bar is plain tqdm
-        try:
+        # The GGUF de-quantisation progress bar is plain tqdm writing to stderr; keep CLI output clean.
+        with contextlib.redirect_stderr(io.StringIO()):
             self.tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM_FILE)
             self.model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM_FILE, dtype=torch.float32)
-        finally:
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE", None)
         self.model.eval()
         self.context_limit = 8192
         self._lock = threading.Lock()  # one generation at a time on 2 cores
