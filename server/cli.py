@@ -345,6 +345,72 @@ def chat(
         history += [HistoryMessage(role="user", content=text), HistoryMessage(role="assistant", content=answer)]
 
 
+sites_app = typer.Typer(help="Sites that embed the support widget.", no_args_is_help=True)
+app.add_typer(sites_app, name="sites")
+
+
+@sites_app.command("add")
+@handle_errors
+def sites_add(
+    origin: Annotated[list[str], typer.Option(help="Allowed page origin, e.g. https://example.com (repeatable).")],
+    name: Annotated[str, typer.Option(help="A name for the site.")] = "site",
+) -> None:
+    """Register a site: prints its site key for the widget's data-site-key."""
+    from server.auth import add_site
+
+    site = add_site(_db(), name, origin)
+    typer.echo(site["site_key"])
+
+
+@sites_app.command("list")
+@handle_errors
+def sites_list() -> None:
+    """Show registered sites and their allowed origins."""
+    from server.auth import list_sites
+
+    for site in list_sites(_db()):
+        typer.echo(f"{site['id']:>3}  {site['site_key']}  {site['name']:<12} {', '.join(site['origins'])}")
+
+
+@app.command()
+@handle_errors
+def token(
+    user: Annotated[str, typer.Argument(help="Demo user id or handle.")],
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (default MENTOR_JWT_TTL).")] = None,
+) -> None:
+    """Print a signed JWT for a user (for the chat page, REST, /v1 and the WebSocket)."""
+    from server.auth import issue_token
+    from store.settings import get_settings
+    from store.users import resolve_user
+
+    row = resolve_user(_db(), user)
+    typer.echo(issue_token(get_settings(), row["id"], ttl))
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+) -> None:
+    """Start the web service (chat page, widget, WebSocket, REST, /v1) under uvicorn."""
+    import socket
+
+    import uvicorn
+
+    from server import logs
+    from server.app import create_app
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    logs.configure()
+    uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     app()

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, le=3600, alias="MENTOR_LLM_TIMEOUT")
     llm_max_retries: int = Field(default=3, ge=0, le=10, alias="MENTOR_LLM_MAX_RETRIES")
 
+    jwt_secret: str | None = Field(default=None, alias="MENTOR_JWT_SECRET", min_length=16,
+                                   description="HS256 secret; unset = generated once into MENTOR_HOME/jwt_secret")
+    jwt_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400, alias="MENTOR_JWT_TTL")
+    demo_login: bool = Field(default=True, alias="MENTOR_DEMO_LOGIN",
+                             description="allow POST /api/demo-login for seeded demo users (the chat page uses it)")
+    max_message_chars: int = Field(default=4000, ge=100, le=100_000, alias="MENTOR_MAX_MESSAGE_CHARS")
+    max_frame_bytes: int = Field(default=32_768, ge=1024, le=1_048_576, alias="MENTOR_MAX_FRAME_BYTES")
+    user_messages_per_minute: int = Field(default=20, ge=1, le=10_000, alias="MENTOR_USER_RATE")
+    site_messages_per_minute: int = Field(default=120, ge=1, le=100_000, alias="MENTOR_SITE_RATE")
+    max_turns_per_connection: int = Field(default=1, ge=1, le=16, alias="MENTOR_MAX_TURNS_PER_CONNECTION")
+    conversation_token_budget: int = Field(default=200_000, ge=1000, le=10_000_000, alias="MENTOR_CONVERSATION_TOKENS")
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

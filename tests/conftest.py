@@ -114,3 +114,42 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+def _services(db, **overrides):  # type: ignore[no-untyped-def]
+    from server.services import Services
+    from store.settings import get_settings
+    from tests.fakes import ScriptedProvider
+
+    settings = get_settings().model_copy(update=overrides)
+    return Services(settings=settings, db=db, provider=ScriptedProvider())
+
+
+@pytest.fixture(scope="session")
+def live(knowledge):  # type: ignore[no-untyped-def]
+    """The real app under uvicorn, on the session database, with the scripted model."""
+    from tests.fakes import LiveServer
+
+    server = LiveServer(_services(knowledge))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_other_worker(knowledge):  # type: ignore[no-untyped-def]
+    """A second app instance on the same database: what a reconnecting client may land on."""
+    from tests.fakes import LiveServer
+
+    server = LiveServer(_services(knowledge))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_strict(knowledge):  # type: ignore[no-untyped-def]
+    """An instance with tiny limits, for the rate-limit and token-budget tests."""
+    from tests.fakes import LiveServer
+
+    server = LiveServer(_services(knowledge, user_messages_per_minute=3, conversation_token_budget=500))
+    yield server
+    server.stop()

@@ -1,0 +1,34 @@
+"""JSON structured logs, one object per line, with request and conversation ids when known."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_EXTRA = ("request_id", "conversation_id", "path", "status", "duration_ms", "backend", "persona")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(time.time(), 3), "level": record.levelname.lower(), "logger": record.name,
+                 "msg": record.getMessage()}
+        for key in _EXTRA:
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # our middleware logs requests

@@ -1,0 +1,16 @@
+"""Prometheus metrics exposed on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+CONNECTIONS = Gauge("mentor_ws_connections", "Open chat WebSocket connections", registry=REGISTRY)
+TURNS = Counter("mentor_turns_total", "Turns started", ["persona"], registry=REGISTRY)
+TOKENS = Counter("mentor_tokens_total", "Model tokens", ["kind"], registry=REGISTRY)
+TOOL_CALLS = Counter("mentor_tool_calls_total", "Tool calls", ["name", "outcome"], registry=REGISTRY)
+ERRORS = Counter("mentor_errors_total", "Errors sent to clients", ["code"], registry=REGISTRY)
+TURN_SECONDS = Histogram("mentor_turn_seconds", "Turn duration", registry=REGISTRY,
+                         buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160))
+FIRST_EVENT_SECONDS = Histogram("mentor_first_token_seconds", "Time to the first token", registry=REGISTRY,
+                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20))

@@ -1,0 +1,121 @@
+"""OpenAI-compatible API: `GET /v1/models` lists personas; `POST /v1/chat/completions` runs a turn.
+
+`model` is a persona id and the Bearer token is a user's JWT. Facts are not mixed into the text:
+non-streaming responses carry them in a top-level `mentor.events` array (tool results, citations,
+handoffs); streaming responses send each as its own chunk with `choices: []` and a `mentor.event`
+object, which the official `openai` client exposes as `chunk.model_extra["mentor"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from agents.personas import all_personas, get_persona
+from agents.runtime import HistoryMessage, TurnRequest, run_turn
+from server.rest import Svc, User
+from store.errors import NotFound
+
+router = APIRouter(prefix="/v1")
+FACT_EVENTS = ("tool_result", "citation", "handoff", "error")
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class CompletionRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+    user: str | None = None
+
+
+def _text(message: ChatMessage) -> str:
+    if isinstance(message.content, list):
+        return "".join(part.get("text", "") for part in message.content if part.get("type") == "text")
+    return message.content or ""
+
+
+def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
+    try:
+        get_persona(body.model)
+    except NotFound as exc:
+        raise HTTPException(404, detail={"error": {"message": str(exc), "type": "invalid_request_error",
+                                                   "code": "model_not_found"}}) from None
+    convo = [m for m in body.messages if m.role in ("user", "assistant")]
+    if not convo or convo[-1].role != "user" or not _text(convo[-1]).strip():
+        raise HTTPException(400, detail={"error": {"message": "the last message must be a non-empty user message",
+                                                   "type": "invalid_request_error"}})
+    history = [HistoryMessage(role=m.role, content=_text(m)) for m in convo[:-1]]
+    return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history)
+
+
+@router.get("/models")
+def models() -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": p.id, "object": "model", "created": 0, "owned_by": "mentor",
+                                        "description": p.role} for p in all_personas().values()]}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type: ignore[no-untyped-def]
+    req = _turn_request(body, user)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if not body.stream:
+        events = await asyncio.to_thread(lambda: list(run_turn(req, db=s.db, provider=s.provider)))
+        text = "".join(e.delta for e in events if e.type == "token")
+        done = events[-1]
+        return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "length" if done.finish_reason == "length" else "stop"}],
+                "usage": {k: done.usage.model_dump()[k] for k in ("prompt_tokens", "completion_tokens",
+                                                                   "total_tokens")},
+                "mentor": {"events": [e.model_dump() for e in events if e.type in FACT_EVENTS]}}
+    return StreamingResponse(_sse(req, s, cid, created, body.model), media_type="text/event-stream")
+
+
+async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=work, daemon=True).start()
+
+    def chunk(choices: list, **extra: Any) -> str:
+        return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                      "model": model, "choices": choices, **extra}, default=str) + "\n\n"
+
+    try:
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        while (event := await queue.get()) is not None:
+            if event.type == "token":
+                yield chunk([{"index": 0, "delta": {"content": event.delta}, "finish_reason": None}])
+            elif event.type in FACT_EVENTS:
+                yield chunk([], mentor={"event": event.model_dump()})
+            elif event.type == "done":
+                finish = "length" if event.finish_reason == "length" else "stop"
+                yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
+                u = event.usage
+                yield chunk([], usage={"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                                       "total_tokens": u.total_tokens})
+        yield "data: [DONE]\n\n"
+    finally:
+        cancel.set()  # client went away: stop generating

@@ -1,0 +1,124 @@
+"""REST for the same data the chat produces: conversations, events, feedback, drafts, tickets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from agents.personas import all_personas
+from server.auth import AuthError, issue_token, verify_token
+from server.protocol import FeedbackBody
+from server.services import Services
+from store import conversations as convs
+from store.errors import NotFound
+
+router = APIRouter(prefix="/api")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def current_user(request: Request, s: Annotated[Services, Depends(services)]) -> int:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise HTTPException(401, detail={"code": "unauthorized", "message": "Authorization: Bearer <token> needed"})
+    try:
+        return verify_token(s.settings, header[7:])
+    except AuthError as exc:
+        raise HTTPException(401, detail={"code": "unauthorized", "message": str(exc)}) from None
+
+
+User = Annotated[int, Depends(current_user)]
+Svc = Annotated[Services, Depends(services)]
+
+
+def _rows(s: Services, user_id: int, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    with s.db.as_user(user_id) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@router.get("/personas")
+def personas() -> list[dict[str, Any]]:
+    return [{"id": p.id, "name": p.name, "role": p.role, "anonymous": p.anonymous} for p in all_personas().values()]
+
+
+class DemoLogin(BaseModel):
+    user: str = Field(min_length=1, max_length=64, description="demo user handle or id, e.g. 'mateo'")
+
+
+@router.post("/demo-login")
+def demo_login(body: DemoLogin, s: Svc) -> dict[str, Any]:
+    """Sign in as a seeded demo user (MENTOR_DEMO_LOGIN=true only): the chat page uses it."""
+    if not s.settings.demo_login:
+        raise HTTPException(403, detail={"code": "forbidden", "message": "demo login is disabled"})
+    with s.db.admin() as conn:
+        row = conn.execute("SELECT id, handle, name, role FROM users WHERE is_demo AND (handle = %s OR id::text = %s)",
+                           (body.user, body.user)).fetchone()
+    if row is None:
+        raise HTTPException(404, detail={"code": "not_found", "message": f"no demo user {body.user!r}"})
+    return {"token": issue_token(s.settings, row["id"]), "user": row}
+
+
+@router.get("/demo-users")
+def demo_users(s: Svc) -> list[dict[str, Any]]:
+    if not s.settings.demo_login:
+        return []
+    from store.users import list_demo_users
+
+    return list_demo_users(s.db)
+
+
+@router.get("/me")
+def me(user: User, s: Svc) -> dict[str, Any]:
+    rows = _rows(s, user, "SELECT id, handle, name, role, plan_id AS plan FROM users")
+    return rows[0] if rows else {}
+
+
+@router.get("/conversations")
+def list_conversations(user: User, s: Svc) -> list[dict[str, Any]]:
+    return _rows(s, user, """SELECT id, persona, title, created_at, updated_at, last_seq FROM conversations
+                             ORDER BY updated_at DESC LIMIT 100""")
+
+
+@router.get("/conversations/{conversation_id}")
+def get_conversation(conversation_id: str, user: User, s: Svc) -> dict[str, Any]:
+    with s.db.as_user(user) as conn:
+        conv = conn.execute("SELECT id, persona, title, created_at, updated_at, last_seq FROM conversations "
+                            "WHERE id::text = %s", (conversation_id,)).fetchone()
+        if conv is None:
+            raise HTTPException(404, detail={"code": "not_found", "message": "conversation not found"})
+        messages = conn.execute("""SELECT id, role, content, client_id, status, usage, reply_to, created_at
+                                   FROM messages WHERE conversation_id = %s ORDER BY id""", (conv["id"],)).fetchall()
+        events = conn.execute("""SELECT seq, message_id, type, payload FROM conversation_events
+                                 WHERE conversation_id = %s ORDER BY seq""", (conv["id"],)).fetchall()
+    return {**conv, "messages": messages,
+            "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"]} for e in events]}
+
+
+@router.post("/messages/{message_id}/feedback", status_code=201)
+async def post_feedback(message_id: int, body: FeedbackBody, user: User, s: Svc) -> dict[str, Any]:
+    try:
+        fid = await asyncio.to_thread(convs.save_feedback, s.db, user, message_id, rating=body.rating,
+                                      comment=body.comment, implemented=body.implemented)
+    except NotFound as exc:
+        raise HTTPException(404, detail={"code": "not_found", "message": str(exc)}) from None
+    return {"feedback_id": fid, "message_id": message_id}
+
+
+@router.get("/proposals/drafts")
+def drafts(user: User, s: Svc) -> list[dict[str, Any]]:
+    return _rows(s, user, """SELECT pr.id, pr.project_id, p.title AS project, pr.bid_amount, pr.bid_type,
+                                    pr.estimated_hours, pr.cover_letter, pr.rationale, pr.created_at
+                             FROM proposals pr JOIN projects p ON p.id = pr.project_id
+                             WHERE pr.status = 'draft' AND pr.freelancer_id = app_user_id()
+                             ORDER BY pr.created_at DESC""")
+
+
+@router.get("/support/tickets")
+def tickets(user: User, s: Svc) -> list[dict[str, Any]]:
+    return _rows(s, user, """SELECT id, conversation_id, subject, reason, status, created_at FROM support_tickets
+                             ORDER BY created_at DESC""")

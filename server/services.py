@@ -1,0 +1,41 @@
+"""What the app needs, built once at start-up: settings, database, model provider, rate limiter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from agents.llm import ChatProvider
+from store.db import Database
+from store.settings import Settings
+
+
+class RateLimiter:
+    """Token buckets per key (user or site), refilled continuously. Per worker process."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, per_minute: int) -> float | None:
+        """Take one token; return None if allowed, else the seconds until one is available."""
+        rate = per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - stamp) * rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return None
+            self._buckets[key] = (tokens, now)
+            return round((1 - tokens) / rate, 2)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    provider: ChatProvider
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    running: dict[str, threading.Event] = field(default_factory=dict)  # conversation id -> cancel flag

@@ -1,0 +1,346 @@
+"""`/ws/chat`: the WebSocket protocol (docs/protocol.md).
+
+Nothing is lost: the user's message is stored before the model is called, and every event is stored
+(with the conversation's next seq) before it is sent. A turn keeps running if the socket drops, so a
+client that reconnects anywhere can `resume` and get every event after the seq it saw — from the
+database, then live (by polling the event log) while the answer is still streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter, ValidationError
+from starlette.websockets import WebSocketState
+
+from agents.personas import all_personas, get_persona
+from agents.runtime import TurnRequest, run_turn
+from server import metrics
+from server.auth import AuthError, site_caller, user_exists, verify_token
+from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFrame, MessageFrame, ResumeFrame
+from server.services import Services
+from store import conversations as convs
+from store.conversations import Caller
+from store.errors import MentorError, NotFound
+
+log = logging.getLogger("mentor.ws")
+FRAMES = TypeAdapter(ClientFrame)
+MAX_STRIKES = 20  # consecutive bad frames before the connection is closed as abusive
+POLL_S = 0.1
+
+
+def _error(code: str, message: str, *, retryable: bool = False, retry_after: float | None = None,
+           **extra: Any) -> dict[str, Any]:
+    metrics.ERRORS.labels(code).inc()
+    return {"type": "error", "code": code, "message": message, "retryable": retryable,
+            "retry_after": retry_after, "seq": None, **extra}
+
+
+class ChatSession:
+    def __init__(self, ws: WebSocket, services: Services, caller: Caller, user: dict | None) -> None:
+        self.ws, self.s, self.caller, self.user = ws, services, caller, user
+        self.loop = asyncio.get_running_loop()
+        self.send_lock = asyncio.Lock()
+        self.active: dict[str, asyncio.Task] = {}  # conversation id -> task streaming a turn
+        self.strikes = 0
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if self.ws.client_state != WebSocketState.CONNECTED:
+            return
+        try:
+            async with self.send_lock:
+                await self.ws.send_text(json.dumps(event, default=str))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the turn goes on and is stored; the client can resume
+
+    # -- receiving ------------------------------------------------------------------------------
+    async def serve(self) -> None:
+        personas = [p for p in all_personas().values() if self.user or p.anonymous]
+        await self.send({"type": "ready", "protocol": 1, "seq": None, "user": self.user,
+                         "visitor_id": self.caller.visitor_id if self.caller.anonymous else None,
+                         "personas": [{"id": p.id, "name": p.name, "role": p.role} for p in personas],
+                         "limits": {"max_message_chars": self.s.settings.max_message_chars,
+                                    "max_frame_bytes": self.s.settings.max_frame_bytes,
+                                    "messages_per_minute": self.s.settings.user_messages_per_minute,
+                                    "max_turns_per_connection": self.s.settings.max_turns_per_connection}})
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            frame = await self.parse(raw)
+            if frame is None:
+                self.strikes += 1
+                if self.strikes > MAX_STRIKES:
+                    await self.send(_error("abusive", "too many invalid frames; closing"))
+                    await self.ws.close(code=1008)
+                    return
+                continue
+            self.strikes = 0
+            await self.dispatch(frame)
+
+    async def parse(self, raw: str) -> Any:
+        limit = self.s.settings.max_frame_bytes
+        if len(raw.encode("utf-8", errors="replace")) > limit:
+            await self.send(_error("frame_too_large", f"frames are limited to {limit} bytes"))
+            return None
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            await self.send(_error("bad_json", "frame is not valid JSON"))
+            return None
+        if not isinstance(data, dict) or "type" not in data:
+            await self.send(_error("invalid_frame", "a frame is a JSON object with a 'type'"))
+            return None
+        if data["type"] not in CLIENT_TYPES:
+            await self.send(_error("unknown_type", f"unknown frame type {str(data['type'])[:40]!r}; "
+                                                   f"expected one of {', '.join(CLIENT_TYPES)}"))
+            return None
+        if data["type"] == "message" and isinstance(data.get("text"), str) \
+                and len(data["text"]) > self.s.settings.max_message_chars:
+            await self.send(_error("text_too_long", f"messages are limited to {self.s.settings.max_message_chars} "
+                                                    "characters", client_id=data.get("client_id")))
+            return None
+        try:
+            return FRAMES.validate_python(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
+            await self.send(_error("invalid_frame", f"{where}: {first['msg']}", client_id=data.get("client_id")))
+            return None
+
+    async def dispatch(self, frame: Any) -> None:
+        if frame.type == "ping":
+            await self.send({"type": "pong", "seq": None, "time": time.time()})
+        elif isinstance(frame, MessageFrame):
+            await self.on_message(frame)
+        elif isinstance(frame, CancelFrame):
+            await self.on_cancel(frame)
+        elif isinstance(frame, ResumeFrame):
+            await self.on_resume(frame)
+        elif isinstance(frame, FeedbackFrame):
+            await self.on_feedback(frame)
+
+    # -- frames ---------------------------------------------------------------------------------
+    async def on_message(self, frame: MessageFrame) -> None:
+        s, caller = self.s, self.caller
+        conv_id = str(frame.conversation_id) if frame.conversation_id else None
+        persona_id = frame.persona or ("support" if caller.anonymous else "marcus")
+        try:
+            persona = get_persona(persona_id)
+        except NotFound as exc:
+            await self.send(_error("unknown_persona", str(exc), client_id=frame.client_id))
+            return
+        if caller.anonymous and not persona.anonymous:
+            await self.send(_error("forbidden", f"{persona.name} needs a signed-in user; widget visitors talk "
+                                                "to support", client_id=frame.client_id))
+            return
+        key, per_minute = ((f"user:{caller.user_id}", s.settings.user_messages_per_minute) if not caller.anonymous
+                           else (f"site:{caller.site_id}", s.settings.site_messages_per_minute))
+        wait = s.limiter.hit(key, per_minute)
+        if wait is not None:
+            await self.send(_error("rate_limited", f"too many messages; retry in {wait} s", retryable=True,
+                                   retry_after=wait, client_id=frame.client_id))
+            return
+        if len([t for t in self.active.values() if not t.done()]) >= s.settings.max_turns_per_connection:
+            await self.send(_error("too_many_turns", "a turn is already running on this connection; wait for its "
+                                                     "'done' or cancel it", retryable=True, retry_after=1.0,
+                                   client_id=frame.client_id))
+            return
+        if conv_id:
+            try:
+                used = await asyncio.to_thread(convs.tokens_used, s.db, conv_id)
+            except MentorError:
+                used = 0
+            if used >= s.settings.conversation_token_budget:
+                await self.send(_error("token_budget_exceeded",
+                                       f"this conversation used {used} tokens (limit "
+                                       f"{s.settings.conversation_token_budget}); start a new conversation",
+                                       client_id=frame.client_id))
+                return
+        try:
+            start = await asyncio.to_thread(convs.start_turn, s.db, caller, persona=persona_id, text=frame.text,
+                                            client_id=frame.client_id, conversation_id=conv_id)
+        except NotFound as exc:
+            await self.send(_error("not_found", str(exc), client_id=frame.client_id))
+            return
+        if start.duplicate:
+            await self.send({"type": "ack", "seq": None, "conversation_id": start.conversation_id,
+                             "client_id": frame.client_id, "message_id": start.assistant_message_id,
+                             "user_message_id": start.user_message_id, "duplicate": True})
+            await self.replay(start.conversation_id, 0, only_message=start.assistant_message_id)
+            return
+        ack = {"type": "ack", "client_id": frame.client_id, "message_id": start.assistant_message_id,
+               "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id}
+        seq = await asyncio.to_thread(convs.append_event, s.db, start.conversation_id, caller.user_id,
+                                      start.assistant_message_id, ack)
+        await self.send({**ack, "seq": seq, "conversation_id": start.conversation_id})
+        history = await asyncio.to_thread(convs.history, s.db, start.conversation_id, start.user_message_id)
+        req = TurnRequest(persona=persona_id, text=frame.text, user_id=caller.user_id, history=history,
+                          project_id=frame.project_id, mode=frame.mode, conversation_id=start.conversation_id)
+        self.active[start.conversation_id] = asyncio.create_task(self.stream_turn(start, req))
+
+    async def stream_turn(self, start: convs.TurnStart, req: TurnRequest) -> None:
+        queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        cancel = threading.Event()
+        self.s.running[start.conversation_id] = cancel
+
+        def emit(item: dict | None) -> None:
+            self.loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        worker = threading.Thread(target=run_and_store, args=(self.s, self.caller, start, req, cancel, emit),
+                                  daemon=True, name=f"turn-{start.assistant_message_id}")
+        worker.start()
+        try:
+            while (item := await queue.get()) is not None:
+                await self.send(item)
+        finally:
+            if self.s.running.get(start.conversation_id) is cancel:
+                self.s.running.pop(start.conversation_id, None)
+
+    async def on_cancel(self, frame: CancelFrame) -> None:
+        targets = [str(frame.conversation_id)] if frame.conversation_id else \
+            [c for c, t in self.active.items() if not t.done()]
+        flags = [self.s.running[c] for c in targets if c in self.s.running]
+        if not flags:
+            await self.send(_error("nothing_to_cancel", "no answer is being generated"))
+            return
+        for flag in flags:
+            flag.set()
+
+    async def on_resume(self, frame: ResumeFrame) -> None:
+        try:
+            await asyncio.to_thread(convs.get_conversation, self.s.db, str(frame.conversation_id), self.caller)
+        except NotFound as exc:
+            await self.send(_error("not_found", str(exc)))
+            return
+        await self.replay(str(frame.conversation_id), frame.after_seq)
+
+    async def replay(self, conversation_id: str, after_seq: int, only_message: int | None = None) -> None:
+        """Send stored events after `after_seq`, then follow the log while an answer is still streaming."""
+        db, last, quiet_rounds = self.s.db, after_seq, 0
+        while True:
+            events = await asyncio.to_thread(convs.events_after, db, conversation_id, last)
+            for event in events:
+                last = event["seq"]
+                if only_message is None or event["message_id"] == only_message:
+                    await self.send(event)
+            streaming = await asyncio.to_thread(convs.latest_streaming_message, db, conversation_id)
+            if streaming is None or (only_message is not None and streaming != only_message):
+                quiet_rounds += 1
+                if quiet_rounds >= 2:  # one more read after the answer finished catches its last events
+                    return
+            else:
+                quiet_rounds = 0
+            if self.ws.client_state != WebSocketState.CONNECTED:
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def on_feedback(self, frame: FeedbackFrame) -> None:
+        if self.caller.anonymous:
+            await self.send(_error("sign_in_required", "feedback needs a signed-in user"))
+            return
+        try:
+            fid = await asyncio.to_thread(convs.save_feedback, self.s.db, self.caller.user_id, frame.message_id,
+                                          rating=frame.rating, comment=frame.comment, implemented=frame.implemented)
+        except NotFound as exc:
+            await self.send(_error("not_found", str(exc)))
+            return
+        await self.send({"type": "feedback_saved", "seq": None, "message_id": frame.message_id, "feedback_id": fid})
+
+
+def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: TurnRequest, cancel: threading.Event,
+                  emit: Any) -> None:
+    """Worker thread: run the turn, store each event with its seq, hand it to the socket."""
+    conv, msg = start.conversation_id, start.assistant_message_id
+    started = time.perf_counter()
+    first = True
+    answer: list[str] = []
+    call_args: dict[str, dict] = {}
+    metrics.TURNS.labels(req.persona).inc()
+    try:
+        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+            payload = event.model_dump()
+            kind = payload["type"]
+            if kind == "token":
+                answer.append(payload["delta"])
+                if first:
+                    metrics.FIRST_EVENT_SECONDS.observe(time.perf_counter() - started)
+                    first = False
+            elif kind == "tool_call":
+                call_args[payload["id"]] = payload["args"]
+            elif kind == "tool_result":
+                payload["args"] = call_args.get(payload["id"], {})
+                metrics.TOOL_CALLS.labels(payload["name"], "error" if payload["error"] else "ok").inc()
+            elif kind == "error":
+                metrics.ERRORS.labels(payload["code"]).inc()
+            elif kind == "done":
+                payload["message_id"] = msg
+                usage = payload["usage"]
+                metrics.TOKENS.labels("prompt").inc(usage["prompt_tokens"])
+                metrics.TOKENS.labels("completion").inc(usage["completion_tokens"])
+                status = {"cancelled": "cancelled", "error": "error"}.get(payload["finish_reason"], "complete")
+                seq = convs.append_event(s.db, conv, caller.user_id, msg, payload)
+                convs.finish_message(s.db, msg, content="".join(answer), status=status, usage=usage)
+                emit({**payload, "seq": seq, "conversation_id": conv})
+                continue
+            seq = convs.append_event(s.db, conv, caller.user_id, msg, payload)
+            emit({**payload, "seq": seq, "conversation_id": conv, "message_id": msg})
+    except Exception as exc:  # never leave a message "streaming" forever
+        log.exception("turn failed", extra={"conversation_id": conv})
+        error = _error("internal", f"the turn failed: {type(exc).__name__}")
+        seq = convs.append_event(s.db, conv, caller.user_id, msg, {k: v for k, v in error.items() if k != "seq"})
+        emit({**error, "seq": seq, "conversation_id": conv})
+        done = {"type": "done", "message_id": msg, "finish_reason": "error", "provider": s.provider.name,
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "counted": "tiktoken"}}
+        seq = convs.append_event(s.db, conv, caller.user_id, msg, done)
+        convs.finish_message(s.db, msg, content="".join(answer), status="error", usage=None)
+        emit({**done, "seq": seq, "conversation_id": conv})
+    finally:
+        metrics.TURN_SECONDS.observe(time.perf_counter() - started)
+        emit(None)
+
+
+async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict | None] | None:
+    """Accept the socket, then identify the caller; on failure send a typed error and close (4401)."""
+    await ws.accept()
+    params = ws.query_params
+    header = ws.headers.get("authorization", "")
+    token = params.get("token") or (header[7:] if header.lower().startswith("bearer ") else None)
+    try:
+        if token:
+            user_id = verify_token(services.settings, token)
+            user = await asyncio.to_thread(user_exists, services.db, user_id)
+            return Caller(user_id=user_id), dict(user)
+        if params.get("site_key"):
+            caller = await asyncio.to_thread(site_caller, services.db, params["site_key"], ws.headers.get("origin"),
+                                             params.get("visitor_id"))
+            return caller, None
+        raise AuthError("sign in with a token, or connect from a registered site with its site_key")
+    except (AuthError, NotFound) as exc:
+        metrics.ERRORS.labels("unauthorized").inc()
+        await ws.send_text(json.dumps({"type": "error", "code": "unauthorized", "message": str(exc),
+                                       "retryable": False, "retry_after": None, "seq": None}))
+        await ws.close(code=4401)
+        return None
+
+
+async def chat_endpoint(ws: WebSocket, services: Services) -> None:
+    who = await authenticate(ws, services)
+    if who is None:
+        return
+    metrics.CONNECTIONS.inc()
+    try:
+        await ChatSession(ws, services, *who).serve()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        metrics.CONNECTIONS.dec()

@@ -1,0 +1,176 @@
+"""Conversations, messages and their event log — the state a reconnecting client resumes from.
+
+The server writes here as the trusted owner role (it has already authenticated the caller and checks
+ownership itself, including for anonymous widget visitors, who have no RLS identity); users read
+their own history through `Database.as_user`, under row-level security.
+
+Sequence numbers are allocated in the database (`conversations.last_seq`, row-locked by the UPDATE),
+so any worker can append to or replay a conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from store.db import Database
+from store.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int | None = None
+    site_id: int | None = None
+    visitor_id: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user_id is None
+
+
+@dataclass
+class TurnStart:
+    conversation_id: str
+    user_message_id: int
+    assistant_message_id: int
+    duplicate: bool
+    status: str
+
+
+def _owned(row: dict | None, caller: Caller) -> bool:
+    if row is None:
+        return False
+    if caller.user_id is not None:
+        return row["user_id"] == caller.user_id
+    return row["user_id"] is None and row["visitor_id"] is not None and row["visitor_id"] == caller.visitor_id
+
+
+def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict:
+    with db.admin() as conn:
+        row = conn.execute("SELECT * FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+    if not _owned(row, caller):
+        raise NotFound(f"conversation {conversation_id} not found")
+    return row
+
+
+def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
+               conversation_id: str | None) -> TurnStart:
+    """Store the user's message (idempotent by client id) and an empty assistant message, atomically."""
+    with db.admin() as conn:
+        if conversation_id is None:
+            conversation_id = str(uuid.uuid4())
+            conn.execute(
+                """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (conversation_id, caller.user_id, persona, " ".join(text.split())[:80], caller.site_id,
+                 caller.visitor_id))
+        else:
+            row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()
+            if not _owned(row, caller):
+                raise NotFound(f"conversation {conversation_id} not found")
+        existing = conn.execute(
+            """SELECT u.id AS user_message_id, a.id AS assistant_message_id, a.status
+               FROM messages u JOIN messages a ON a.reply_to = u.id
+               WHERE u.conversation_id = %s AND u.client_id = %s""", (conversation_id, client_id)).fetchone()
+        if existing:
+            return TurnStart(conversation_id, existing["user_message_id"], existing["assistant_message_id"],
+                             duplicate=True, status=existing["status"])
+        user_msg = conn.execute(
+            """INSERT INTO messages (conversation_id, user_id, role, content, client_id, status)
+               VALUES (%s, %s, 'user', %s, %s, 'complete') RETURNING id""",
+            (conversation_id, caller.user_id, text, client_id)).fetchone()["id"]
+        reply = conn.execute(
+            """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
+               VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
+            (conversation_id, caller.user_id, user_msg)).fetchone()["id"]
+        return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming")
+
+
+def append_event(db: Database, conversation_id: str, user_id: int | None, message_id: int | None,
+                 event: dict[str, Any]) -> int:
+    """Give the event the conversation's next seq and store it (plus tool calls and citations)."""
+    with db.admin() as conn:
+        seq = conn.execute(
+            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = now() WHERE id = %s RETURNING last_seq",
+            (conversation_id,)).fetchone()["last_seq"]
+        conn.execute(
+            """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (conversation_id, seq, user_id, message_id, event["type"], json.dumps(event, default=str)))
+        if event["type"] == "tool_result":
+            conn.execute(
+                """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                (message_id, conversation_id, user_id, event["name"], json.dumps(event.get("args", {})),
+                 json.dumps(event.get("data"), default=str), event.get("error")))
+        elif event["type"] == "citation":
+            conn.execute(
+                """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
+                   VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
+                (message_id, conversation_id, user_id, event["chunk_id"], event["source"], event["title"],
+                 event["snippet"]))
+    return seq
+
+
+def finish_message(db: Database, message_id: int, *, content: str, status: str, usage: dict | None) -> None:
+    with db.admin() as conn:
+        conn.execute("UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
+                     (content, status, json.dumps(usage) if usage else None, message_id))
+
+
+def events_after(db: Database, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:
+    with db.admin() as conn:
+        rows = conn.execute(
+            """SELECT seq, message_id, payload FROM conversation_events
+               WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
+            (conversation_id, after_seq, limit)).fetchall()
+    return [{**r["payload"], "seq": r["seq"], "conversation_id": conversation_id, "message_id": r["message_id"]}
+            for r in rows]
+
+
+def message_status(db: Database, message_id: int) -> str:
+    with db.admin() as conn:
+        row = conn.execute("SELECT status FROM messages WHERE id = %s", (message_id,)).fetchone()
+    return row["status"] if row else "missing"
+
+
+def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
+    with db.admin() as conn:
+        row = conn.execute(
+            """SELECT id FROM messages WHERE conversation_id = %s AND role = 'assistant' AND status = 'streaming'
+               ORDER BY id DESC LIMIT 1""", (conversation_id,)).fetchone()
+    return row["id"] if row else None
+
+
+def history(db: Database, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:
+    """Earlier finished messages, oldest first, for the model's context."""
+    with db.admin() as conn:
+        rows = conn.execute(
+            """SELECT role, content FROM messages
+               WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant')
+                 AND status IN ('complete', 'cancelled') AND content <> ''
+               ORDER BY id DESC LIMIT %s""", (conversation_id, before_message_id, limit)).fetchall()
+    return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
+
+
+def tokens_used(db: Database, conversation_id: str) -> int:
+    with db.admin() as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum((usage->>'total_tokens')::int), 0) AS n FROM messages WHERE conversation_id = %s",
+            (conversation_id,)).fetchone()
+    return int(row["n"])
+
+
+def save_feedback(db: Database, user_id: int, message_id: int, *, rating: int, comment: str | None,
+                  implemented: bool) -> int:
+    """Feedback on one of the caller's own messages (RLS decides what "own" means)."""
+    with db.as_user(user_id) as conn:
+        row = conn.execute(
+            """INSERT INTO feedback (message_id, user_id, rating, comment, implemented)
+               SELECT id, app_user_id(), %s, %s, %s FROM messages WHERE id = %s AND role = 'assistant'
+               RETURNING id""", (rating, comment, implemented, message_id)).fetchone()
+    if row is None:
+        raise NotFound(f"message {message_id} not found")
+    return row["id"]
