@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's two Quick-start commands:
-#   ./run.sh start   set everything up (venv, dependencies, database, demo data, embeddings) and start
+#   ./run.sh start   set everything up (venv, dependencies, database, demo data, embeddings) and serve
 #   ./run.sh test    set everything up and run the whole test suite (what .ci/run calls)
 # Needs only Python 3.11 with pip; as root it installs python3-venv with apt if venv is missing.
 set -euo pipefail
@@ -53,16 +53,28 @@ install_deps() {
     echo "$want" > "$STAMP"
 }
 
+ensure_chromium() {
+    # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser build).
+    if [ -x /usr/bin/chromium ]; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing Debian's chromium for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "warning: /usr/bin/chromium missing and not root; browser tests will be skipped" >&2
+    fi
+}
+
 case "${1:-}" in
     start)
         install_deps
         echo "==> preparing the embedded instance in ${MENTOR_HOME:-the per-user data directory}"
         "$VENV/bin/mentor" setup
-        echo "==> ready; example searches:"
-        exec "$VENV/bin/mentor" demo
+        echo "==> starting the service on http://${MENTOR_HOST:-127.0.0.1}:${MENTOR_PORT:-8000} (chat page at /, widget demo at /widget/demo)"
+        exec "$VENV/bin/mentor" serve --host "${MENTOR_HOST:-127.0.0.1}" --port "${MENTOR_PORT:-8000}"
         ;;
     test)
         install_deps
+        ensure_chromium
         shift
         "$VENV/bin/ruff" check .
         set +e

@@ -9,6 +9,7 @@ database, then live (by polling the event log) while the answer is still streami
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -194,7 +195,9 @@ class ChatSession:
         self.s.running[start.conversation_id] = cancel
 
         def emit(item: dict | None) -> None:
-            self.loop.call_soon_threadsafe(queue.put_nowait, item)
+            # RuntimeError: the loop is gone (server shutting down); the event is already stored
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(queue.put_nowait, item)
 
         worker = threading.Thread(target=run_and_store, args=(self.s, self.caller, start, req, cancel, emit),
                                   daemon=True, name=f"turn-{start.assistant_message_id}")

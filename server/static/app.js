@@ -49,7 +49,7 @@ function assistantBubble(messageId) {
 
 function feedbackButtons(b, messageId) {
   const box = b.el.querySelector(".feedback");
-  box.innerHTML = `<button data-r="5" title="helpful">👍</button><button data-r="1" title="not helpful">👎</button><label><input type="checkbox"> I implemented this</label>`;
+  box.innerHTML = `<button data-r="5">Helpful</button><button data-r="1">Not helpful</button><label><input type="checkbox"> I implemented this</label>`;
   for (const btn of box.querySelectorAll("button")) btn.onclick = () => {
     client.feedback(Number(messageId), Number(btn.dataset.r), null, box.querySelector("input").checked);
     box.innerHTML = "<small>thanks for the feedback</small>";

@@ -35,7 +35,7 @@
           button.send, button.human { border: none; border-radius: 8px; padding: 8px 10px; cursor: pointer; background: #2a5bd7; color: #fff; }
           button.human { background: #e0a100; width: calc(100% - 16px); margin: 0 8px 8px; }
         </style>
-        <button class="launcher" part="launcher">💬 Help</button>
+        <button class="launcher" part="launcher">Help</button>
         <div class="panel" role="dialog" aria-label="Support chat">
           <div class="head"><b>Support</b><span class="status"></span><button class="close" aria-label="Close">×</button></div>
           <div class="msgs" aria-live="polite"></div>
@@ -62,7 +62,7 @@
           else if (ev.type === "citation") r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base));
           else if (ev.type === "handoff") r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} created — a person will reply soon.</div>`);
           else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err">${escapeHtml(ev.message)}</div>`);
-          else if (ev.type === "done") { const t = r.el.querySelector(".thinking"); if (t) t.remove(); }
+          else if (ev.type === "done") { const t = r.el.querySelector(".thinking"); if (t) t.remove(); r.el.dataset.done = ev.finish_reason; }
         },
       });
       let connected = false;
