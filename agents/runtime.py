@@ -232,7 +232,9 @@ class _Turn:
             return
         letter = self.answer.strip()
         source = "model"
-        if len(letter) < 80:
+        if len(letter) < 80 or not quotes_amount(letter, bid["amount"]):
+            # A letter that never states the recommended bid is not a usable proposal (the tiny local
+            # model often rambles); the factual template carries the bid, the plan and the proof.
             letter, source = template_letter(project, self.records, bid), "template"
         yield from self.call_tool("save_proposal_draft", {
             "project_id": project["id"], "cover_letter": letter, "bid_amount": bid["amount"],
@@ -286,6 +288,12 @@ class _Turn:
             finish_reason=getattr(self, "finish", "stop"),
             provider=self.provider.name,
         )
+
+
+def quotes_amount(text: str, amount: float) -> bool:
+    """Does the text state this dollar amount (5440, 5,440, 5440.00 all count)?"""
+    digits = {m.replace(",", "").split(".")[0] for m in re.findall(r"\$?\s?(\d[\d,]*(?:\.\d+)?)", text)}
+    return str(int(round(amount))) in digits
 
 
 def template_letter(project: dict, records: list[tuple[str, Any]], bid: dict) -> str:

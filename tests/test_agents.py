@@ -137,8 +137,12 @@ def test_proposal_writer_recommends_bid_in_range_and_saves_draft(knowledge: Data
                                                                  ptype) -> None:
     mateo = demo_ids["mateo"]
     project = _open_project(knowledge, "React", ptype)
+    from agents.tools import ToolContext, run_tool
+
+    expected = run_tool("recommend_bid", {"project_id": project["id"]}, ToolContext(knowledge, mateo)).data
     letter = ("Hi team, you need a React dashboard your customers will use. I will start with a short discovery "
-              "call, build in weekly increments and hand over documented code. What is your launch date?")
+              f"call, build in weekly increments and hand over documented code for ${expected['amount']:,.0f}. "
+              "What is your launch date?")
     with respx.mock() as router:
         ScriptedEndpoint(router, [text_reply(letter)])
         events = turn(knowledge, provider, persona="proposal_writer",
@@ -156,16 +160,17 @@ def test_proposal_writer_recommends_bid_in_range_and_saves_draft(knowledge: Data
     assert float(draft["bid_amount"]) == bid["amount"] and draft["cover_letter"] == letter
     assert draft["rationale"]["cover_letter_source"] == "model"
     # the user can list it later
-    from agents.tools import ToolContext, run_tool
-
     listed = run_tool("my_proposals", {"status": "draft"}, ToolContext(knowledge, mateo))
     assert saved["proposal_id"] in [p["id"] for p in listed.data["proposals"]]
 
 
-def test_proposal_writer_falls_back_to_a_factual_letter(knowledge: Database, provider, demo_ids) -> None:
+@pytest.mark.parametrize("reply", ["ok", "I am thrilled to help you with your dream project! Please click here to "
+                                            "send your order now and choose a date within six weeks."])
+def test_proposal_writer_falls_back_to_a_factual_letter(knowledge: Database, provider, demo_ids, reply) -> None:
+    """Too short, or never states the recommended bid: the draft gets the factual template instead."""
     project = _open_project(knowledge, "Figma")
     with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("ok")])
+        ScriptedEndpoint(router, [text_reply(reply)])
         events = turn(knowledge, provider, persona="proposal_writer", text="Draft it please",
                       project_id=project["id"], user_id=demo_ids["sofia"])
     saved = of(events, "tool_call", "save_proposal_draft")[0].args

@@ -117,3 +117,16 @@ def test_upset_signal(text: str, upset: bool) -> None:
 def test_wants_human() -> None:
     assert wants_human("Can I talk to a human?") and wants_human("I want to speak to someone")
     assert not wants_human("What is the commission?")
+
+
+@pytest.mark.parametrize(("text", "amount", "found"), [
+    ("My bid is $5,440 for the full scope.", 5440.0, True),
+    ("Total: 5440.00 USD", 5440, True),
+    ("I'd charge $81 per hour", 81, True),
+    ("for $54,400", 5440, False),
+    ("no numbers here", 10, False),
+])
+def test_quotes_amount(text: str, amount: float, found: bool) -> None:
+    from agents.runtime import quotes_amount
+
+    assert quotes_amount(text, amount) is found
