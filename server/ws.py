@@ -308,7 +308,10 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
         convs.finish_message(s.db, msg, content="".join(answer), status="error", usage=None)
         emit({**done, "seq": seq, "conversation_id": conv})
     finally:
-        metrics.TURN_SECONDS.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.TURN_SECONDS.observe(elapsed)
+        log.info("turn finished", extra={"conversation_id": conv, "persona": req.persona,
+                                         "duration_ms": round(elapsed * 1000, 1)})
         emit(None)
 
 

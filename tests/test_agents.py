@@ -286,3 +286,26 @@ def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) 
     events = json.loads(result.stdout)
     assert events[-1]["type"] == "done"
     assert any(e["type"] == "tool_result" and e["name"] == "market_rates" for e in events)
+
+
+def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from server.cli import app
+    from store.settings import get_settings
+
+    monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    get_settings.cache_clear()
+    try:
+        with respx.mock() as router:
+            endpoint = ScriptedEndpoint(router, [text_reply("Escrow holds the money."),
+                                                 text_reply("It is released on approval.")])
+            result = CliRunner().invoke(app, ["chat", "--persona", "support", "--user", "nora"],
+                                        input="What is escrow?\nWhen is it released?\n/quit\n")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "Escrow holds the money." in result.stdout and "It is released on approval." in result.stdout
+    second = endpoint.requests[1]["messages"]
+    assert [m["content"] for m in second[1:]] == ["What is escrow?", "Escrow holds the money.", "When is it released?"]

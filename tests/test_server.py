@@ -356,3 +356,29 @@ def test_health_ready_metrics_docs(live) -> None:
         assert client.get("/static/../app.py").status_code == 404
         page = client.get("/knowledge/help_center/fees-and-commission.md").text
         assert 'id="freelancer-commission"' in page
+
+
+def test_authorization_header_works_for_the_websocket(live, tokens) -> None:
+    ws = connect(live.ws, additional_headers={"Authorization": f"Bearer {tokens['dana']}"}, open_timeout=10)
+    ready = recv(ws)
+    ws.close()
+    assert ready["type"] == "ready" and ready["user"]["handle"] == "dana"
+
+
+def test_cli_token_and_sites(live, db: Database) -> None:
+    import jwt
+    from typer.testing import CliRunner
+
+    from server.auth import jwt_secret
+    from server.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["token", "mateo"])
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.stdout.strip(), jwt_secret(live.services.settings), algorithms=["HS256"])
+    assert claims["sub"] == "2" and claims["exp"] > time.time()
+    added = runner.invoke(app, ["sites", "add", "--origin", "https://shop.example", "--name", "shop"])
+    assert added.exit_code == 0 and added.stdout.strip().startswith("site_")
+    assert "https://shop.example" in runner.invoke(app, ["sites", "list"]).stdout
+    bad = runner.invoke(app, ["sites", "add", "--origin", "shop.example"])
+    assert bad.exit_code != 0 and bad.stderr.startswith("error: origins must look like")
