@@ -20,15 +20,27 @@ def turn(db: Database, provider, **kwargs) -> list:  # type: ignore[no-untyped-d
     return list(run_turn(TurnRequest(**kwargs), db=db, provider=provider))
 
 
+def scripted_turn(db: Database, provider, replies: list, **kwargs) -> tuple[list, ScriptedEndpoint]:  # type: ignore[no-untyped-def]
+    """Run one turn against the respx-mocked endpoint serving `replies` in order."""
+    with respx.mock() as router:
+        endpoint = ScriptedEndpoint(router, replies)
+        events = turn(db, provider, **kwargs)
+    return events, endpoint
+
+
 def of(events: list, kind: str, name: str | None = None) -> list:
     return [e for e in events if e.type == kind and (name is None or getattr(e, "name", None) == name)]
 
 
 def test_streaming_answer_tokens_in_order_with_backend_usage(knowledge: Database, provider, demo_ids) -> None:
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("Focus on one niche first, then raise your rate.")])
-        events = turn(knowledge, provider, persona="marcus", text="How do I grow my business?",
-                      user_id=demo_ids["mateo"])
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("Focus on one niche first, then raise your rate.")],
+        persona="marcus",
+        text="How do I grow my business?",
+        user_id=demo_ids["mateo"],
+    )
     tokens = "".join(e.delta for e in of(events, "token"))
     assert tokens == "Focus on one niche first, then raise your rate."
     assert len(of(events, "token")) >= 3
@@ -41,13 +53,17 @@ def test_streaming_answer_tokens_in_order_with_backend_usage(knowledge: Database
 
 
 def test_tool_call_split_across_chunks_runs_as_caller(knowledge: Database, provider, demo_ids) -> None:
-    with respx.mock() as router:
-        endpoint = ScriptedEndpoint(router, [
+    events, endpoint = scripted_turn(
+        knowledge,
+        provider,
+        [
             tool_reply([("market_rates", {"skill": "Figma", "segment": "expert"})]),
             text_reply("Expert Figma designers charge a median of about $104 per hour."),
-        ])
-        events = turn(knowledge, provider, persona="david", text="What do expert Figma designers charge?",
-                      user_id=demo_ids["mateo"])
+        ],
+        persona="david",
+        text="What do expert Figma designers charge?",
+        user_id=demo_ids["mateo"],
+    )
     calls = [e for e in of(events, "tool_call", "market_rates") if e.args.get("segment") == "expert"]
     assert calls and calls[0].args == {"skill": "Figma", "segment": "expert"}
     result = next(e for e in of(events, "tool_result", "market_rates") if e.id == calls[0].id)
@@ -62,19 +78,25 @@ def test_tool_call_split_across_chunks_runs_as_caller(knowledge: Database, provi
 
 
 def test_retry_on_429_then_success(knowledge: Database, provider, demo_ids) -> None:
-    with respx.mock() as router:
-        endpoint = ScriptedEndpoint(router, [httpx.Response(429, json={"error": {"message": "slow down"}}),
-                                             text_reply("Here you go.")])
-        events = turn(knowledge, provider, persona="support", text="How do withdrawals work?")
+    events, endpoint = scripted_turn(
+        knowledge,
+        provider,
+        [httpx.Response(429, json={"error": {"message": "slow down"}}), text_reply("Here you go.")],
+        persona="support",
+        text="How do withdrawals work?",
+    )
     assert len(endpoint.requests) == 2
     assert "".join(e.delta for e in of(events, "token")) == "Here you go."
 
 
-@pytest.mark.parametrize(("failure", "retryable"), [
-    (httpx.Response(500, json={"error": {"message": "boom"}}), True),
-    (httpx.ConnectError("refused"), True),
-    (httpx.Response(401, json={"error": {"message": "bad key"}}), False),
-])
+@pytest.mark.parametrize(
+    ("failure", "retryable"),
+    [
+        (httpx.Response(500, json={"error": {"message": "boom"}}), True),
+        (httpx.ConnectError("refused"), True),
+        (httpx.Response(401, json={"error": {"message": "bad key"}}), False),
+    ],
+)
 def test_persistent_failure_becomes_typed_error_event(knowledge: Database, provider, failure, retryable) -> None:
     with respx.mock() as router:
         ScriptedEndpoint(router, [failure] * 5)
@@ -96,29 +118,39 @@ def test_provider_raises_typed_error_directly(provider) -> None:
 
 def test_marcus_uses_profile_and_learning_roi(knowledge: Database, provider, demo_ids) -> None:
     mateo = demo_ids["mateo"]
-    with respx.mock() as router:
-        endpoint = ScriptedEndpoint(router, [text_reply("Your React work earns the most.")])
-        events = turn(knowledge, provider, persona="marcus", text="Which skill should I focus on next?",
-                      user_id=mateo)
+    events, endpoint = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("Your React work earns the most.")],
+        persona="marcus",
+        text="Which skill should I focus on next?",
+        user_id=mateo,
+    )
     roi = of(events, "tool_result", "learning_roi")[0].data
     with knowledge.admin() as conn:
-        hours = conn.execute("SELECT sum(duration_minutes) / 60.0 AS h FROM learning_sessions WHERE freelancer_id = %s",
-                             (mateo,)).fetchone()["h"]
+        hours = conn.execute(
+            "SELECT sum(duration_minutes) / 60.0 AS h FROM learning_sessions WHERE freelancer_id = %s", (mateo,)
+        ).fetchone()["h"]
     assert Decimal(str(roi["learning_hours"])) == Decimal(hours).quantize(Decimal("0.01"))
     assert {c.corpus for c in of(events, "citation")} == {"curriculum"}
     assert "Records" in endpoint.system_prompt() and "learning_roi" in endpoint.system_prompt()
 
 
 def test_david_percentiles_equal_the_market_table(knowledge: Database, provider, demo_ids) -> None:
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("Compare your rate with the median.")])
-        events = turn(knowledge, provider, persona="david", text="Should I raise my React rate?",
-                      user_id=demo_ids["mateo"])
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("Compare your rate with the median.")],
+        persona="david",
+        text="Should I raise my React rate?",
+        user_id=demo_ids["mateo"],
+    )
     rates = of(events, "tool_result", "market_rates")[0].data
     with knowledge.admin() as conn:
         row = conn.execute(
             """SELECT p25, p50, p75, p90, demand_score FROM market_rates m JOIN skills s ON s.id = m.skill_id
-               WHERE s.name = 'React' AND m.segment = 'intermediate'""").fetchone()
+               WHERE s.name = 'React' AND m.segment = 'intermediate'"""
+        ).fetchone()
     assert rates["skill"] == "React" and rates["segment"] == "intermediate"
     assert [rates[k] for k in ("p25", "p50", "p75", "p90", "demand_score")] == [float(v) for v in row.values()]
 
@@ -129,24 +161,33 @@ def _open_project(db: Database, skill: str, ptype: str | None = None) -> dict:
             """SELECT p.* FROM projects p JOIN project_skills ps ON ps.project_id = p.id
                JOIN skills s ON s.id = ps.skill_id
                WHERE p.status = 'open' AND s.name = %s AND (%s::text IS NULL OR p.project_type = %s)
-               ORDER BY p.id LIMIT 1""", (skill, ptype, ptype)).fetchone()
+               ORDER BY p.id LIMIT 1""",
+            (skill, ptype, ptype),
+        ).fetchone()
 
 
 @pytest.mark.parametrize("ptype", ["fixed", "hourly"])
-def test_proposal_writer_recommends_bid_in_range_and_saves_draft(knowledge: Database, provider, demo_ids,
-                                                                 ptype) -> None:
+def test_proposal_writer_recommends_bid_in_range_and_saves_draft(
+    knowledge: Database, provider, demo_ids, ptype
+) -> None:
     mateo = demo_ids["mateo"]
     project = _open_project(knowledge, "React", ptype)
     from agents.tools import ToolContext, run_tool
 
     expected = run_tool("recommend_bid", {"project_id": project["id"]}, ToolContext(knowledge, mateo)).data
-    letter = ("Hi team, you need a React dashboard your customers will use. I will start with a short discovery "
-              f"call, build in weekly increments and hand over documented code for ${expected['amount']:,.0f}. "
-              "What is your launch date?")
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply(letter)])
-        events = turn(knowledge, provider, persona="proposal_writer",
-                      text=f"Write a proposal for project {project['id']}", user_id=mateo)
+    letter = (
+        "Hi team, you need a React dashboard your customers will use. I will start with a short discovery "
+        f"call, build in weekly increments and hand over documented code for ${expected['amount']:,.0f}. "
+        "What is your launch date?"
+    )
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply(letter)],
+        persona="proposal_writer",
+        text=f"Write a proposal for project {project['id']}",
+        user_id=mateo,
+    )
     bid = of(events, "tool_result", "recommend_bid")[0].data
     assert bid["range_low"] <= bid["amount"] <= bid["range_high"]
     assert bid["bid_type"] == ("hourly" if ptype == "hourly" else "fixed")
@@ -164,37 +205,68 @@ def test_proposal_writer_recommends_bid_in_range_and_saves_draft(knowledge: Data
     assert saved["proposal_id"] in [p["id"] for p in listed.data["proposals"]]
 
 
-@pytest.mark.parametrize("reply", ["ok", "I am thrilled to help you with your dream project! Please click here to "
-                                            "send your order now and choose a date within six weeks."])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "ok",
+        "I am thrilled to help you with your dream project! Please click here to "
+        "send your order now and choose a date within six weeks.",
+    ],
+)
 def test_proposal_writer_falls_back_to_a_factual_letter(knowledge: Database, provider, demo_ids, reply) -> None:
     """Too short, or never states the recommended bid: the draft gets the factual template instead."""
     project = _open_project(knowledge, "Figma")
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply(reply)])
-        events = turn(knowledge, provider, persona="proposal_writer", text="Draft it please",
-                      project_id=project["id"], user_id=demo_ids["sofia"])
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply(reply)],
+        persona="proposal_writer",
+        text="Draft it please",
+        project_id=project["id"],
+        user_id=demo_ids["sofia"],
+    )
     saved = of(events, "tool_call", "save_proposal_draft")[0].args
     assert saved["rationale"]["cover_letter_source"] == "template"
     assert project["title"] in saved["cover_letter"] and f"${saved['bid_amount']:,.0f}" in saved["cover_letter"]
 
 
 def test_proposal_writer_needs_a_project(knowledge: Database, provider, demo_ids) -> None:
-    events = turn(knowledge, provider, persona="proposal_writer", text="write me a proposal",
-                  user_id=demo_ids["mateo"])
+    events = turn(knowledge, provider, persona="proposal_writer", text="write me a proposal", user_id=demo_ids["mateo"])
     assert [e.code for e in of(events, "error")] == ["project_required"]
 
 
 def test_sarah_plays_the_client_then_steps_out_for_feedback(knowledge: Database, provider, demo_ids) -> None:
     project = _open_project(knowledge, "React")
     with respx.mock() as router:
-        endpoint = ScriptedEndpoint(router, [text_reply("That's more than we planned. Can you do it for less?"),
-                                             text_reply("You asked good questions; next time trade scope.")])
-        in_role = turn(knowledge, provider, persona="sarah", text="Hi! I'd quote $4,000 for this.",
-                       user_id=demo_ids["mateo"], mode="simulate_client", project_id=project["id"])
-        feedback = turn(knowledge, provider, persona="sarah", text="Can you step out of role and give me feedback?",
-                        user_id=demo_ids["mateo"], mode="simulate_client", project_id=project["id"],
-                        history=[{"role": "user", "content": "Hi! I'd quote $4,000 for this."},
-                                 {"role": "assistant", "content": "That's more than we planned."}])
+        endpoint = ScriptedEndpoint(
+            router,
+            [
+                text_reply("That's more than we planned. Can you do it for less?"),
+                text_reply("You asked good questions; next time trade scope."),
+            ],
+        )
+        in_role = turn(
+            knowledge,
+            provider,
+            persona="sarah",
+            text="Hi! I'd quote $4,000 for this.",
+            user_id=demo_ids["mateo"],
+            mode="simulate_client",
+            project_id=project["id"],
+        )
+        feedback = turn(
+            knowledge,
+            provider,
+            persona="sarah",
+            text="Can you step out of role and give me feedback?",
+            user_id=demo_ids["mateo"],
+            mode="simulate_client",
+            project_id=project["id"],
+            history=[
+                {"role": "user", "content": "Hi! I'd quote $4,000 for this."},
+                {"role": "assistant", "content": "That's more than we planned."},
+            ],
+        )
     role_prompt = endpoint.system_prompt(0)
     assert "role-playing a client" in role_prompt and project["title"] in role_prompt
     assert f"${float(project['budget_max']):,.0f}" in role_prompt
@@ -204,10 +276,14 @@ def test_sarah_plays_the_client_then_steps_out_for_feedback(knowledge: Database,
 
 
 def test_support_answers_with_citations_and_the_users_plan(knowledge: Database, provider, demo_ids) -> None:
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("On the Free plan the commission is 10% [1].")])
-        events = turn(knowledge, provider, persona="support", text="What commission do I pay on my plan?",
-                      user_id=demo_ids["nora"])
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("On the Free plan the commission is 10% [1].")],
+        persona="support",
+        text="What commission do I pay on my plan?",
+        user_id=demo_ids["nora"],
+    )
     account = of(events, "tool_result", "my_account")[0].data
     assert account["plan"] == "Free" and account["commission_rate"] == 0.1
     citations = of(events, "citation")
@@ -216,17 +292,25 @@ def test_support_answers_with_citations_and_the_users_plan(knowledge: Database, 
     assert not of(events, "handoff")
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("Can I talk to a human please?", "user_request"),
-    ("This is RIDICULOUS, my money was stolen and nobody answers!!!", "upset"),
-    ("What's the best pizza topping in Naples?", "no_answer"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Can I talk to a human please?", "user_request"),
+        ("This is RIDICULOUS, my money was stolen and nobody answers!!!", "upset"),
+        ("What's the best pizza topping in Naples?", "no_answer"),
+    ],
+)
 def test_support_escalates_with_a_ticket(knowledge: Database, provider, demo_ids, text, reason) -> None:
     nora = demo_ids["nora"]
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("I've opened a ticket for you.")])
-        events = turn(knowledge, provider, persona="support", text=text, user_id=nora,
-                      history=[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"}])
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("I've opened a ticket for you.")],
+        persona="support",
+        text=text,
+        user_id=nora,
+        history=[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"}],
+    )
     handoff = of(events, "handoff")
     assert len(handoff) == 1 and handoff[0].reason == reason
     with knowledge.as_user(nora) as conn:
@@ -255,9 +339,13 @@ def test_anonymous_visitor_gets_public_help_only(knowledge: Database, provider) 
 
 
 def test_anonymous_visitor_can_still_reach_a_human(knowledge: Database, provider) -> None:
-    with respx.mock() as router:
-        ScriptedEndpoint(router, [text_reply("A person will reply.")])
-        events = turn(knowledge, provider, persona="support", text="I need to speak to a real person")
+    events, _ = scripted_turn(
+        knowledge,
+        provider,
+        [text_reply("A person will reply.")],
+        persona="support",
+        text="I need to speak to a real person",
+    )
     ticket_id = of(events, "handoff")[0].ticket_id
     with knowledge.admin() as conn:
         row = conn.execute("SELECT user_id, reason FROM support_tickets WHERE id = %s", (ticket_id,)).fetchone()
@@ -278,8 +366,9 @@ def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) 
     try:
         with respx.mock() as router:
             ScriptedEndpoint(router, [text_reply("Median React rate is in the card.")])
-            result = CliRunner().invoke(app, ["ask", "--persona", "david", "--user", "mateo", "--json",
-                                              "What should I charge for React?"])
+            result = CliRunner().invoke(
+                app, ["ask", "--persona", "david", "--user", "mateo", "--json", "What should I charge for React?"]
+            )
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
@@ -299,10 +388,14 @@ def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
     get_settings.cache_clear()
     try:
         with respx.mock() as router:
-            endpoint = ScriptedEndpoint(router, [text_reply("Escrow holds the money."),
-                                                 text_reply("It is released on approval.")])
-            result = CliRunner().invoke(app, ["chat", "--persona", "support", "--user", "nora"],
-                                        input="What is escrow?\nWhen is it released?\n/quit\n")
+            endpoint = ScriptedEndpoint(
+                router, [text_reply("Escrow holds the money."), text_reply("It is released on approval.")]
+            )
+            result = CliRunner().invoke(
+                app,
+                ["chat", "--persona", "support", "--user", "nora"],
+                input="What is escrow?\nWhen is it released?\n/quit\n",
+            )
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output

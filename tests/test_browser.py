@@ -14,9 +14,10 @@ from tests.fakes import REPLY
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # Outside CI a machine without Chromium skips these; in CI (CI=true) a missing browser is a failure.
-pytestmark = pytest.mark.skipif(not os.environ.get("CI") and shutil.which("chromium") is None
-                                and not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (./run.sh test installs it as root)")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CI") and shutil.which("chromium") is None and not Path(CHROMIUM).exists(),
+    reason="Debian chromium is not installed (./run.sh test installs it as root)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,19 @@ def browser():  # type: ignore[no-untyped-def]
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-quic", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--no-first-run",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -68,14 +79,20 @@ def test_widget_demo_answer_with_citation_then_human_handoff(live, page, db: Dat
     page.screenshot(path=str(ARTIFACTS / "widget-ticket.png"))
 
 
-def test_chat_page_david_shows_a_rate_card(live, page, db: Database) -> None:
+def ask_on_chat_page(page, live, user: str, text: str, persona: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Sign in as a demo user on /, wait for the socket, optionally pick a persona, send a message."""
     page.goto(live.http)
-    page.select_option("#user-select", "mateo")
+    page.select_option("#user-select", user)
     page.click("#signin-btn")
     page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
-    page.select_option("#persona", "david")
-    page.fill("#input", "What should I charge for React work?")
+    if persona:
+        page.select_option("#persona", persona)
+    page.fill("#input", text)
     page.click("#send")
+
+
+def test_chat_page_david_shows_a_rate_card(live, page, db: Database) -> None:
+    ask_on_chat_page(page, live, "mateo", "What should I charge for React work?", persona="david")
     card = page.locator(".card-rates").first
     card.wait_for(timeout=20_000)
     with db.admin() as conn:
@@ -88,12 +105,7 @@ def test_chat_page_david_shows_a_rate_card(live, page, db: Database) -> None:
 
 
 def test_model_output_cannot_inject_script(live, page) -> None:
-    page.goto(live.http)
-    page.select_option("#user-select", "sofia")
-    page.click("#signin-btn")
-    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
-    page.fill("#input", "show me xss")
-    page.click("#send")
+    ask_on_chat_page(page, live, "sofia", "show me xss")
     page.locator(".msg.assistant .text", has_text="stays text").wait_for(timeout=20_000)
     assert page.evaluate("() => window.__xss") is None
     assert page.locator(".msg.assistant img").count() == 0
@@ -101,13 +113,7 @@ def test_model_output_cannot_inject_script(live, page) -> None:
 
 
 def test_chat_page_reconnects_and_resumes(live, page) -> None:
-    page.goto(live.http)
-    page.select_option("#user-select", "nora")
-    page.click("#signin-btn")
-    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
-    page.select_option("#persona", "support")
-    page.fill("#input", "How do withdrawals work?")
-    page.click("#send")
+    ask_on_chat_page(page, live, "nora", "How do withdrawals work?", persona="support")
     page.locator(".msg.assistant .text", has_text="Here is").wait_for(timeout=20_000)
     page.evaluate("() => window.mentorClient.dropConnection()")  # network drop mid-answer
     page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
