@@ -402,3 +402,21 @@ def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
     assert "Escrow holds the money." in result.stdout and "It is released on approval." in result.stdout
     second = endpoint.requests[1]["messages"]
     assert [m["content"] for m in second[1:]] == ["What is escrow?", "Escrow holds the money.", "When is it released?"]
+
+
+def test_tool_loop_is_bounded(knowledge: Database, provider, demo_ids) -> None:
+    """A model that never stops calling tools is cut off after the persona's max_tool_steps."""
+    endless = [tool_reply([("market_rates", {"skill": "React"})]) for _ in range(10)]
+    events, endpoint = scripted_turn(knowledge, provider, endless, persona="david", text="Rates?",
+                                     user_id=demo_ids["mateo"])
+    assert events[-1].finish_reason == "tool_steps"
+    assert len(endpoint.requests) == 5  # the first call plus max_tool_steps (4) more
+
+
+def test_usage_is_counted_with_tiktoken_when_the_backend_reports_none(knowledge: Database, provider,
+                                                                       demo_ids) -> None:
+    events, _ = scripted_turn(knowledge, provider, [text_reply("Four words right here.", usage=None)],
+                              persona="support", text="How do refunds work?", user_id=demo_ids["nora"])
+    usage = events[-1].usage
+    assert usage.counted == "tiktoken" and usage.prompt_tokens > 200
+    assert usage.completion_tokens == 5  # "Four words right here." in cl100k_base
