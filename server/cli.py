@@ -262,7 +262,7 @@ def _print_turn(events, as_json: bool) -> tuple[str, list]:  # type: ignore[no-u
     """Stream a turn to the terminal; return the answer text and the events."""
     from server.render import summarize
 
-    collected, answer, started = [], [], False
+    collected, answer, started, mid_line = [], [], False, False
     for event in events:
         collected.append(event)
         if as_json:
@@ -273,7 +273,11 @@ def _print_turn(events, as_json: bool) -> tuple[str, list]:  # type: ignore[no-u
                 started = True
             answer.append(event.delta)
             typer.echo(event.delta, nl=False)
+            mid_line = not event.delta.endswith("\n")
         elif event.type == "tool_call":
+            if mid_line:
+                typer.echo("")  # end the streamed line before a tool line
+                mid_line = False
             args = ", ".join(f"{k}={v}" for k, v in event.args.items() if k not in ("cover_letter", "rationale"))
             typer.secho(f"[tool] {event.name}({args})", fg="cyan", err=True)
         elif event.type == "tool_result":
