@@ -144,6 +144,10 @@ class ChatSession:
             await self.send(_error("forbidden", f"{persona.name} needs a signed-in user; widget visitors talk "
                                                 "to support", client_id=frame.client_id))
             return
+        duplicate = await asyncio.to_thread(convs.find_duplicate, s.db, caller, frame.client_id, conv_id)
+        if duplicate is not None:  # a re-sent frame starts nothing, so no limit applies to it
+            await self.send_duplicate(duplicate, frame.client_id)
+            return
         key, per_minute = ((f"user:{caller.user_id}", s.settings.user_messages_per_minute) if not caller.anonymous
                            else (f"site:{caller.site_id}", s.settings.site_messages_per_minute))
         wait = s.limiter.hit(key, per_minute)
@@ -158,7 +162,7 @@ class ChatSession:
             return
         if conv_id:
             try:
-                used = await asyncio.to_thread(convs.tokens_used, s.db, conv_id)
+                used = await asyncio.to_thread(convs.tokens_used, s.db, conv_id, caller)
             except MentorError:
                 used = 0
             if used >= s.settings.conversation_token_budget:
@@ -173,11 +177,8 @@ class ChatSession:
         except NotFound as exc:
             await self.send(_error("not_found", str(exc), client_id=frame.client_id))
             return
-        if start.duplicate:
-            await self.send({"type": "ack", "seq": None, "conversation_id": start.conversation_id,
-                             "client_id": frame.client_id, "message_id": start.assistant_message_id,
-                             "user_message_id": start.user_message_id, "duplicate": True})
-            await self.replay(start.conversation_id, 0, only_message=start.assistant_message_id)
+        if start.duplicate:  # a concurrent re-send won the race to insert
+            await self.send_duplicate(start, frame.client_id)
             return
         ack = {"type": "ack", "client_id": frame.client_id, "message_id": start.assistant_message_id,
                "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id}
@@ -188,6 +189,13 @@ class ChatSession:
         req = TurnRequest(persona=persona_id, text=frame.text, user_id=caller.user_id, history=history,
                           project_id=frame.project_id, mode=frame.mode, conversation_id=start.conversation_id)
         self.active[start.conversation_id] = asyncio.create_task(self.stream_turn(start, req))
+
+    async def send_duplicate(self, start: convs.TurnStart, client_id: str) -> None:
+        """Acknowledge a re-sent message and replay (then follow) the turn it already started."""
+        await self.send({"type": "ack", "seq": None, "conversation_id": start.conversation_id,
+                         "client_id": client_id, "message_id": start.assistant_message_id,
+                         "user_message_id": start.user_message_id, "duplicate": True})
+        await self.replay(start.conversation_id, 0, only_message=start.assistant_message_id)
 
     async def stream_turn(self, start: convs.TurnStart, req: TurnRequest) -> None:
         queue: asyncio.Queue[dict | None] = asyncio.Queue()

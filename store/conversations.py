@@ -55,6 +55,30 @@ def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict
     return row
 
 
+def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:
+    """The turn an earlier frame with this client id started, if any.
+
+    Without a conversation id (the first message of a new conversation, re-sent because the ack was
+    lost) the caller's most recent message with this client id counts, so no second conversation starts.
+    """
+    with db.admin() as conn:
+        row = conn.execute(
+            """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
+               FROM messages u JOIN messages a ON a.reply_to = u.id
+               JOIN conversations c ON c.id = u.conversation_id
+               WHERE u.client_id = %(client)s AND u.role = 'user'
+                 AND (%(conv)s::uuid IS NULL OR u.conversation_id = %(conv)s::uuid)
+                 AND (c.user_id = %(user)s OR (%(user)s::bigint IS NULL AND c.user_id IS NULL
+                                                AND c.visitor_id = %(visitor)s))
+               ORDER BY u.id DESC LIMIT 1""",
+            {"client": client_id, "conv": conversation_id, "user": caller.user_id,
+             "visitor": caller.visitor_id}).fetchone()
+    if row is None:
+        return None
+    return TurnStart(str(row["conversation_id"]), row["user_message_id"], row["assistant_message_id"],
+                     duplicate=True, status=row["status"])
+
+
 def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
                conversation_id: str | None) -> TurnStart:
     """Store the user's message (idempotent by client id) and an empty assistant message, atomically."""
@@ -155,8 +179,13 @@ def history(db: Database, conversation_id: str, before_message_id: int, limit: i
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
 
 
-def tokens_used(db: Database, conversation_id: str) -> int:
+def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
+    """Tokens the caller's conversation has used (0 for a conversation that is not theirs)."""
     with db.admin() as conn:
+        conv = conn.execute("SELECT user_id, visitor_id FROM conversations WHERE id = %s",
+                            (conversation_id,)).fetchone()
+        if not _owned(conv, caller):
+            return 0
         row = conn.execute(
             "SELECT coalesce(sum((usage->>'total_tokens')::int), 0) AS n FROM messages WHERE conversation_id = %s",
             (conversation_id,)).fetchone()

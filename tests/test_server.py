@@ -382,3 +382,40 @@ def test_cli_token_and_sites(live, db: Database) -> None:
     assert "https://shop.example" in runner.invoke(app, ["sites", "list"]).stdout
     bad = runner.invoke(app, ["sites", "add", "--origin", "shop.example"])
     assert bad.exit_code != 0 and bad.stderr.startswith("error: origins must look like")
+
+
+def test_resending_the_first_message_of_a_new_conversation_does_not_start_another(live, tokens,
+                                                                                  db: Database) -> None:
+    """The ack was lost, so the client re-sends without a conversation id: same turn, same conversation."""
+    ws, _ = open_ws(live, tokens["dana"])
+    client_id = message(ws, "How do milestones work?", persona="support")
+    first = until(ws, "ack")
+    ws.close()  # connection lost; the client never saw the ack
+    ws2, _ = open_ws(live, tokens["dana"])
+    message(ws2, "How do milestones work?", persona="support", client_id=client_id)
+    again = until(ws2, "done")
+    ws2.close()
+    assert again[0]["duplicate"] is True and again[0]["conversation_id"] == first[-1]["conversation_id"]
+    with db.admin() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM messages WHERE client_id = %s", (client_id,)).fetchone()["n"]
+    assert n == 1
+    # another user re-using the same client id gets their own turn
+    ws3, _ = open_ws(live, tokens["sofia"])
+    message(ws3, "How do milestones work?", persona="support", client_id=client_id)
+    own = until(ws3, "ack")[-1]
+    ws3.close()
+    assert own["duplicate"] is False and own["conversation_id"] != first[-1]["conversation_id"]
+
+
+def test_token_budget_check_reveals_nothing_about_other_conversations(live_strict, demo_ids) -> None:
+    owner = issue_token(live_strict.services.settings, demo_ids["sofia"])
+    ws, _ = open_ws(live_strict, owner)
+    message(ws, "How do fees work?", persona="support")
+    conv = until(ws, "done")[0]["conversation_id"]
+    ws.close()
+    intruder = issue_token(live_strict.services.settings, demo_ids["mateo"])
+    ws2, _ = open_ws(live_strict, intruder)
+    message(ws2, "hi", persona="support", conversation_id=conv)
+    error = recv(ws2)
+    ws2.close()
+    assert error["code"] == "not_found" and "tokens" not in error["message"]
