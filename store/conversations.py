@@ -154,12 +154,6 @@ def events_after(db: Database, conversation_id: str, after_seq: int, limit: int 
             for r in rows]
 
 
-def message_status(db: Database, message_id: int) -> str:
-    with db.admin() as conn:
-        row = conn.execute("SELECT status FROM messages WHERE id = %s", (message_id,)).fetchone()
-    return row["status"] if row else "missing"
-
-
 def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
     with db.admin() as conn:
         row = conn.execute(

@@ -179,7 +179,7 @@ class _Generator:
                     _ts(AS_OF - timedelta(days=self.rng.randint(60, 1500)), self.rng)))
         return uid
 
-    def _profile(self, uid: str | int, name: str, level: str, skills: list[int], rate_factor: float) -> None:
+    def _profile(self, uid: int, name: str, level: str, skills: list[int], rate_factor: float) -> None:
         primary = skills[0]
         p50 = self.market[(primary, level)][1]
         rate = Decimal(round(float(p50) * rate_factor * self.rng.uniform(0.85, 1.2)))

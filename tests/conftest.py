@@ -109,11 +109,6 @@ def provider():  # type: ignore[no-untyped-def]
     return make_provider()
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    """Environment for running the real `mentor` executable against the session database."""
-    env = dict(os.environ)
-    env.update(extra)
-    return env
 
 
 def _services(db, **overrides):  # type: ignore[no-untyped-def]
