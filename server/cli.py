@@ -417,7 +417,13 @@ def serve(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    app()
+    try:
+        app()
+    finally:
+        # Close the pool before pgserver's exit hook stops the embedded PostgreSQL; otherwise the
+        # pool's reconnect thread can race the shutdown and log "terminating connection" warnings.
+        if _db.cache_info().currsize:
+            _db().close()
 
 
 if __name__ == "__main__":
