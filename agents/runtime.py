@@ -82,6 +82,7 @@ class _Turn:
         self.backend_counted = True
         self.saved_draft = False
         self.citation_ids: set[int] = set()
+        self.finish = "stop"
 
     # -- helpers ----------------------------------------------------------------------------
     def call_tool(self, name: str, args: dict[str, Any], call_id: str | None = None,
@@ -183,17 +184,17 @@ class _Turn:
         if self.req.mode == "simulate_client":
             tools = None
         steps = 0
-        self.finish = "stop"
         while True:
-            reply = ModelReply()
+            reply, step_text = ModelReply(), ""
             for piece in self.provider.stream(messages, tools=tools or None, temperature=gen.temperature,
                                               max_tokens=gen.max_tokens, cancel=self.cancel):
                 if isinstance(piece, str):
-                    self.answer += piece
+                    step_text += piece
                     yield TokenEvent(delta=piece)
                 else:
                     reply = piece
-            self.count_usage(messages, reply)
+            self.answer += step_text
+            self.count_usage(messages, reply, step_text)
             if self.cancel.is_set():
                 self.finish = "cancelled"
                 return
@@ -214,11 +215,12 @@ class _Turn:
                                      default=str)
                 messages.append(ToolMessage(content=content[:6000], tool_call_id=call.id))
 
-    def count_usage(self, messages: list[BaseMessage], reply: ModelReply) -> None:
+    def count_usage(self, messages: list[BaseMessage], reply: ModelReply, step_text: str) -> None:
+        """Add this model call's tokens: the backend's counts, else tiktoken over what was sent and streamed."""
         if reply.prompt_tokens is None or reply.completion_tokens is None:
             self.backend_counted = False
             self.prompt_tokens += count_message_tokens(messages)
-            self.completion_tokens += count_tokens(reply.text or self.answer)
+            self.completion_tokens += count_tokens(step_text)
         else:
             self.prompt_tokens += reply.prompt_tokens
             self.completion_tokens += reply.completion_tokens
@@ -285,7 +287,7 @@ class _Turn:
             usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                         total_tokens=self.prompt_tokens + self.completion_tokens,
                         counted="backend" if self.backend_counted and self.prompt_tokens else "tiktoken"),
-            finish_reason=getattr(self, "finish", "stop"),
+            finish_reason=self.finish,
             provider=self.provider.name,
         )
 
