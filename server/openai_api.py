@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from agents.personas import all_personas, get_persona
 from agents.runtime import HistoryMessage, TurnRequest, run_turn
 from server.rest import Svc, User
+from server.services import stream_from_thread
 from store.errors import NotFound
 
 router = APIRouter(prefix="/v1")
@@ -86,18 +87,11 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
 
 
 async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
     cancel = threading.Event()
 
-    def work() -> None:
-        try:
-            for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=work, daemon=True).start()
+    def produce(emit) -> None:  # type: ignore[no-untyped-def]
+        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+            emit(event)
 
     def chunk(choices: list, **extra: Any) -> str:
         return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -105,7 +99,7 @@ async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type
 
     try:
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        while (event := await queue.get()) is not None:
+        async for event in stream_from_thread(produce, name="v1-turn"):
             if event.type == "token":
                 yield chunk([{"index": 0, "delta": {"content": event.delta}, "finish_reason": None}])
             elif event.type in FACT_EVENTS:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.llm import ChatProvider
 from store.db import Database
@@ -39,3 +43,29 @@ class Services:
     provider: ChatProvider
     limiter: RateLimiter = field(default_factory=RateLimiter)
     running: dict[str, threading.Event] = field(default_factory=dict)  # conversation id -> cancel flag
+
+
+async def stream_from_thread(produce: Callable[[Callable[[Any], None]], None], *, name: str = "turn"):  # type: ignore[no-untyped-def]
+    """Run blocking `produce(emit)` in a worker thread and yield what it emits, in order.
+
+    Turns are synchronous (database, model); this is the one bridge from their thread to the event
+    loop. The worker keeps going if the consumer stops, and an emit after the loop closed (server
+    shutting down) is dropped rather than crashing the worker.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    done = object()
+
+    def emit(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            produce(emit)
+        finally:
+            emit(done)
+
+    threading.Thread(target=work, daemon=True, name=name).start()
+    while (item := await queue.get()) is not done:
+        yield item

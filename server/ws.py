@@ -9,7 +9,6 @@ database, then live (by polling the event log) while the answer is still streami
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -25,7 +24,7 @@ from agents.runtime import TurnRequest, run_turn
 from server import metrics
 from server.auth import AuthError, site_caller, user_exists, verify_token
 from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFrame, MessageFrame, ResumeFrame
-from server.services import Services
+from server.services import Services, stream_from_thread
 from store import conversations as convs
 from store.conversations import Caller
 from store.errors import MentorError, NotFound
@@ -46,7 +45,6 @@ def _error(code: str, message: str, *, retryable: bool = False, retry_after: flo
 class ChatSession:
     def __init__(self, ws: WebSocket, services: Services, caller: Caller, user: dict | None) -> None:
         self.ws, self.s, self.caller, self.user = ws, services, caller, user
-        self.loop = asyncio.get_running_loop()
         self.send_lock = asyncio.Lock()
         self.active: dict[str, asyncio.Task] = {}  # conversation id -> task streaming a turn
         self.strikes = 0
@@ -198,20 +196,12 @@ class ChatSession:
         await self.replay(start.conversation_id, 0, only_message=start.assistant_message_id)
 
     async def stream_turn(self, start: convs.TurnStart, req: TurnRequest) -> None:
-        queue: asyncio.Queue[dict | None] = asyncio.Queue()
         cancel = threading.Event()
         self.s.running[start.conversation_id] = cancel
-
-        def emit(item: dict | None) -> None:
-            # RuntimeError: the loop is gone (server shutting down); the event is already stored
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        worker = threading.Thread(target=run_and_store, args=(self.s, self.caller, start, req, cancel, emit),
-                                  daemon=True, name=f"turn-{start.assistant_message_id}")
-        worker.start()
         try:
-            while (item := await queue.get()) is not None:
+            async for item in stream_from_thread(
+                    lambda emit: run_and_store(self.s, self.caller, start, req, cancel, emit),
+                    name=f"turn-{start.assistant_message_id}"):
                 await self.send(item)
         finally:
             if self.s.running.get(start.conversation_id) is cancel:
@@ -320,7 +310,6 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
         metrics.TURN_SECONDS.observe(elapsed)
         log.info("turn finished", extra={"conversation_id": conv, "persona": req.persona,
                                          "duration_ms": round(elapsed * 1000, 1)})
-        emit(None)
 
 
 async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict | None] | None:
