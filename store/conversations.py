@@ -62,17 +62,21 @@ def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id
     lost) the caller's most recent message with this client id counts, so no second conversation starts.
     """
     with db.admin() as conn:
-        row = conn.execute(
-            """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
-               FROM messages u JOIN messages a ON a.reply_to = u.id
-               JOIN conversations c ON c.id = u.conversation_id
-               WHERE u.client_id = %(client)s AND u.role = 'user'
-                 AND (%(conv)s::uuid IS NULL OR u.conversation_id = %(conv)s::uuid)
-                 AND (c.user_id = %(user)s OR (%(user)s::bigint IS NULL AND c.user_id IS NULL
-                                                AND c.visitor_id = %(visitor)s))
-               ORDER BY u.id DESC LIMIT 1""",
-            {"client": client_id, "conv": conversation_id, "user": caller.user_id,
-             "visitor": caller.visitor_id}).fetchone()
+        return _duplicate(conn, caller, client_id, conversation_id)
+
+
+def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
+    row = conn.execute(
+        """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
+           FROM messages u JOIN messages a ON a.reply_to = u.id
+           JOIN conversations c ON c.id = u.conversation_id
+           WHERE u.client_id = %(client)s AND u.role = 'user'
+             AND (%(conv)s::uuid IS NULL OR u.conversation_id = %(conv)s::uuid)
+             AND (c.user_id = %(user)s OR (%(user)s::bigint IS NULL AND c.user_id IS NULL
+                                            AND c.visitor_id = %(visitor)s))
+           ORDER BY u.id DESC LIMIT 1""",
+        {"client": client_id, "conv": conversation_id, "user": caller.user_id,
+         "visitor": caller.visitor_id}).fetchone()
     if row is None:
         return None
     return TurnStart(str(row["conversation_id"]), row["user_message_id"], row["assistant_message_id"],
@@ -94,13 +98,10 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
             row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()
             if not _owned(row, caller):
                 raise NotFound(f"conversation {conversation_id} not found")
-        existing = conn.execute(
-            """SELECT u.id AS user_message_id, a.id AS assistant_message_id, a.status
-               FROM messages u JOIN messages a ON a.reply_to = u.id
-               WHERE u.conversation_id = %s AND u.client_id = %s""", (conversation_id, client_id)).fetchone()
+        # checked again under the conversation's row lock: a concurrent re-send must not slip through
+        existing = _duplicate(conn, caller, client_id, conversation_id)
         if existing:
-            return TurnStart(conversation_id, existing["user_message_id"], existing["assistant_message_id"],
-                             duplicate=True, status=existing["status"])
+            return existing
         user_msg = conn.execute(
             """INSERT INTO messages (conversation_id, user_id, role, content, client_id, status)
                VALUES (%s, %s, 'user', %s, %s, 'complete') RETURNING id""",
