@@ -124,6 +124,7 @@ class _Generator:
         self.r = _Rows()
         self.lessons = lesson_slugs()
         self.skill_ids: dict[str, int] = {}
+        self.skill_name: dict[int, str] = {}
         self.skill_category: dict[int, str] = {}
         self.skills_by_category: dict[str, list[int]] = defaultdict(list)
         self.market: dict[tuple[int, str], tuple[Decimal, Decimal, Decimal, Decimal]] = {}
@@ -149,6 +150,7 @@ class _Generator:
             for name in names:
                 sid = self.r.new_id("skills")
                 self.skill_ids[name] = sid
+                self.skill_name[sid] = name
                 self.skill_category[sid] = category
                 self.skills_by_category[category].append(sid)
                 self.r.add("skills", ["id", "slug", "name", "category"], (sid, slugify(name), name, category))
@@ -188,7 +190,7 @@ class _Generator:
         self.freelancer_skills[uid] = skills
         years = {"entry": self.rng.randint(0, 2), "intermediate": self.rng.randint(3, 6),
                  "expert": self.rng.randint(7, 15)}[level]
-        skill_names = {v: k for k, v in self.skill_ids.items()}
+        skill_names = self.skill_name
         headline = f"{level.capitalize()} {skill_names[primary]} freelancer"
         bio = (f"{name.split()[0]} works on {', '.join(skill_names[s] for s in skills)} "
                f"for {self.rng.choice(INDUSTRIES).lower()} and {self.rng.choice(INDUSTRIES).lower()} clients.")
@@ -287,8 +289,7 @@ class _Generator:
                 satisfaction = None if active else Decimal(str(self.rng.choice([3.5, 4.0, 4.5, 4.5, 5.0, 5.0])))
                 ptype = self.rng.choice(["fixed", "hourly", "milestone"])
                 skill = self.rng.choice(skills)
-                names = {v: k for k, v in self.skill_ids.items()}
-                title = f"{names[skill]} work for {self.rng.choice(INDUSTRIES).lower()} client"
+                title = f"{self.skill_name[skill]} work for {self.rng.choice(INDUSTRIES).lower()} client"
                 self.r.add("client_projects",
                            ["id", "freelancer_id", "client_id", "title", "project_type", "start_date", "end_date",
                             "hourly_rate", "hours", "revenue", "client_satisfaction", "status"],
@@ -330,7 +331,7 @@ class _Generator:
 
     # -- marketplace -------------------------------------------------------------------------
     def marketplace(self) -> None:
-        skill_names = {v: k for k, v in self.skill_ids.items()}
+        skill_names = self.skill_name
         freelancers_by_skill: dict[int, list[int]] = defaultdict(list)
         for uid, skills in self.freelancer_skills.items():
             for sid in skills:
@@ -441,7 +442,7 @@ class _Generator:
                                           amount - commission, "completed", None, when + timedelta(days=30)))
 
     def gigs_and_withdrawals(self) -> None:
-        skill_names = {v: k for k, v in self.skill_ids.items()}
+        skill_names = self.skill_name
         for uid, skills in self.freelancer_skills.items():
             if self.rng.random() < 0.4:
                 sid = skills[0]
