@@ -271,9 +271,11 @@ def get_project(conn: psycopg.Connection, ctx: ToolContext, args: ProjectArgs) -
                   c.company_name AS client, c.industry, c.company_size, c.country
            FROM projects p JOIN clients c ON c.id = p.client_id WHERE p.id = %s""",
         (args.project_id,)).fetchone(), f"project {args.project_id}")
+    # The skill the title names is the project's main one: list it first (bids and simulations use it).
     project["skills"] = [r["name"] for r in conn.execute(
         """SELECT s.name FROM project_skills ps JOIN skills s ON s.id = ps.skill_id
-           WHERE ps.project_id = %s ORDER BY s.name""", (args.project_id,))]
+           WHERE ps.project_id = %s ORDER BY strpos(lower(%s), lower(s.name)) = 0, s.name""",
+        (args.project_id, project["title"]))]
     project["milestones"] = conn.execute(
         "SELECT position, title, amount FROM project_milestones WHERE project_id = %s ORDER BY position",
         (args.project_id,)).fetchall()

@@ -18,7 +18,7 @@ from store.errors import ConfigError
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
 
     mentor_home: Path = Field(
         default_factory=lambda: Path(user_data_dir("mentor", appauthor=False)),
