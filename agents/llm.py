@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from store.errors import ConfigError, MentorError
@@ -43,6 +45,7 @@ class ToolCallRequest:
     id: str
     name: str
     args: dict[str, Any]
+    malformed: str | None = None  # the raw arguments, when they were not a JSON object
 
 
 @dataclass
@@ -106,6 +109,8 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
+        except httpx.HTTPError as exc:  # e.g. the stream was cut mid-answer; the openai client does not wrap it
+            raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
         except openai.OpenAIError as exc:
             raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
         if total is None:
@@ -114,12 +119,29 @@ class OpenAICompatibleProvider(ChatProvider):
         usage = total.usage_metadata or {}
         yield ModelReply(
             text=total.content if isinstance(total.content, str) else "",
-            tool_calls=[ToolCallRequest(c.get("id") or f"call_{i}", c["name"], c.get("args") or {})
-                        for i, c in enumerate(total.tool_calls)],
+            tool_calls=_tool_calls(total),
             prompt_tokens=usage.get("input_tokens"),
             completion_tokens=usage.get("output_tokens"),
             finish_reason=(total.response_metadata or {}).get("finish_reason") or "stop",
         )
+
+
+def _tool_calls(message: AIMessageChunk) -> list[ToolCallRequest]:
+    """The reply's tool calls, strictly: LangChain parses arguments leniently (a broken JSON string
+    becomes `{}` or a truncated object), so the raw argument text is checked again here."""
+    raw = {c.get("id"): c.get("args") or "" for c in message.tool_call_chunks if c.get("id")}
+    calls = []
+    for i, call in enumerate([*message.tool_calls, *message.invalid_tool_calls]):
+        call_id = call.get("id") or f"call_{i}"
+        text = raw.get(call.get("id"), "")
+        try:
+            ok = isinstance(json.loads(text), dict) if text else True
+        except json.JSONDecodeError:
+            ok = False
+        args = call.get("args") if ok and isinstance(call.get("args"), dict) else {}
+        calls.append(ToolCallRequest(call_id, call.get("name") or "unknown", args,
+                                     malformed=None if ok and isinstance(call.get("args"), dict) else str(text)[:500]))
+    return calls
 
 
 def _short(exc: Exception) -> str:

@@ -209,7 +209,13 @@ class _Turn:
             messages.append(AIMessage(content=reply.text, tool_calls=[
                 {"id": c.id, "name": c.name, "args": c.args} for c in reply.tool_calls]))
             for call in reply.tool_calls:
-                yield from self.call_tool(call.name, call.args, call_id=call.id, allowed=self.persona.tools)
+                if call.malformed is not None:  # tell the model, and the user, instead of guessing arguments
+                    self.last_outcome = ToolOutcome(call.name, error=f"the model sent malformed arguments for "
+                                                                    f"{call.name}: {call.malformed[:200]!r}")
+                    yield ToolCallEvent(id=call.id, name=call.name, args={})
+                    yield ToolResultEvent(id=call.id, name=call.name, data=None, error=self.last_outcome.error)
+                else:
+                    yield from self.call_tool(call.name, call.args, call_id=call.id, allowed=self.persona.tools)
                 outcome: ToolOutcome = self.last_outcome
                 content = json.dumps(outcome.data if outcome.error is None else {"error": outcome.error},
                                      default=str)

@@ -27,7 +27,7 @@ from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFram
 from server.services import Services, stream_from_thread
 from store import conversations as convs
 from store.conversations import Caller
-from store.errors import MentorError, NotFound
+from store.errors import DatabaseUnavailable, MentorError, NotFound
 
 log = logging.getLogger("mentor.ws")
 FRAMES = TypeAdapter(ClientFrame)
@@ -84,7 +84,12 @@ class ChatSession:
                     return
                 continue
             self.strikes = 0
-            await self.dispatch(frame)
+            try:
+                await self.dispatch(frame)
+            except MentorError as exc:  # e.g. the database is down: say so, keep the connection
+                await self.send(_error(exc.code, str(exc), retryable=getattr(exc, "retryable", False),
+                                       retry_after=1.0 if getattr(exc, "retryable", False) else None,
+                                       client_id=getattr(frame, "client_id", None)))
 
     async def parse(self, raw: str) -> Any:
         limit = self.s.settings.max_frame_bytes
@@ -143,7 +148,9 @@ class ChatSession:
                                                 "to support", client_id=frame.client_id))
             return
         duplicate = await asyncio.to_thread(convs.find_duplicate, s.db, caller, frame.client_id, conv_id)
-        if duplicate is not None:  # a re-sent frame starts nothing, so no limit applies to it
+        if duplicate is not None and duplicate.status == "error":
+            conv_id = duplicate.conversation_id  # a retry of a failed answer: same message, new attempt
+        elif duplicate is not None:  # a re-sent frame starts nothing, so no limit applies to it
             await self.send_duplicate(duplicate, frame.client_id)
             return
         key, per_minute = ((f"user:{caller.user_id}", s.settings.user_messages_per_minute) if not caller.anonymous
@@ -295,6 +302,15 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
                 continue
             seq = convs.append_event(s.db, conv, caller.user_id, msg, payload)
             emit({**payload, "seq": seq, "conversation_id": conv, "message_id": msg})
+    except DatabaseUnavailable as exc:
+        # Nothing more can be stored: stop the model, tell the client (without a seq — the event
+        # could not be logged), and close the message once the database is back.
+        cancel.set()
+        log.warning("database lost during a turn", extra={"conversation_id": conv})
+        emit({**_error(exc.code, str(exc), retryable=True, retry_after=1.0), "conversation_id": conv,
+              "message_id": msg})
+        threading.Thread(target=_close_when_back, args=(s, msg, "".join(answer)), daemon=True,
+                         name=f"close-{msg}").start()
     except Exception as exc:  # never leave a message "streaming" forever
         log.exception("turn failed", extra={"conversation_id": conv})
         error = _error("internal", f"the turn failed: {type(exc).__name__}")
@@ -310,6 +326,18 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
         metrics.TURN_SECONDS.observe(elapsed)
         log.info("turn finished", extra={"conversation_id": conv, "persona": req.persona,
                                          "duration_ms": round(elapsed * 1000, 1)})
+
+
+def _close_when_back(s: Services, message_id: int, partial: str, give_up_s: float = 3600.0) -> None:
+    """Mark a turn cut off by a database outage as failed, keeping its partial answer, once writes work again."""
+    deadline = time.monotonic() + give_up_s
+    while time.monotonic() < deadline:
+        try:
+            convs.fail_message(s.db, message_id, partial)
+            return
+        except DatabaseUnavailable:
+            time.sleep(1.0)
+    log.error("could not close message after the outage", extra={"message_id": message_id})
 
 
 async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict | None] | None:

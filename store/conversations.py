@@ -74,7 +74,7 @@ def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None
              AND (%(conv)s::uuid IS NULL OR u.conversation_id = %(conv)s::uuid)
              AND (c.user_id = %(user)s OR (%(user)s::bigint IS NULL AND c.user_id IS NULL
                                             AND c.visitor_id = %(visitor)s))
-           ORDER BY u.id DESC LIMIT 1""",
+           ORDER BY u.id DESC, a.id DESC LIMIT 1""",
         {"client": client_id, "conv": conversation_id, "user": caller.user_id,
          "visitor": caller.visitor_id}).fetchone()
     if row is None:
@@ -85,7 +85,10 @@ def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None
 
 def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
                conversation_id: str | None) -> TurnStart:
-    """Store the user's message (idempotent by client id) and an empty assistant message, atomically."""
+    """Store the user's message (idempotent by client id) and an empty assistant message, atomically.
+
+    A client id whose answer ended in an error is retried: a new assistant message, same user message.
+    """
     with db.admin() as conn:
         if conversation_id is None:
             conversation_id = str(uuid.uuid4())
@@ -100,6 +103,13 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
                 raise NotFound(f"conversation {conversation_id} not found")
         # checked again under the conversation's row lock: a concurrent re-send must not slip through
         existing = _duplicate(conn, caller, client_id, conversation_id)
+        if existing and existing.status == "error":
+            # Re-sending a message whose answer failed is a retry: a new answer to the same stored message.
+            reply = conn.execute(
+                """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
+                   VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
+                (conversation_id, caller.user_id, existing.user_message_id)).fetchone()["id"]
+            return TurnStart(conversation_id, existing.user_message_id, reply, duplicate=False, status="streaming")
         if existing:
             return existing
         user_msg = conn.execute(
@@ -137,6 +147,13 @@ def append_event(db: Database, conversation_id: str, user_id: int | None, messag
                 (message_id, conversation_id, user_id, event["chunk_id"], event["source"], event["title"],
                  event["snippet"]))
     return seq
+
+
+def fail_message(db: Database, message_id: int, partial: str) -> None:
+    """Close a message whose turn was cut off (kept as status 'error' with what had streamed)."""
+    with db.admin() as conn:
+        conn.execute("UPDATE messages SET status = 'error', content = %s WHERE id = %s AND status = 'streaming'",
+                     (partial, message_id))
 
 
 def finish_message(db: Database, message_id: int, *, content: str, status: str, usage: dict | None) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from store.errors import DatabaseUnavailable, DataDirInUse, PgvectorMissing
 from store.settings import Settings, get_settings
@@ -26,6 +26,7 @@ from store.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 APP_ROLE = "mentor_app"
+POOL_TIMEOUT_S = 5.0  # how long a request waits for a connection before it is told the database is unavailable
 
 
 def _check_pgdata_dir(pgdata: Path) -> None:
@@ -128,6 +129,9 @@ class Database:
                 max_size=self._max_size,
                 kwargs={"row_factory": dict_row, "autocommit": False},
                 configure=_configure,
+                check=ConnectionPool.check_connection,
+                timeout=POOL_TIMEOUT_S,
+                reconnect_timeout=24 * 3600,  # keep trying through a long outage; requests fail fast meanwhile
                 open=True,
             )
         return self._pool
@@ -138,9 +142,35 @@ class Database:
             self._pool = None
 
     @contextmanager
+    def _transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection in a transaction; a lost or unreachable server becomes DatabaseUnavailable.
+
+        The pool checks each connection before handing it out, so after a database restart the dead
+        connections are replaced and the service recovers without a restart of its own.
+        """
+        try:
+            with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"the database is unavailable: {first}") from None
+        except psycopg.errors.UndefinedTable as exc:
+            raise DatabaseUnavailable(f"the database has no mentor schema ({str(exc).splitlines()[0]}): "
+                                      "run `mentor setup` or `mentor db migrate`") from None
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """Is the database answering right now? (readiness; never raises)"""
+        try:
+            with self._transaction(timeout=timeout) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except DatabaseUnavailable:
+            return False
+
+    @contextmanager
     def admin(self) -> Iterator[psycopg.Connection]:
         """A transaction as the connecting (owner) role: migrations, seeding, ingestion, admin listings."""
-        with self.pool.connection() as conn, conn.transaction():
+        with self._transaction() as conn:
             yield conn
 
     @contextmanager
@@ -149,7 +179,7 @@ class Database:
 
         `None` means an anonymous caller: public tables only, no private row is visible.
         """
-        with self.pool.connection() as conn, conn.transaction():
+        with self._transaction() as conn:
             conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
             conn.execute(
                 "SELECT set_config('app.user_id', %s, true)", ("" if user_id is None else str(int(user_id)),)

@@ -22,6 +22,7 @@ class ConfigError(MentorError):
 class DatabaseUnavailable(MentorError):
     code = "database_unavailable"
     exit_code = 3
+    retryable = True  # the server may come back; the service reconnects on its own
 
 
 class PgvectorMissing(MentorError):
