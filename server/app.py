@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,6 +25,7 @@ from server.openai_api import router as openai_router
 from server.rest import router as rest_router
 from server.services import Services
 from server.ws import chat_endpoint
+from store.errors import DatabaseUnavailable, MentorError, NotFound
 
 log = logging.getLogger("mentor.app")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -58,6 +60,25 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.state.services = services
     app.include_router(rest_router)
     app.include_router(openai_router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        message = f"{where}: {first.get('msg', 'invalid')}"
+        if request.url.path.startswith("/v1/"):  # the shape OpenAI clients parse
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+                                           "code": "invalid_body"}}, status_code=400)
+        return JSONResponse({"detail": {"code": "invalid_request", "message": message}}, status_code=422)
+
+    @app.exception_handler(MentorError)
+    async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
+        status = 503 if isinstance(exc, DatabaseUnavailable) else 404 if isinstance(exc, NotFound) else 400
+        body = {"code": exc.code, "message": str(exc), "retryable": getattr(exc, "retryable", False)}
+        if request.url.path.startswith("/v1/"):
+            return JSONResponse({"error": {"message": str(exc), "type": "server_error" if status == 503
+                                           else "invalid_request_error", "code": exc.code}}, status_code=status)
+        return JSONResponse({"detail": body}, status_code=status)
 
     @app.middleware("http")
     async def request_log(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from agents.personas import all_personas, get_persona
 from agents.runtime import HistoryMessage, TurnRequest, run_turn
@@ -59,8 +59,13 @@ def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
     if not convo or convo[-1].role != "user" or not _text(convo[-1]).strip():
         raise HTTPException(400, detail={"error": {"message": "the last message must be a non-empty user message",
                                                    "type": "invalid_request_error"}})
-    history = [HistoryMessage(role=m.role, content=_text(m)) for m in convo[:-1]]
-    return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history)
+    try:
+        history = [HistoryMessage(role=m.role, content=_text(m)) for m in convo[:-1]]
+        return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history)
+    except ValidationError as exc:  # e.g. a message over the length limit
+        first = exc.errors()[0]
+        raise HTTPException(400, detail={"error": {"message": f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
+                                                   "type": "invalid_request_error", "code": "invalid_body"}}) from None
 
 
 @router.get("/models")
