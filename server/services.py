@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.llm import ChatProvider
+from server.event_writer import EventWriter
 from store.db import Database
 from store.settings import Settings
 
@@ -43,6 +44,10 @@ class Services:
     provider: ChatProvider
     limiter: RateLimiter = field(default_factory=RateLimiter)
     running: dict[str, threading.Event] = field(default_factory=dict)  # conversation id -> cancel flag
+    writer: EventWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = EventWriter(self.db)
 
 
 async def stream_from_thread(produce: Callable[[Callable[[Any], None]], None], *, name: str = "turn"):  # type: ignore[no-untyped-def]

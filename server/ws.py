@@ -23,6 +23,7 @@ from agents.personas import all_personas, get_persona
 from agents.runtime import TurnRequest, run_turn
 from server import metrics
 from server.auth import AuthError, site_caller, user_exists, verify_token
+from server.event_writer import Pending
 from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFrame, MessageFrame, ResumeFrame
 from server.services import Services, stream_from_thread
 from store import conversations as convs
@@ -265,21 +266,66 @@ class ChatSession:
         await self.send({"type": "feedback_saved", "seq": None, "message_id": frame.message_id, "feedback_id": fid})
 
 
+class TurnLog:
+    """A turn's events on their way out: to the event writer, and once stored (with a seq) to the client.
+
+    If storing fails (the database went away), the model is stopped, the client gets one typed error
+    without a seq, and the message is closed with its partial answer once the database is back.
+    """
+
+    def __init__(self, s: Services, caller: Caller, start: convs.TurnStart, cancel: threading.Event,
+                 emit: Any) -> None:
+        self.s, self.user_id, self.cancel, self.emit = s, caller.user_id, cancel, emit
+        self.conv, self.msg = start.conversation_id, start.assistant_message_id
+        self.answer: list[str] = []
+        self.failed = threading.Event()
+        self.last: Pending | None = None
+
+    def store(self, payload: dict[str, Any], finish: tuple[str, str, dict | None] | None = None) -> None:
+        if self.failed.is_set():
+            return
+        extra = {"conversation_id": self.conv} if payload["type"] == "done" else \
+            {"conversation_id": self.conv, "message_id": self.msg}
+        self.last = self.s.writer.submit(Pending(
+            convs.NewEvent(self.conv, self.user_id, self.msg, payload, finish),
+            on_stored=lambda seq: self.emit({**payload, "seq": seq, **extra}), on_error=self.lost))
+
+    def lost(self, exc: Exception) -> None:
+        """Called by the writer thread for each event it could not store; acts on the first."""
+        if self.failed.is_set():
+            return
+        self.failed.set()
+        self.cancel.set()
+        code = exc.code if isinstance(exc, MentorError) else "internal"
+        log.warning("turn events could not be stored", extra={"conversation_id": self.conv, "code": code})
+        self.emit({**_error(code, str(exc) if isinstance(exc, MentorError) else "the turn could not be stored",
+                            retryable=isinstance(exc, DatabaseUnavailable), retry_after=1.0),
+                   "conversation_id": self.conv, "message_id": self.msg})
+        threading.Thread(target=_close_when_back, args=(self.s, self.msg, "".join(self.answer)), daemon=True,
+                         name=f"close-{self.msg}").start()
+
+    def drain(self) -> None:
+        """Wait until the writer has handled everything this turn handed it (so `done` is the last item)."""
+        if self.last is not None:
+            self.last.processed.wait()
+
+
 def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: TurnRequest, cancel: threading.Event,
                   emit: Any) -> None:
-    """Worker thread: run the turn, store each event with its seq, hand it to the socket."""
-    conv, msg = start.conversation_id, start.assistant_message_id
+    """Worker thread: run the turn; each event is stored (batched by the writer) and then sent."""
+    turn = TurnLog(s, caller, start, cancel, emit)
     started = time.perf_counter()
     first = True
-    answer: list[str] = []
     call_args: dict[str, dict] = {}
     metrics.TURNS.labels(req.persona).inc()
     try:
         for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+            if turn.failed.is_set():
+                break
             payload = event.model_dump()
             kind = payload["type"]
             if kind == "token":
-                answer.append(payload["delta"])
+                turn.answer.append(payload["delta"])
                 if first:
                     metrics.FIRST_EVENT_SECONDS.observe(time.perf_counter() - started)
                     first = False
@@ -291,40 +337,29 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
             elif kind == "error":
                 metrics.ERRORS.labels(payload["code"]).inc()
             elif kind == "done":
-                payload["message_id"] = msg
+                payload["message_id"] = turn.msg
                 usage = payload["usage"]
                 metrics.TOKENS.labels("prompt").inc(usage["prompt_tokens"])
                 metrics.TOKENS.labels("completion").inc(usage["completion_tokens"])
                 status = {"cancelled": "cancelled", "error": "error"}.get(payload["finish_reason"], "complete")
-                seq = convs.append_event(s.db, conv, caller.user_id, msg, payload)
-                convs.finish_message(s.db, msg, content="".join(answer), status=status, usage=usage)
-                emit({**payload, "seq": seq, "conversation_id": conv})
+                turn.store(payload, finish=("".join(turn.answer), status, usage))
                 continue
-            seq = convs.append_event(s.db, conv, caller.user_id, msg, payload)
-            emit({**payload, "seq": seq, "conversation_id": conv, "message_id": msg})
-    except DatabaseUnavailable as exc:
-        # Nothing more can be stored: stop the model, tell the client (without a seq — the event
-        # could not be logged), and close the message once the database is back.
-        cancel.set()
-        log.warning("database lost during a turn", extra={"conversation_id": conv})
-        emit({**_error(exc.code, str(exc), retryable=True, retry_after=1.0), "conversation_id": conv,
-              "message_id": msg})
-        threading.Thread(target=_close_when_back, args=(s, msg, "".join(answer)), daemon=True,
-                         name=f"close-{msg}").start()
+            turn.store(payload)
+    except DatabaseUnavailable as exc:  # a tool or retrieval could not reach the database
+        turn.drain()
+        turn.lost(exc)
     except Exception as exc:  # never leave a message "streaming" forever
-        log.exception("turn failed", extra={"conversation_id": conv})
+        log.exception("turn failed", extra={"conversation_id": turn.conv})
         error = _error("internal", f"the turn failed: {type(exc).__name__}")
-        seq = convs.append_event(s.db, conv, caller.user_id, msg, {k: v for k, v in error.items() if k != "seq"})
-        emit({**error, "seq": seq, "conversation_id": conv})
-        done = {"type": "done", "message_id": msg, "finish_reason": "error", "provider": s.provider.name,
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "counted": "tiktoken"}}
-        seq = convs.append_event(s.db, conv, caller.user_id, msg, done)
-        convs.finish_message(s.db, msg, content="".join(answer), status="error", usage=None)
-        emit({**done, "seq": seq, "conversation_id": conv})
+        turn.store({k: v for k, v in error.items() if k != "seq"})
+        turn.store({"type": "done", "message_id": turn.msg, "finish_reason": "error", "provider": s.provider.name,
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "counted": "tiktoken"}},
+                   finish=("".join(turn.answer), "error", None))
     finally:
+        turn.drain()
         elapsed = time.perf_counter() - started
         metrics.TURN_SECONDS.observe(elapsed)
-        log.info("turn finished", extra={"conversation_id": conv, "persona": req.persona,
+        log.info("turn finished", extra={"conversation_id": turn.conv, "persona": req.persona,
                                          "duration_ms": round(elapsed * 1000, 1)})
 
 

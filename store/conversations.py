@@ -123,30 +123,73 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
         return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming")
 
 
+@dataclass
+class NewEvent:
+    """One event to log; `finish` (content, status, usage) also closes its message in the same transaction."""
+
+    conversation_id: str
+    user_id: int | None
+    message_id: int | None
+    event: dict[str, Any]
+    finish: tuple[str, str, dict | None] | None = None
+
+
 def append_event(db: Database, conversation_id: str, user_id: int | None, message_id: int | None,
                  event: dict[str, Any]) -> int:
     """Give the event the conversation's next seq and store it (plus tool calls and citations)."""
+    return append_events(db, [NewEvent(conversation_id, user_id, message_id, event)])[0]
+
+
+def append_events(db: Database, items: list[NewEvent]) -> list[int]:
+    """Store many events, of any conversations, in one transaction (group commit); return their seqs.
+
+    Each conversation's seqs are taken in one UPDATE of its `last_seq` (rows locked in id order, so
+    concurrent writers cannot deadlock) and handed out in the order the items came.
+    """
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.conversation_id] = counts.get(item.conversation_id, 0) + 1
     with db.admin() as conn:
-        seq = conn.execute(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = now() WHERE id = %s RETURNING last_seq",
-            (conversation_id,)).fetchone()["last_seq"]
-        conn.execute(
-            """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
-            (conversation_id, seq, user_id, message_id, event["type"], json.dumps(event, default=str)))
-        if event["type"] == "tool_result":
-            conn.execute(
-                """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                (message_id, conversation_id, user_id, event["name"], json.dumps(event.get("args", {})),
-                 json.dumps(event.get("data"), default=str), event.get("error")))
-        elif event["type"] == "citation":
-            conn.execute(
-                """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
-                   VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
-                (message_id, conversation_id, user_id, event["chunk_id"], event["source"], event["title"],
-                 event["snippet"]))
-    return seq
+        ids = sorted(counts)
+        conn.execute("SELECT id FROM conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (ids,))
+        rows = conn.execute(
+            """UPDATE conversations c SET last_seq = c.last_seq + v.n, updated_at = now()
+               FROM unnest(%s::uuid[], %s::int[]) AS v(id, n) WHERE c.id = v.id
+               RETURNING c.id, c.last_seq""", (ids, [counts[i] for i in ids])).fetchall()
+        next_seq = {str(r["id"]): r["last_seq"] - counts[str(r["id"])] + 1 for r in rows}
+        if len(next_seq) != len(counts):
+            raise NotFound(f"conversation {sorted(set(counts) - set(next_seq))[0]} not found")
+        seqs = []
+        for item in items:
+            seqs.append(next_seq[item.conversation_id])
+            next_seq[item.conversation_id] += 1
+        with conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                [(i.conversation_id, seq, i.user_id, i.message_id, i.event["type"], json.dumps(i.event, default=str))
+                 for i, seq in zip(items, seqs, strict=True)])
+            tools = [i for i in items if i.event["type"] == "tool_result"]
+            if tools:
+                cur.executemany(
+                    """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                    [(i.message_id, i.conversation_id, i.user_id, i.event["name"], json.dumps(i.event.get("args", {})),
+                      json.dumps(i.event.get("data"), default=str), i.event.get("error")) for i in tools])
+            cites = [i for i in items if i.event["type"] == "citation"]
+            if cites:
+                cur.executemany(
+                    """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
+                       VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
+                    [(i.message_id, i.conversation_id, i.user_id, i.event["chunk_id"], i.event["source"],
+                      i.event["title"], i.event["snippet"]) for i in cites])
+            finished = [i for i in items if i.finish is not None]
+            if finished:
+                cur.executemany(
+                    "UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
+                    [(i.finish[0], i.finish[1], json.dumps(i.finish[2]) if i.finish[2] else None, i.message_id)
+                     for i in finished if i.finish])
+    return seqs
 
 
 def fail_message(db: Database, message_id: int, partial: str) -> None:

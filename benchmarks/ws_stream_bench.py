@@ -1,0 +1,213 @@
+"""Streaming through the service, against a mock model whose own timing is known.
+
+Starts `evals/mock_llm.py` (first token after --ttft, then --rate tokens/s, --tokens distinct
+tokens) and `mentor serve` (one worker) pointed at it, then measures:
+
+1. overhead to first token: WebSocket send → first token, minus the mock's own TTFT, with the
+   persona's retrieval and up-front tools on (sequential turns, default persona david);
+2. --conns concurrent conversations, all streaming at once: lost or reordered tokens (each
+   answer must equal the mock's token sequence), gaps between seqs, added inter-token delay
+   (observed gap minus the mock's 1/rate), and the server's memory per connection (RSS).
+
+    .venv/bin/python benchmarks/ws_stream_bench.py --home /tmp/evalhome --conns 500 --rate 20
+
+`--home` must be a set-up MENTOR_HOME (`mentor setup`). Prints JSON; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evals.mock_llm import expected_answer  # noqa: E402
+
+QUESTIONS = {"david": "What do React developers charge per hour?", "marcus": "How do I find my first clients?",
+             "support": "How long until I can withdraw my earnings?"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def one_turn(url: str, persona: str, *, start: asyncio.Event | None = None,
+                   connected: list[int] | None = None) -> dict:
+    async with websockets.connect(url, max_size=2**22, open_timeout=60, ping_interval=None) as ws:
+        json.loads(await ws.recv())  # ready
+        if connected is not None:
+            connected.append(1)
+        if start is not None:
+            await start.wait()
+        sent = time.perf_counter()
+        await ws.send(json.dumps({"type": "message", "client_id": uuid.uuid4().hex, "persona": persona,
+                                  "text": QUESTIONS[persona]}))
+        tokens, times, seqs, errors = [], [], [], []
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), timeout=300))
+            now = time.perf_counter()
+            if event.get("seq") is not None:
+                seqs.append(event["seq"])
+            if event["type"] == "token":
+                tokens.append(event["delta"])
+                times.append(now)
+            elif event["type"] == "error":
+                errors.append(event["code"])
+            elif event["type"] == "done":
+                return {"sent": sent, "tokens": tokens, "times": times, "seqs": seqs, "errors": errors,
+                        "done": now}
+
+
+async def run(args: argparse.Namespace, ws_url: str, server_pid: int) -> dict:
+    from server.auth import issue_token
+    from store.settings import Settings
+
+    settings = Settings(mentor_home=args.home)
+    user_ids = [1, 2, 3]
+    urls = [f"{ws_url}?token={issue_token(settings, uid)}" for uid in user_ids]
+    results: dict[str, object] = {"cores": os.cpu_count(), "mock": {"tokens": args.tokens, "rate_per_s": args.rate,
+                                                                     "ttft_s": args.ttft}}
+
+    # 1. overhead to first token, sequential
+    await one_turn(urls[0], args.persona)  # warm-up (model client, embedder, pool)
+    overheads = []
+    for i in range(args.ttft_turns):
+        turn = await one_turn(urls[i % len(urls)], args.persona)
+        overheads.append((turn["times"][0] - turn["sent"] - args.ttft) * 1000)
+    results["first_token_overhead_ms"] = {"persona": args.persona, "turns": len(overheads),
+                                          "p50": pct(overheads, 50), "p95": pct(overheads, 95),
+                                          "max": round(max(overheads), 2)}
+
+    # 2. many conversations streaming at once
+    base = rss_mb(server_pid)
+    start, connected = asyncio.Event(), []
+    tasks = [asyncio.create_task(one_turn(urls[i % len(urls)], args.concurrent_persona, start=start,
+                                          connected=connected)) for i in range(args.conns)]
+    while len(connected) < args.conns:
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.1)
+    idle = rss_mb(server_pid)
+    peak = idle
+    start.set()
+    began = time.perf_counter()
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        peak = max(peak, rss_mb(server_pid))
+    wall = time.perf_counter() - began
+    turns = [t.result() for t in tasks if not t.exception()]
+    failures = [repr(t.exception()) for t in tasks if t.exception()]
+    want = expected_answer(args.tokens)
+    interval = 1000 / args.rate
+    added = [((b - a) * 1000 - interval)
+             for turn in turns for a, b in zip(turn["times"], turn["times"][1:], strict=False)]
+    first = [(turn["times"][0] - turn["sent"] - args.ttft) * 1000 for turn in turns if turn["times"]]
+    results["concurrent"] = {
+        "conversations": args.conns, "persona": args.concurrent_persona, "completed": len(turns),
+        "failed_connections": len(failures), "failures": failures[:3],
+        "errors": sum(len(t["errors"]) for t in turns),
+        "answers_exact": sum("".join(t["tokens"]) == want for t in turns),
+        "seq_gaps_or_reorders": sum(t["seqs"] != list(range(t["seqs"][0], t["seqs"][0] + len(t["seqs"])))
+                                    for t in turns if t["seqs"]),
+        "tokens_received": sum(len(t["tokens"]) for t in turns),
+        "wall_s": round(wall, 1), "ideal_stream_s": round(args.ttft + (args.tokens - 1) / args.rate, 1),
+        "added_inter_token_delay_ms": {"p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
+                                       "max": round(max(added), 1) if added else None},
+        "first_token_overhead_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
+        "server_rss_mb": {"before": round(base, 1), "connected_idle": round(idle, 1), "peak": round(peak, 1)},
+        "rss_per_connection_kb": {"idle": round((idle - base) * 1024 / max(1, args.conns), 1),
+                                  "streaming_peak": round((peak - base) * 1024 / max(1, args.conns), 1)},
+    }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True, help="a set-up MENTOR_HOME")
+    parser.add_argument("--conns", type=int, default=500)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="mock tokens per second per conversation")
+    parser.add_argument("--ttft", type=float, default=0.2, help="mock seconds to first token")
+    parser.add_argument("--ttft-turns", type=int, default=30)
+    parser.add_argument("--persona", default="david", help="persona for the first-token measurement")
+    parser.add_argument("--concurrent-persona", default="support")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="write a py-spy profile of the server here (.svg flame graph, .txt collapsed stacks)")
+    args = parser.parse_args()
+
+    mock_port, port = free_port(), free_port()
+    env = {**os.environ, "MENTOR_HOME": str(args.home), "MENTOR_LLM": "openai",
+           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
+           "MENTOR_USER_RATE": "10000", "MENTOR_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    py = sys.executable
+    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
+                             "--rate", str(args.rate), "--ttft", str(args.ttft)], cwd=ROOT, env=env)
+    server_log = open(args.home / "bench-serve.log", "w")  # noqa: SIM115 - lives as long as the server
+    server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=server_log)
+    spy = None
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        if args.profile:
+            fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
+            spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "--pid", str(server.pid),
+                                    "--format", fmt, "--nonblocking", "--rate", "50"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        results = asyncio.run(run(args, f"ws://127.0.0.1:{port}/ws/chat", server.pid))
+        print(json.dumps(results, indent=2))
+    finally:
+        if spy:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        server.terminate()
+        mock.terminate()
+        server.wait(timeout=30)
+        mock.wait(timeout=30)
+        server_log.close()
+
+
+if __name__ == "__main__":
+    main()
