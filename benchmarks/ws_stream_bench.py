@@ -53,6 +53,24 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (clock ticks from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_groups(server_pid: int, mock_pid: int) -> dict[str, list[int]]:
+    postgres = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and b"postgres" in (p / "cmdline").read_bytes()[:200]] if Path("/proc").exists() else []
+    return {"server": [server_pid], "mock_llm": [mock_pid], "bench_client": [os.getpid()], "postgres": postgres}
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
@@ -98,7 +116,7 @@ async def one_turn(url: str, persona: str, *, start: asyncio.Event | None = None
                         "done": now}
 
 
-async def run(args: argparse.Namespace, ws_url: str, server_pid: int) -> dict:
+async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: int) -> dict:
     from server.auth import issue_token
     from store.settings import Settings
 
@@ -129,6 +147,8 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int) -> dict:
         await asyncio.sleep(0.1)
     idle = rss_mb(server_pid)
     peak = idle
+    groups = process_groups(server_pid, mock_pid)
+    cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
     start.set()
     began = time.perf_counter()
     pending = set(tasks)
@@ -136,6 +156,7 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int) -> dict:
         _, pending = await asyncio.wait(pending, timeout=0.5)
         peak = max(peak, rss_mb(server_pid))
     wall = time.perf_counter() - began
+    cpu = {name: round(cpu_seconds(pids) - cpu_before[name], 1) for name, pids in groups.items()}
     turns = [t.result() for t in tasks if not t.exception()]
     failures = [repr(t.exception()) for t in tasks if t.exception()]
     want = expected_answer(args.tokens)
@@ -156,6 +177,7 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int) -> dict:
                                        "max": round(max(added), 1) if added else None},
         "first_token_overhead_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
         "server_rss_mb": {"before": round(base, 1), "connected_idle": round(idle, 1), "peak": round(peak, 1)},
+        "cpu_seconds_during_streaming": cpu,
         "rss_per_connection_kb": {"idle": round((idle - base) * 1024 / max(1, args.conns), 1),
                                   "streaming_peak": round((peak - base) * 1024 / max(1, args.conns), 1)},
     }
@@ -194,9 +216,9 @@ def main() -> None:
         if args.profile:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
             spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "--pid", str(server.pid),
-                                    "--format", fmt, "--nonblocking", "--rate", "50"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        results = asyncio.run(run(args, f"ws://127.0.0.1:{port}/ws/chat", server.pid))
+                                    "--format", fmt, "--gil", "--nonblocking", "--rate", "50"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        results = asyncio.run(run(args, f"ws://127.0.0.1:{port}/ws/chat", server.pid, mock.pid))
         print(json.dumps(results, indent=2))
     finally:
         if spy:

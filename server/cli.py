@@ -456,7 +456,9 @@ def serve(
         except OSError as exc:
             raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     logs.configure()
-    uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio")
+    # Token frames are a few bytes: per-message deflate costs CPU on every frame and saves nothing.
+    uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio",
+                ws_per_message_deflate=False)
 
 
 def main() -> None:
