@@ -1,0 +1,83 @@
+"""Bounded load test against a real `mentor serve` and the mock model: all personas, widget visitors,
+clients that drop mid-answer and resume, for a fixed time. Reports lost messages, cross-user data,
+seq gaps, error rate and turn times (the same checks tests/test_load.py runs for 20 s in CI).
+
+    .venv/bin/python benchmarks/load_test.py --home /tmp/evalhome --seconds 120 --users 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from ws_stream_bench import ROOT, free_port, wait_http
+
+from evals.load import VirtualUser, run_load, stored_answers
+
+SECRETS = {1: ["Nora Bennett", "nora@example.com", "2599.86"], 2: ["Mateo Alvarez", "mateo@example.com", "122435.11"],
+           3: ["Sofia Lindqvist", "sofia@example.com", "340112.32"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True, help="a set-up MENTOR_HOME")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--users", type=int, default=24, help="virtual users; every fourth is a widget visitor")
+    parser.add_argument("--drop", type=float, default=0.3, help="share of turns whose client drops and resumes")
+    parser.add_argument("--tokens", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=50.0)
+    args = parser.parse_args()
+
+    from server.auth import add_site, issue_token
+    from store.db import Database
+    from store.settings import Settings
+
+    mock_port, port = free_port(), free_port()
+    env = {**os.environ, "MENTOR_HOME": str(args.home), "MENTOR_LLM": "openai",
+           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
+           "MENTOR_USER_RATE": "10000", "MENTOR_SITE_RATE": "10000", "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    settings = Settings(mentor_home=args.home)
+    py = sys.executable
+    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
+                             "--rate", str(args.rate), "--ttft", "0.1"], cwd=ROOT, env=env)
+    server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        db = Database.connect(settings)
+        site = add_site(db, f"load-{uuid.uuid4().hex[:6]}", ["https://shop.example"])
+        ws = f"ws://127.0.0.1:{port}/ws/chat"
+        users = []
+        for i in range(args.users):
+            if i % 4 == 3:
+                users.append(VirtualUser(f"visitor{i}", f"{ws}?site_key={site['site_key']}&visitor_id=load-visitor-"
+                                         f"{uuid.uuid4().hex}", ["support"],
+                                         [s for v in SECRETS.values() for s in v], origin="https://shop.example"))
+            else:
+                uid = 1 + i % 3
+                users.append(VirtualUser(f"user{uid}-{i}", f"{ws}?token={issue_token(settings, uid)}",
+                                         ["marcus", "sarah", "david", "proposal_writer", "support"],
+                                         [s for other, v in SECRETS.items() if other != uid for s in v]))
+        result = asyncio.run(run_load(users, args.seconds, drop_probability=args.drop))
+        stored = stored_answers(db, list(result.answers))
+        summary = {"cores": os.cpu_count(), "seconds": args.seconds, "virtual_users": args.users, **result.summary(),
+                   "answers_differing_from_database": sum(stored.get(m, ("",))[0] != t
+                                                          for m, t in result.answers.items())}
+        print(json.dumps(summary, indent=2))
+    finally:
+        server.terminate()
+        mock.terminate()
+        server.wait(timeout=30)
+        mock.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
