@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Queue
 
+import numpy as np
+import psycopg
 from tqdm import tqdm
 
 from retrieval.chunking import SUPPORTED, Chunk, ParsedDocument, chunk_document, read_document
@@ -75,6 +79,56 @@ def prepare_files(paths: Iterable[Path], settings: Settings) -> list[PreparedDoc
     return prepared
 
 
+WAVE_CHUNKS = 512  # embedded per wave; sorted by length inside a wave, so padding stays small
+
+
+def _waves(todo: list[tuple[PreparedDocument, list[Chunk]]]) -> Iterator[list[tuple[PreparedDocument, list[Chunk]]]]:
+    wave: list[tuple[PreparedDocument, list[Chunk]]] = []
+    size = 0
+    for item in todo:
+        wave.append(item)
+        size += len(item[1])
+        if size >= WAVE_CHUNKS:
+            yield wave
+            wave, size = [], 0
+    if wave:
+        yield wave
+
+
+def _write_wave(conn: psycopg.Connection, corpus: str, wave: list[tuple[PreparedDocument, list[Chunk]]],
+                vectors: np.ndarray, report: IngestReport) -> None:
+    position = 0
+    for item, chunks in wave:
+        doc = item.doc
+        row = conn.execute(
+            """INSERT INTO documents (corpus, source, title, content_hash, metadata) VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (corpus, source) DO UPDATE
+               SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
+                   metadata = EXCLUDED.metadata, ingested_at = now()
+               RETURNING id, (xmax = 0) AS inserted""",
+            (corpus, doc.source, doc.title, item.content_hash, json.dumps(doc.metadata, default=str)),
+        ).fetchone()
+        conn.execute("DELETE FROM chunks WHERE document_id = %s", (row["id"],))
+        with conn.cursor().copy(
+            "COPY chunks (document_id, corpus, ordinal, title, section, anchor, source, text, token_count,"
+            " metadata, embedding) FROM STDIN"
+        ) as copy:
+            for chunk in chunks:
+                vec = vectors[position]
+                position += 1
+                copy.write_row((
+                    row["id"], corpus, chunk.ordinal, chunk.title, chunk.section, chunk.anchor, doc.source,
+                    chunk.text, chunk.token_count, json.dumps(chunk.metadata, default=str),
+                    "[" + ",".join(f"{x:.7f}" for x in vec) + "]",
+                ))
+        report.chunks_written += len(chunks)
+        report.sources.append(doc.source)
+        if row["inserted"]:
+            report.added += 1
+        else:
+            report.updated += 1
+
+
 def ingest_paths(db: Database, paths: list[Path], corpus: str, *, progress: bool = True) -> IngestReport:
     settings = get_settings()
     require_corpora(db, [corpus])
@@ -105,43 +159,34 @@ def ingest_documents(
             continue
         chunks = chunk_document(item.doc, max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap)
         todo.append((item, chunks))
-    texts = [c.text for _, chunks in todo for c in chunks]
-    vectors = []
-    if texts:
-        with tqdm(total=len(texts), desc=f"embedding {corpus}", unit="chunk", disable=not progress,
-                  leave=False) as bar:
-            vectors = get_embedder().embed(texts, batch_size=settings.embed_batch, on_batch=bar.update)
-    report.embedded = len(texts)
-    position = 0
-    with db.admin() as conn:
-        for item, chunks in todo:
-            doc = item.doc
-            row = conn.execute(
-                """INSERT INTO documents (corpus, source, title, content_hash, metadata) VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (corpus, source) DO UPDATE
-                   SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
-                       metadata = EXCLUDED.metadata, ingested_at = now()
-                   RETURNING id, (xmax = 0) AS inserted""",
-                (corpus, doc.source, doc.title, item.content_hash, json.dumps(doc.metadata, default=str)),
-            ).fetchone()
-            conn.execute("DELETE FROM chunks WHERE document_id = %s", (row["id"],))
-            with conn.cursor().copy(
-                "COPY chunks (document_id, corpus, ordinal, title, section, anchor, source, text, token_count,"
-                " metadata, embedding) FROM STDIN"
-            ) as copy:
-                for chunk in chunks:
-                    vec = vectors[position]
-                    position += 1
-                    copy.write_row((
-                        row["id"], corpus, chunk.ordinal, chunk.title, chunk.section, chunk.anchor, doc.source,
-                        chunk.text, chunk.token_count, json.dumps(chunk.metadata, default=str),
-                        "[" + ",".join(f"{x:.7f}" for x in vec) + "]",
-                    ))
-            report.chunks_written += len(chunks)
-            report.sources.append(doc.source)
-            if row["inserted"]:
-                report.added += 1
-            else:
-                report.updated += 1
+    report.embedded = sum(len(chunks) for _, chunks in todo)
+    with db.admin() as conn, tqdm(total=report.embedded, desc=f"embedding {corpus}", unit="chunk",
+                                  disable=not progress, leave=False) as bar:
+        # Embedding (torch) and writing (PostgreSQL maintaining the HNSW index, another process) overlap:
+        # each wave of documents is embedded while the previous one is written, all in one transaction.
+        queue: Queue[tuple[list[tuple[PreparedDocument, list[Chunk]]], np.ndarray] | None] = Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def write_waves() -> None:
+            while (job := queue.get()) is not None:
+                if not failure:
+                    try:
+                        _write_wave(conn, corpus, *job, report)
+                    except BaseException as exc:  # re-raised by the caller's thread; the transaction rolls back
+                        failure.append(exc)
+
+        writer = threading.Thread(target=write_waves, name="ingest-writer")
+        writer.start()
+        try:
+            for wave in _waves(todo):
+                if failure:
+                    break
+                texts = [c.text for _, chunks in wave for c in chunks]
+                queue.put((wave, get_embedder().embed(texts, batch_size=settings.embed_batch, on_batch=bar.update)))
+        finally:
+            queue.put(None)
+            writer.join()
+        if failure:
+            raise failure[0]
     report.seconds = round(time.perf_counter() - started, 2)
     return report
