@@ -6,6 +6,11 @@ index the service uses, then times top-10 queries and compares them with exact s
 Prints numbers; asserts nothing.
 
     .venv/bin/python benchmarks/retrieval_bench.py --n 100000 --queries 200
+    .venv/bin/python benchmarks/retrieval_bench.py --reuse /tmp/mentor-bench-XXXX --langchain   # needs .[bench]
+
+`--langchain` loads the same texts and vectors into langchain-postgres `PGVector` in the same server
+and times `similarity_search_with_score_by_vector` on the same query vectors: as it ships (no
+vector index: exact scan) and with the same HNSW index added, reported side by side as ratios.
 """
 
 from __future__ import annotations
@@ -100,6 +105,68 @@ def build(args: argparse.Namespace, embedder, results: dict[str, object]) -> str
     return url
 
 
+def pgvector_side_by_side(args: argparse.Namespace, url: str, queries, truth: list[list[int]],  # type: ignore[no-untyped-def]
+                          ours: dict[str, object]) -> dict[str, object]:
+    """The same vectors through langchain-postgres PGVector: load time, latency and recall, and ratios to ours."""
+    import numpy as np
+    import psycopg
+    from langchain_core.embeddings import Embeddings
+    from langchain_postgres import PGVector
+    from pgvector.psycopg import register_vector
+
+    class Unused(Embeddings):  # every call below passes vectors; PGVector still wants an Embeddings object
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise NotImplementedError
+
+        def embed_query(self, text: str) -> list[float]:
+            raise NotImplementedError
+
+    out: dict[str, object] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        ids_vectors = conn.execute("SELECT id, embedding FROM bench ORDER BY id").fetchall()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'lc'").fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE lc")
+    lc_url = url.replace("postgresql://", "postgresql+psycopg://").replace("/postgres?", "/lc?")
+    texts = make_texts(args.n, args.seed)
+    store = PGVector(Unused(), connection=lc_url, collection_name="bench", embedding_length=384,
+                     pre_delete_collection=True, use_jsonb=True)
+    t = time.perf_counter()
+    for start in range(0, len(ids_vectors), 2000):
+        part = ids_vectors[start:start + 2000]
+        store.add_embeddings([texts[i] for i, _ in part], [v.tolist() for _, v in part],
+                             ids=[str(i) for i, _ in part])
+    out["load_seconds"] = round(time.perf_counter() - t, 1)
+
+    def measure(label: str) -> dict[str, float]:
+        times, recall = [], []
+        for q, exact in zip(queries, truth, strict=True):
+            t = time.perf_counter()
+            docs = store.similarity_search_with_score_by_vector(q.tolist(), k=10)
+            times.append((time.perf_counter() - t) * 1000)
+            recall.append(len({int(d.id) for d, _ in docs} & set(exact)) / 10)
+        return {"query_p50_ms": round(percentile(times, 50), 2), "query_p95_ms": round(percentile(times, 95), 2),
+                "recall_at_10": round(float(np.mean(recall)), 4)}
+
+    out["as_shipped_no_index"] = measure("exact")
+    with psycopg.connect(lc_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        t = time.perf_counter()
+        conn.execute(f"CREATE INDEX IF NOT EXISTS lc_hnsw ON langchain_pg_embedding USING hnsw "
+                     f"(embedding vector_cosine_ops) WITH (m = {args.m}, ef_construction = {args.ef_construction})")
+        out["hnsw_build_seconds"] = round(time.perf_counter() - t, 1)
+        conn.execute("ALTER DATABASE lc SET hnsw.ef_search = 100")
+    store._engine.dispose()  # new sessions pick up ef_search
+    out["with_hnsw_ef_search_100"] = measure("hnsw")
+    mine = ours.get("ef_search_100") or {}
+    if mine:
+        out["ratio_p50_pgvector_to_ours"] = {
+            "as_shipped": round(out["as_shipped_no_index"]["query_p50_ms"] / mine["query_p50_ms"], 1),
+            "with_hnsw": round(out["with_hnsw_ef_search_100"]["query_p50_ms"] / mine["query_p50_ms"], 1)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="chunks to generate")
@@ -109,6 +176,7 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[40, 100, 200])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--langchain", action="store_true", help="also run langchain-postgres PGVector side by side")
     parser.add_argument("--reuse", type=Path, default=None,
                         help="data directory of an earlier run: skip embedding, loading and the build; "
                              "measure queries only")
@@ -150,6 +218,8 @@ def main() -> None:
             results[f"ef_search_{ef}"] = {"query_p50_ms": round(percentile(times, 50), 2),
                                           "query_p95_ms": round(percentile(times, 95), 2),
                                           "recall_at_10": round(float(np.mean(recall)), 4)}
+    if args.langchain:
+        results["langchain_postgres"] = pgvector_side_by_side(args, url, queries, truth, results)
     t = time.perf_counter()
     for text in make_queries(50, args.seed + 7):
         embedder.embed_query(text)
