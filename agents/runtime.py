@@ -18,8 +18,10 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
 
@@ -41,6 +43,7 @@ from agents.sentiment import is_upset, wants_human
 from agents.simulation import client_brief, wants_feedback
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
 from retrieval.chunking import count_tokens
+from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit, search
 from store.db import Database
 from store.errors import MentorError
@@ -48,6 +51,7 @@ from store.errors import MentorError
 # Best help-center match farther than this (cosine distance) = nothing relevant. Measured on 12
 # on-topic support questions (worst 0.618) and 10 off-topic ones (best 0.847); see tests/test_agents.py.
 NO_ANSWER_DISTANCE = 0.72
+_EMBEDDING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")  # the model runs one call at a time
 PROJECT_REF = re.compile(r"(?:project\s*(?:id\s*)?#?|#)(\d{1,9})\b", re.I)
 
 
@@ -127,11 +131,17 @@ class _Turn:
                     args[key] = resolved
             yield from self.call_tool(call.tool, args)
 
-    def retrieve(self, query: str) -> Iterator[Event]:
+    def embed_early(self) -> Future[np.ndarray] | None:
+        """Start embedding the question now; torch runs it while the up-front tools wait on the database."""
+        if not self.persona.corpora or not self.persona.retrieval_k:
+            return None
+        return _EMBEDDING.submit(get_embedder().embed_query, self.req.text)
+
+    def retrieve(self, query: str, vector: Future[np.ndarray] | None = None) -> Iterator[Event]:
         if not self.persona.corpora or not self.persona.retrieval_k:
             return
         hits = search(self.db, query, corpora=self.persona.corpora, k=self.persona.retrieval_k,
-                      metadata=self.persona.retrieval_filter)
+                      metadata=self.persona.retrieval_filter, vector=vector.result() if vector else None)
         yield from self.cite(hits)
 
     def escalate(self) -> Iterator[Event]:
@@ -273,8 +283,9 @@ class _Turn:
                 if wants_feedback(req.text):
                     yield from self.retrieve("negotiation feedback scope price discovery questions")
             else:
+                early = self.embed_early()
                 yield from self.upfront()
-                yield from self.retrieve(req.text)
+                yield from self.retrieve(req.text, early)
             if "escalation" in behaviours:
                 yield from self.escalate()
             messages: list[BaseMessage] = [SystemMessage(self.system_prompt())]

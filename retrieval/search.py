@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from retrieval.corpora import require_corpora
@@ -58,8 +59,12 @@ def search(
     k: int = 5,
     metadata: dict[str, Any] | None = None,
     candidates: int = 50,
+    vector: np.ndarray | None = None,
 ) -> list[SearchHit]:
-    """Top-k chunks for `query`, optionally limited to corpora and a metadata subset (JSON containment)."""
+    """Top-k chunks for `query`, optionally limited to corpora and a metadata subset (JSON containment).
+
+    `vector` is the query's embedding when the caller already has it (computed while other work ran).
+    """
     query = query.strip()
     if not query:
         raise InvalidArgument("search text is empty")
@@ -69,7 +74,7 @@ def search(
         require_corpora(db, corpora)
     where, params = _filters(corpora, metadata)
     pool = max(candidates, k)
-    vector = get_embedder().embed_query(query)
+    vector = get_embedder().embed_query(query) if vector is None else vector
     params |= {"v": vector, "pool": pool, "q": query}
     with db.as_user(None) as conn:
         conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * pool)}")
