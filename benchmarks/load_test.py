@@ -11,12 +11,10 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from ws_stream_bench import ROOT, free_port, wait_http
+from ws_stream_bench import service_stack
 
 from evals.load import VirtualUser, run_load, stored_answers
 
@@ -38,20 +36,8 @@ def main() -> None:
     from store.db import Database
     from store.settings import Settings
 
-    mock_port, port = free_port(), free_port()
-    env = {**os.environ, "MENTOR_HOME": str(args.home), "MENTOR_LLM": "openai",
-           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
-           "MENTOR_USER_RATE": "10000", "MENTOR_SITE_RATE": "10000", "HF_HUB_OFFLINE": "1"}
-    env.pop("DATABASE_URL", None)
     settings = Settings(mentor_home=args.home)
-    py = sys.executable
-    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
-                             "--rate", str(args.rate), "--ttft", "0.1"], cwd=ROOT, env=env)
-    server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+    with service_stack(args.home, tokens=args.tokens, rate=args.rate, ttft=0.1) as (_, _, port):
         db = Database.connect(settings)
         site = add_site(db, f"load-{uuid.uuid4().hex[:6]}", ["https://shop.example"])
         ws = f"ws://127.0.0.1:{port}/ws/chat"
@@ -72,11 +58,6 @@ def main() -> None:
                    "answers_differing_from_database": sum(stored.get(m, ("",))[0] != t
                                                           for m, t in result.answers.items())}
         print(json.dumps(summary, indent=2))
-    finally:
-        server.terminate()
-        mock.terminate()
-        server.wait(timeout=30)
-        mock.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import websockets
@@ -198,37 +201,45 @@ def main() -> None:
                         help="write a py-spy profile of the server here (.svg flame graph, .txt collapsed stacks)")
     args = parser.parse_args()
 
-    mock_port, port = free_port(), free_port()
-    env = {**os.environ, "MENTOR_HOME": str(args.home), "MENTOR_LLM": "openai",
-           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
-           "MENTOR_USER_RATE": "10000", "MENTOR_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-    env.pop("DATABASE_URL", None)
-    py = sys.executable
-    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
-                             "--rate", str(args.rate), "--ttft", str(args.ttft)], cwd=ROOT, env=env)
-    server_log = open(args.home / "bench-serve.log", "w")  # noqa: SIM115 - lives as long as the server
-    server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=server_log)
-    spy = None
-    try:
-        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
-        wait_http(f"http://127.0.0.1:{port}/readyz")
+    with service_stack(args.home, tokens=args.tokens, rate=args.rate, ttft=args.ttft) as (server, mock, port):
+        spy = None
         if args.profile:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
             spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "--pid", str(server.pid),
                                     "--format", fmt, "--gil", "--nonblocking", "--rate", "50"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        results = asyncio.run(run(args, f"ws://127.0.0.1:{port}/ws/chat", server.pid, mock.pid))
-        print(json.dumps(results, indent=2))
-    finally:
-        if spy:
-            spy.send_signal(2)
-            spy.wait(timeout=60)
-        server.terminate()
-        mock.terminate()
-        server.wait(timeout=30)
-        mock.wait(timeout=30)
-        server_log.close()
+        try:
+            results = asyncio.run(run(args, f"ws://127.0.0.1:{port}/ws/chat", server.pid, mock.pid))
+            print(json.dumps(results, indent=2))
+        finally:
+            if spy:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+
+
+@contextmanager
+def service_stack(home: Path, *, tokens: int, rate: float, ttft: float) -> Iterator[tuple[Any, Any, int]]:
+    """The mock model and `mentor serve` (one worker, limits raised) as subprocesses; yields both and the port."""
+    mock_port, port = free_port(), free_port()
+    env = {**os.environ, "MENTOR_HOME": str(home), "MENTOR_LLM": "openai",
+           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
+           "MENTOR_USER_RATE": "10000", "MENTOR_SITE_RATE": "10000", "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    py = sys.executable
+    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(tokens),
+                             "--rate", str(rate), "--ttft", str(ttft)], cwd=ROOT, env=env)
+    with open(home / "bench-serve.log", "w") as server_log:
+        server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT,
+                                  env=env, stdout=subprocess.DEVNULL, stderr=server_log)
+        try:
+            wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+            yield server, mock, port
+        finally:
+            server.terminate()
+            mock.terminate()
+            server.wait(timeout=30)
+            mock.wait(timeout=30)
 
 
 if __name__ == "__main__":

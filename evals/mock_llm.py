@@ -134,10 +134,10 @@ def _sse(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
-class MockServer:
-    """The mock under uvicorn in a background thread (tests), on a free loopback port."""
+class ThreadedServer:
+    """An ASGI app under uvicorn in a background thread on a free loopback port (tests, this mock)."""
 
-    def __init__(self, mock: MockLLM) -> None:
+    def __init__(self, app: Any, *, name: str, **config: Any) -> None:
         import socket
 
         import uvicorn
@@ -145,16 +145,26 @@ class MockServer:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        self.mock = mock
-        self.server = uvicorn.Server(uvicorn.Config(mock.app(), host="127.0.0.1", port=self.port,
-                                                    log_level="critical", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name="mock-llm")
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, **config))
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name=name)
         self.thread.start()
         deadline = time.time() + 20
         while not self.server.started:
             if time.time() > deadline:
-                raise RuntimeError("mock LLM did not start")
+                raise RuntimeError(f"{name} did not start")
             time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class MockServer(ThreadedServer):
+    """The mock in a background thread (tests)."""
+
+    def __init__(self, mock: MockLLM) -> None:
+        self.mock = mock
+        super().__init__(mock.app(), name="mock-llm", log_level="critical", lifespan="off")
 
     @property
     def base_url(self) -> str:
@@ -163,10 +173,6 @@ class MockServer:
     def queue(self, *behaviours: Behaviour) -> None:
         with self.mock.lock:
             self.mock.queue.extend(behaviours)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def main() -> None:

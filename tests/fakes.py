@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from agents.llm import ChatProvider, ModelReply
+from evals.mock_llm import ThreadedServer
 
 REPLY = ("Here is what the records show. **Fees** depend on your plan, and the numbers above come from the "
          "platform's own data [1]. Ask me about rates, proposals or payments any time; I can also open a "
@@ -35,30 +35,15 @@ class ScriptedProvider(ChatProvider):
                          else "stop")
 
 
-class LiveServer:
+class LiveServer(ThreadedServer):
     """uvicorn serving create_app(services) in a background thread on a free port."""
 
     def __init__(self, services) -> None:  # type: ignore[no-untyped-def]
-        import socket
-
-        import uvicorn
-
         from server.app import create_app
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
         self.services = services
-        config = uvicorn.Config(create_app(services), host="127.0.0.1", port=self.port, log_level="warning",
-                                ws="websockets-sansio", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.05)
+        super().__init__(create_app(services), name="test-server", log_level="warning", ws="websockets-sansio",
+                         lifespan="on")
 
     @property
     def http(self) -> str:
@@ -67,7 +52,3 @@ class LiveServer:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/chat"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
