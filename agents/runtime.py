@@ -90,10 +90,11 @@ class _Turn:
 
     # -- helpers ----------------------------------------------------------------------------
     def call_tool(self, name: str, args: dict[str, Any], call_id: str | None = None,
-                  allowed: list[str] | None = None) -> Iterator[Event]:
+                  allowed: list[str] | None = None, refused: str | None = None) -> Iterator[Event]:
+        """Run a tool as the caller and emit the call and its result; `refused` = an error instead of running."""
         call_id = call_id or f"call_{uuid.uuid4().hex[:12]}"
         yield ToolCallEvent(id=call_id, name=name, args=args)
-        outcome = run_tool(name, args, self.ctx, allowed=allowed)
+        outcome = ToolOutcome(name, error=refused) if refused else run_tool(name, args, self.ctx, allowed=allowed)
         self.last_outcome = outcome
         yield ToolResultEvent(id=call_id, name=name, data=outcome.data, error=outcome.error)
         self.records.append((name, outcome.data if outcome.error is None else {"error": outcome.error}))
@@ -219,13 +220,11 @@ class _Turn:
             messages.append(AIMessage(content=reply.text, tool_calls=[
                 {"id": c.id, "name": c.name, "args": c.args} for c in reply.tool_calls]))
             for call in reply.tool_calls:
-                if call.malformed is not None:  # tell the model, and the user, instead of guessing arguments
-                    self.last_outcome = ToolOutcome(call.name, error=f"the model sent malformed arguments for "
-                                                                    f"{call.name}: {call.malformed[:200]!r}")
-                    yield ToolCallEvent(id=call.id, name=call.name, args={})
-                    yield ToolResultEvent(id=call.id, name=call.name, data=None, error=self.last_outcome.error)
-                else:
-                    yield from self.call_tool(call.name, call.args, call_id=call.id, allowed=self.persona.tools)
+                # malformed arguments: tell the model, and the user, instead of guessing them
+                refused = None if call.malformed is None else \
+                    f"the model sent malformed arguments for {call.name}: {call.malformed[:200]!r}"
+                yield from self.call_tool(call.name, call.args, call_id=call.id, allowed=self.persona.tools,
+                                          refused=refused)
                 outcome: ToolOutcome = self.last_outcome
                 content = json.dumps(outcome.data if outcome.error is None else {"error": outcome.error},
                                      default=str)

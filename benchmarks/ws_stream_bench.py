@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from evals.mock_llm import expected_answer  # noqa: E402
+from evals.stats import percentile as pct  # noqa: E402
 
 QUESTIONS = {"david": "What do React developers charge per hour?", "marcus": "How do I find my first clients?",
              "support": "How long until I can withdraw my earnings?"}
@@ -72,12 +72,6 @@ def process_groups(server_pid: int, mock_pid: int) -> dict[str, list[int]]:
     postgres = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
                 and b"postgres" in (p / "cmdline").read_bytes()[:200]] if Path("/proc").exists() else []
     return {"server": [server_pid], "mock_llm": [mock_pid], "bench_client": [os.getpid()], "postgres": postgres}
-
-
-def pct(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
 
 
 def wait_http(url: str, timeout: float = 120) -> None:

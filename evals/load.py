@@ -19,6 +19,8 @@ from typing import Any
 
 import websockets
 
+from evals.stats import percentile
+
 PERSONA_QUESTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "marcus": ("How do I find my first clients?", {}),
     "sarah": ("How do I handle a client who keeps adding scope?", {}),
@@ -52,14 +54,12 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         errors = sum(self.errors.values())
-        ordered = sorted(self.turn_seconds)
         return {"messages_sent": self.sent, "completed": self.completed, "rejected": self.rejected,
                 "lost": len(self.lost),
                 "reconnects_with_resume": self.reconnects, "seq_gaps": self.gaps, "cross_user_leaks": len(self.leaks),
                 "error_events": errors, "error_rate": round(errors / self.sent, 4) if self.sent else 0.0,
                 "errors_by_code": self.errors,
-                "turn_p50_s": round(ordered[len(ordered) // 2], 2) if ordered else None,
-                "turn_p95_s": round(ordered[int(len(ordered) * 0.95)], 2) if ordered else None}
+                "turn_p50_s": percentile(self.turn_seconds, 50), "turn_p95_s": percentile(self.turn_seconds, 95)}
 
 
 async def _events(ws: Any, timeout: float) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from agents.llm import ChatProvider
 from agents.personas import get_persona
 from agents.runtime import TurnRequest, run_turn
 from evals.cases import Case, EvalSet, Fact
+from evals.stats import percentile
 from retrieval.search import search
 from store.db import Database
 from store.errors import InvalidArgument
@@ -160,13 +160,6 @@ def _ratio(num: float, den: float) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return round(statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1], 1)
-
-
 def aggregate(results: list[CaseResult], *, support: bool) -> PersonaMetrics:
     retrieval = [r for r in results if r.hit_at_5 is not None]
     called = sum(len(r.tools_called) for r in results)
@@ -186,8 +179,8 @@ def aggregate(results: list[CaseResult], *, support: bool) -> PersonaMetrics:
         if support else None,
         leaks=sum(len(r.leaks) for r in results),
         errors=sum(len(r.errors) for r in results),
-        latency_p50_ms=_percentile(latencies, 50),
-        latency_p95_ms=_percentile(latencies, 95),
+        latency_p50_ms=percentile(latencies, 50, digits=1),
+        latency_p95_ms=percentile(latencies, 95, digits=1),
     )
 
 

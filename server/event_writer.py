@@ -35,8 +35,6 @@ class EventWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
-        self.batches = 0
-        self.events = 0
         threading.Thread(target=self._run, daemon=True, name="event-writer").start()
 
     def submit(self, pending: Pending) -> Pending:
@@ -67,8 +65,6 @@ class EventWriter:
                 finally:
                     pending.processed.set()
             return
-        self.batches += 1
-        self.events += len(batch)
         for pending, seq in zip(batch, seqs, strict=True):
             try:
                 pending.on_stored(seq)

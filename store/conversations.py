@@ -188,7 +188,7 @@ def append_events(db: Database, items: list[NewEvent]) -> list[int]:
                 cur.executemany(
                     "UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
                     [(i.finish[0], i.finish[1], json.dumps(i.finish[2]) if i.finish[2] else None, i.message_id)
-                     for i in finished if i.finish])
+                     for i in finished])
     return seqs
 
 
@@ -197,12 +197,6 @@ def fail_message(db: Database, message_id: int, partial: str) -> None:
     with db.admin() as conn:
         conn.execute("UPDATE messages SET status = 'error', content = %s WHERE id = %s AND status = 'streaming'",
                      (partial, message_id))
-
-
-def finish_message(db: Database, message_id: int, *, content: str, status: str, usage: dict | None) -> None:
-    with db.admin() as conn:
-        conn.execute("UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
-                     (content, status, json.dumps(usage) if usage else None, message_id))
 
 
 def events_after(db: Database, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:
