@@ -135,12 +135,11 @@ def _tool_calls(message: AIMessageChunk) -> list[ToolCallRequest]:
         call_id = call.get("id") or f"call_{i}"
         text = raw.get(call.get("id"), "")
         try:
-            ok = isinstance(json.loads(text), dict) if text else True
+            valid = (isinstance(json.loads(text), dict) if text else True) and isinstance(call.get("args"), dict)
         except json.JSONDecodeError:
-            ok = False
-        args = call.get("args") if ok and isinstance(call.get("args"), dict) else {}
-        calls.append(ToolCallRequest(call_id, call.get("name") or "unknown", args,
-                                     malformed=None if ok and isinstance(call.get("args"), dict) else str(text)[:500]))
+            valid = False
+        calls.append(ToolCallRequest(call_id, call.get("name") or "unknown", call["args"] if valid else {},
+                                     malformed=None if valid else str(text)[:500]))
     return calls
 
 
