@@ -11,8 +11,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, trim_messages
 
-from retrieval.chunking import count_tokens
 from retrieval.search import SearchHit
+from retrieval.tokens import count_tokens
 
 RECORD_CHARS = 2400  # per record in the prompt; the full data still reaches the client as an event
 

