@@ -99,3 +99,90 @@ def recommend_bid(project: dict, profile: dict, rates: dict) -> BidRecommendatio
                 "unit": "USD per hour" if project["project_type"] == "hourly" else "USD total"},
         complexity=complexity, reasoning=reasoning,
     )
+
+
+class RateAdvice(BaseModel):
+    skill: str
+    segment: str
+    your_rate: float | None
+    your_rate_source: Literal["your message", "your profile", "none"]
+    position: str
+    percentiles: dict[str, float]
+    demand_score: int | None
+    trend: str | None
+    range_low: float
+    range_high: float
+    existing_clients: list[float] | None = None  # +10% and +15% on the current rate
+    reasoning: list[str]
+
+
+RAISE_STEPS = (Decimal("1.10"), Decimal("1.15"))  # "increases of 10-15% are rarely questioned" (raising-your-rates)
+
+
+def recommend_rate(rates: dict, profile: dict | None, stated_rate: float | None = None) -> RateAdvice:
+    """Where an hourly rate sits among the market percentiles, and the range to aim for, with reasons.
+
+    The band follows the pricing lessons: near the 25th percentile while building first reviews, the
+    median to the 75th percentile with a track record, raises of 10-15% for existing clients; high demand
+    with a rising trend moves the top of the range up to the 90th percentile, weak demand keeps it lower.
+    """
+    p25, p50, p75, p90 = (_d(rates[k]) for k in ("p25", "p50", "p75", "p90"))
+    profile = profile or {}
+    own = _d(stated_rate) if stated_rate else (_d(profile["hourly_rate"]) if profile.get("hourly_rate") else None)
+    source: Literal["your message", "your profile", "none"] = \
+        "your message" if stated_rate else ("your profile" if own is not None else "none")
+    market = f"{rates['skill']} ({rates['segment']})"
+    reasoning = []
+    if own is None:
+        position = "no current rate given"
+    elif own < p25:
+        position = "below the 25th percentile"
+    elif own < p50:
+        position = "between the 25th percentile and the median"
+    elif own < p75:
+        position = "between the median and the 75th percentile"
+    elif own <= p90:
+        position = "between the 75th and 90th percentiles"
+    else:
+        position = "above the 90th percentile"
+    if own is not None:
+        reasoning.append(f"At ${own:.0f}/h you are {position} of the {market} market (25th ${p25:.0f}, median "
+                         f"${p50:.0f}, 75th ${p75:.0f}, 90th ${p90:.0f}).")
+    jobs = int(profile.get("jobs_completed") or 0)
+    rating = float(profile.get("rating") or 0)
+    if profile and jobs < 3:
+        low, high = p25, p50
+        reasoning.append(f"With {jobs} completed jobs, price near the budget end while you collect reviews: "
+                         f"${low:.0f}-${high:.0f}/h.")
+    else:
+        low, high = p50, p75
+        proof = f" with {jobs} completed jobs and a {rating:g} rating" if jobs else ""
+        reasoning.append(f"A freelancer{proof} belongs between the median and the 75th percentile: "
+                         f"${low:.0f}-${high:.0f}/h.")
+    demand, trend = rates.get("demand_score"), rates.get("trend")
+    if demand is not None and int(demand) >= 7 and trend == "rising":
+        high = p90
+        reasoning.append(f"Demand is {demand}/10 and rising, so the top of the range can reach the 90th percentile "
+                         f"(${p90:.0f}/h).")
+    elif demand is not None and (int(demand) <= 3 or trend == "falling"):
+        reasoning.append(f"Demand is {demand}/10 ({trend}), so compete on proof and value rather than pushing "
+                         "past the range.")
+    if own is not None and own > high:
+        reasoning.append(f"You already charge above this range; keep ${own:.0f}/h while your win rate holds.")
+        low, high = min(own, p90), max(own, high)
+    elif own is not None and own >= low:
+        low = own
+        reasoning.append(f"You are inside the range: quote up to ${high:.0f}/h to new clients.")
+    elif own is not None:
+        reasoning.append(f"Quote at least ${low:.0f}/h to new clients.")
+    existing = None
+    if own is not None and own < p90:
+        existing = [float(_whole(own * step)) for step in RAISE_STEPS]
+        reasoning.append(f"For existing clients, a 10-15% raise with 30 days' notice takes you to "
+                         f"${existing[0]:.0f}-${existing[1]:.0f}/h.")
+    return RateAdvice(
+        skill=rates["skill"], segment=rates["segment"], your_rate=float(own) if own is not None else None,
+        your_rate_source=source, position=position,
+        percentiles={"p25": float(p25), "p50": float(p50), "p75": float(p75), "p90": float(p90)},
+        demand_score=int(demand) if demand is not None else None, trend=trend,
+        range_low=float(_whole(low)), range_high=float(_whole(high)), existing_clients=existing, reasoning=reasoning)

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agents.grounding import Grounding
+
 
 class TokenEvent(BaseModel):
     type: Literal["token"] = "token"
@@ -49,6 +51,15 @@ class HandoffEvent(BaseModel):
     reason: str
 
 
+class AnswerReplacedEvent(BaseModel):
+    """Strict grounding: the answer so far is withdrawn; the tokens that follow are the composer's answer."""
+
+    type: Literal["answer_replaced"] = "answer_replaced"
+    reason: Literal["unsupported_figures"] = "unsupported_figures"
+    unsupported: list[str] = Field(default_factory=list, description="the figures no evidence supported")
+    by: str = Field("", description="what writes the replacement")
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -62,6 +73,7 @@ class DoneEvent(BaseModel):
     usage: Usage
     finish_reason: Literal["stop", "length", "tool_steps", "cancelled", "error"] = "stop"
     provider: str = ""
+    grounding: Grounding | None = Field(None, description="figures in the answer and those the evidence lacks")
 
 
 class ErrorEvent(BaseModel):
@@ -72,6 +84,7 @@ class ErrorEvent(BaseModel):
 
 
 Event = Annotated[
-    TokenEvent | ToolCallEvent | ToolResultEvent | CitationEvent | HandoffEvent | DoneEvent | ErrorEvent,
+    TokenEvent | ToolCallEvent | ToolResultEvent | CitationEvent | HandoffEvent | AnswerReplacedEvent | DoneEvent
+    | ErrorEvent,
     Field(discriminator="type"),
 ]

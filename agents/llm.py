@@ -60,6 +60,11 @@ class ModelReply:
 class ChatProvider:
     name = "base"
     supports_tools = False
+    composes = False  # True: writes from the turn's evidence (`compose`), not from a prompt (`stream`)
+
+    def compose(self, evidence: Any, structure: str, *, cancel: threading.Event | None = None
+                ) -> Iterator[str | ModelReply]:
+        raise NotImplementedError
 
     def stream(
         self,
@@ -251,11 +256,18 @@ def _local() -> LocalProvider:
 
 
 def get_provider(settings: Settings | None = None) -> ChatProvider:
-    """The configured backend: an OpenAI-compatible endpoint if one is set, else the offline local model."""
+    """The configured backend: an OpenAI-compatible endpoint if one is set, else the grounded composer.
+
+    The local SmolLM2 is only used when asked for (`MENTOR_LLM=local`): it invents figures.
+    """
     settings = settings or get_settings()
     configured = bool(settings.openai_base_url or settings.openai_api_key)
     if settings.llm_backend == "openai" or (settings.llm_backend == "auto" and configured):
         if not configured:
             raise ConfigError("MENTOR_LLM=openai needs OPENAI_BASE_URL or OPENAI_API_KEY")
         return OpenAICompatibleProvider(settings)
-    return _local()
+    if settings.llm_backend == "local":
+        return _local()
+    from agents.composer import COMPOSER
+
+    return COMPOSER

@@ -2,12 +2,14 @@
 
 A persona is data. `MENTOR_PERSONAS_DIR` may name another folder with its own `registry.yaml` and
 prompt files; its entries are added to (or override) the built-in ones, so a new persona needs no
-code. Behaviours are a fixed vocabulary the runtime implements; unknown ones are rejected at load.
+code. Behaviours name lifecycle hooks (`agents/hooks.py`) and `composer` one of the grounded
+composer's structures (`agents/composer/`); unknown names are rejected at load.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -15,16 +17,30 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agents.hooks import HOOKS
 from agents.tools import TOOLS
 from store.errors import ConfigError, NotFound
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "prompts"
-Behaviour = Literal["client_simulation", "requires_project", "finalize_draft", "escalation"]
 
 
 class UpfrontCall(BaseModel):
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
+    when: str | None = Field(None, description="only when the question matches this regular expression (any case)")
+
+    @field_validator("when")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    def applies(self, question: str) -> bool:
+        return self.when is None or re.search(self.when, question, re.I) is not None
 
 
 class Generation(BaseModel):
@@ -45,7 +61,10 @@ class Persona(BaseModel):
     retrieval_filter: dict[str, Any] | None = None
     tools: list[str] = Field(default_factory=list)
     upfront: list[UpfrontCall] = Field(default_factory=list)
-    behaviours: list[Behaviour] = Field(default_factory=list)
+    behaviours: list[str] = Field(default_factory=list, description="lifecycle hooks, by name")
+    composer: str = Field("advice", description="the grounded composer's structure for this persona")
+    grounding: Literal["flag", "strict"] = "flag"
+    examples: list[str] = Field(default_factory=list, max_length=6, description="questions an empty chat suggests")
     anonymous: bool = False
     generation: Generation = Field(default_factory=Generation)
     folder: Path = BUILTIN_DIR
@@ -54,6 +73,23 @@ class Persona(BaseModel):
     @classmethod
     def _names_to_calls(cls, value: Any) -> Any:
         return [{"tool": v} if isinstance(v, str) else v for v in (value or [])]
+
+    @field_validator("behaviours")
+    @classmethod
+    def _known_behaviours(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in HOOKS]
+        if unknown:
+            raise ValueError(f"unknown behaviours {unknown}; known: {sorted(HOOKS)}")
+        return value
+
+    @field_validator("composer")
+    @classmethod
+    def _known_composer(cls, value: str) -> str:
+        from agents.composer.structures import STRUCTURES
+
+        if value not in STRUCTURES:
+            raise ValueError(f"unknown composer structure {value!r}; known: {sorted(STRUCTURES)}")
+        return value
 
     @field_validator("tools")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.bidding import recommend_bid
+from agents.bidding import recommend_bid, recommend_rate
 from retrieval.search import search
 from store.db import Database
 
@@ -98,6 +98,11 @@ class RevenueArgs(Args):
 class MarketRatesArgs(Args):
     skill: str | None = Field(None, description="skill name, e.g. 'Figma' or 'React'; default: the caller's main skill")
     segment: Segment | None = Field(None, description="experience segment; default: the caller's level")
+
+
+class RateAdviceArgs(MarketRatesArgs):
+    current_rate: float | None = Field(None, gt=0, le=10_000, description="the hourly rate the user says they "
+                                       "charge now, if they said one; default: the profile's rate")
 
 
 class SearchProjectsArgs(Args):
@@ -315,6 +320,12 @@ def recommend_bid_tool(conn: psycopg.Connection, ctx: ToolContext, args: Project
     return recommend_bid(project, profile, rates).model_dump()
 
 
+def recommend_rate_tool(conn: psycopg.Connection, ctx: ToolContext, args: RateAdviceArgs) -> dict:
+    rates = market_rates(conn, ctx, MarketRatesArgs(skill=args.skill, segment=args.segment))
+    profile = my_profile(conn, ctx, NoArgs()) if ctx.user_id is not None else None
+    return recommend_rate(rates, profile, args.current_rate).model_dump()
+
+
 def my_account(conn: psycopg.Connection, ctx: ToolContext, _: NoArgs) -> dict:
     account = _require(conn.execute(
         """SELECT u.name, u.email, u.role, u.verified, p.name AS plan, p.monthly_price, p.commission_rate,
@@ -367,6 +378,8 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          ProjectArgs, recommend_bid_tool),
     Tool("save_proposal_draft", "Save a draft proposal (cover letter and bid) for the caller.", SaveDraftArgs,
          save_proposal_draft),
+    Tool("recommend_rate", "Where an hourly rate sits among the market percentiles and the range to aim for, "
+         "with the reasoning.", RateAdviceArgs, recommend_rate_tool, private=False),
     Tool("my_account", "The caller's plan (commission, proposal limit), recent orders and payments.", NoArgs,
          my_account),
     Tool("create_support_ticket", "Hand the conversation to a human: opens a support ticket.", TicketArgs,

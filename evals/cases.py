@@ -31,6 +31,8 @@ class Fact(Strict):
     field: str | None = None
     value: float | str | bool | None = None
     text: str | None = None
+    answer: bool = Field(True, description="false: the fact must reach the events, but a good answer need not "
+                                           "state it (a role-played client does not quote market medians)")
 
     @model_validator(mode="after")
     def _one_form(self) -> Fact:

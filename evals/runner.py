@@ -1,7 +1,9 @@
 """Run eval sets through the real runtime and database, and score what a user would get.
 
 Per persona: retrieval hit@5 and MRR over the citation events, tool-call precision and recall
-(tool names), exact-fact rate (facts found verbatim in the events), citation validity (each cited
+(tool names), exact-fact rate (facts found verbatim in the events), answer-fact rate (the same facts
+stated in the answer text itself: 0.1 as "10%", 122435.11 as "$122,435.11"), unsupported-figure rate
+(figures in the answers that the grounding check found in no evidence), citation validity (each cited
 chunk exists with that source, anchor and text and comes from a corpus the persona may read, and
 every [n] in the answer points at a citation sent), escalation accuracy (support), leaks (strings
 of other users' data found anywhere in the events), latency p50/p95 per turn.
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from agents.grounding import mentions_value
 from agents.llm import ChatProvider
 from agents.personas import get_persona
 from agents.runtime import TurnRequest, run_turn
@@ -44,6 +47,11 @@ class CaseResult(BaseModel):
     facts_found: int = 0
     facts_expected: int = 0
     missing_facts: list[str] = Field(default_factory=list)
+    answer_facts_found: int = 0
+    answer_facts_expected: int = 0
+    missing_in_answer: list[str] = Field(default_factory=list)
+    figures: int = 0
+    unsupported: list[str] = Field(default_factory=list)
     citations_valid: int = 0
     citations_checked: int = 0
     escalated: bool = False
@@ -60,6 +68,9 @@ class PersonaMetrics(BaseModel):
     tool_precision: float | None
     tool_recall: float | None
     exact_fact_rate: float | None
+    answer_fact_rate: float | None = None
+    unsupported_figure_rate: float | None = None
+    unsupported_figures: int = 0
     citation_validity: float | None
     escalation_accuracy: float | None = None
     leaks: int
@@ -105,6 +116,19 @@ def fact_present(fact: Fact, events: list[dict], text: str) -> bool:
                for v in _find(e.get("data"), fact.field or ""))
 
 
+def fact_in_answer(fact: Fact, answer: str) -> bool | None:
+    """Is the fact stated in the answer itself? None for facts an answer cannot state (booleans)."""
+    if not fact.answer:
+        return None
+    if fact.text is not None:
+        return fact.text in answer
+    if isinstance(fact.value, bool):
+        return None
+    if isinstance(fact.value, int | float):
+        return mentions_value(answer, float(fact.value))
+    return str(fact.value).lower() in answer.lower()
+
+
 def _chunks(db: Database, ids: list[int]) -> dict[int, dict]:
     if not ids:
         return {}
@@ -134,6 +158,18 @@ def score_case(case: Case, events: list[dict], answer: str, corpora: list[str], 
             result.facts_found += 1
         else:
             result.missing_facts.append(fact.label())
+    for fact in exp.facts:
+        stated = fact_in_answer(fact, answer)
+        if stated is None:
+            continue
+        result.answer_facts_expected += 1
+        result.answer_facts_found += stated
+        if not stated:
+            result.missing_in_answer.append(fact.label())
+    done = next((e for e in reversed(events) if e["type"] == "done"), None)
+    grounding = (done or {}).get("grounding") or {}
+    result.figures = grounding.get("figures", 0)
+    result.unsupported = grounding.get("unsupported", [])
     rows = _chunks(db, [c["chunk_id"] for c in citations])
     for c in citations:
         row = rows.get(c["chunk_id"])
@@ -174,6 +210,11 @@ def aggregate(results: list[CaseResult], *, support: bool) -> PersonaMetrics:
         tool_precision=_ratio(true_pos, called),
         tool_recall=_ratio(true_pos, expected),
         exact_fact_rate=_ratio(sum(r.facts_found for r in results), sum(r.facts_expected for r in results)),
+        answer_fact_rate=_ratio(sum(r.answer_facts_found for r in results),
+                                sum(r.answer_facts_expected for r in results)),
+        unsupported_figure_rate=_ratio(sum(len(r.unsupported) for r in results), sum(r.figures for r in results))
+        if any(r.figures for r in results) else 0.0,
+        unsupported_figures=sum(len(r.unsupported) for r in results),
         citation_validity=_ratio(sum(r.citations_valid for r in results), sum(r.citations_checked for r in results)),
         escalation_accuracy=_ratio(sum(bool(r.escalation_correct) for r in escalations), len(escalations))
         if support else None,
@@ -231,19 +272,30 @@ def run_evals(db: Database, provider: ChatProvider, sets: list[EvalSet],
     return Report(provider=provider.name, personas=personas, cases=cases)
 
 
-METRICS = ["retrieval_hit_at_5", "mrr", "tool_precision", "tool_recall", "exact_fact_rate", "citation_validity",
-           "escalation_accuracy", "latency_p50_ms", "latency_p95_ms"]
+METRICS = ["retrieval_hit_at_5", "mrr", "tool_precision", "tool_recall", "exact_fact_rate", "answer_fact_rate",
+           "unsupported_figure_rate", "citation_validity", "escalation_accuracy", "latency_p50_ms", "latency_p95_ms"]
+MAXIMA = {"unsupported_figure_rate", "latency_p50_ms", "latency_p95_ms"}  # thresholds on these are upper bounds
 
 
-def check_thresholds(report: Report, thresholds: dict[str, dict[str, float]]) -> list[str]:
-    """Minimums per persona (`default` applies to all); leaks and errors must be zero. Returns failures."""
+def check_thresholds(report: Report, thresholds: dict[str, Any]) -> list[str]:
+    """Minimums (maximums for MAXIMA) per persona; leaks must be zero. Returns failures.
+
+    Top-level `default` and persona keys apply to every provider; a section named after a provider
+    (`grounded-composer:`) adds its own `default` and persona keys for that provider's reports.
+    """
     failures = []
+    own = thresholds.get(report.provider, {})
     for persona, metrics in report.personas.items():
-        wanted = {**thresholds.get("default", {}), **thresholds.get(persona, {})}
-        for key, minimum in wanted.items():
+        wanted = {**thresholds.get("default", {}), **thresholds.get(persona, {}), **own.get("default", {}),
+                  **own.get(persona, {})}
+        for key, bound in wanted.items():
             value = getattr(metrics, key, None)
-            if value is not None and value < minimum:
-                failures.append(f"{persona}: {key} {value} < {minimum}")
+            if value is None:
+                continue
+            if key in MAXIMA and value > bound:
+                failures.append(f"{persona}: {key} {value} > {bound}")
+            elif key not in MAXIMA and value < bound:
+                failures.append(f"{persona}: {key} {value} < {bound}")
         if metrics.leaks:
             failures.append(f"{persona}: {metrics.leaks} leaked strings of other users' data")
     return failures
@@ -251,12 +303,12 @@ def check_thresholds(report: Report, thresholds: dict[str, dict[str, float]]) ->
 
 def format_table(report: Report) -> str:
     """One row per persona, one column per metric (— where a metric does not apply)."""
-    heads = ["persona", "cases", "hit@5", "MRR", "tool P", "tool R", "facts", "cites", "escal.", "leaks", "errors",
-             "p50 ms", "p95 ms"]
+    heads = ["persona", "cases", "hit@5", "MRR", "tool P", "tool R", "facts", "ans.facts", "unsup.", "cites",
+             "escal.", "leaks", "errors", "p50 ms", "p95 ms"]
     rows = []
     for persona, m in report.personas.items():
-        cells = [m.retrieval_hit_at_5, m.mrr, m.tool_precision, m.tool_recall, m.exact_fact_rate, m.citation_validity,
-                 m.escalation_accuracy]
+        cells = [m.retrieval_hit_at_5, m.mrr, m.tool_precision, m.tool_recall, m.exact_fact_rate, m.answer_fact_rate,
+                 m.unsupported_figure_rate, m.citation_validity, m.escalation_accuracy]
         rows.append([persona, str(m.cases), *("—" if c is None else f"{c:.2f}" for c in cells), str(m.leaks),
                      str(m.errors), f"{m.latency_p50_ms:.0f}", f"{m.latency_p95_ms:.0f}"])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
@@ -268,12 +320,13 @@ def format_table(report: Report) -> str:
 THRESHOLDS_FILE = Path(__file__).resolve().parent / "thresholds.yaml"
 
 
-def load_thresholds(path: Path = THRESHOLDS_FILE) -> dict[str, dict[str, float]]:
+def load_thresholds(path: Path = THRESHOLDS_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
 def eval_provider(kind: str) -> ChatProvider:
-    """`scripted` (deterministic, for CI), `local` (the bundled SmolLM2) or `openai` (the configured endpoint)."""
+    """`composer` (the offline default), `scripted` (a deterministic tool-calling model, for CI),
+    `local` (the bundled SmolLM2) or `openai` (the configured endpoint)."""
     from agents.llm import OpenAICompatibleProvider, get_provider
     from evals.scripted_model import ScriptedEvalModel
     from store.errors import ConfigError
@@ -281,6 +334,10 @@ def eval_provider(kind: str) -> ChatProvider:
 
     if kind == "scripted":
         return ScriptedEvalModel()
+    if kind == "composer":
+        from agents.composer import COMPOSER
+
+        return COMPOSER
     if kind == "local":
         return get_provider(get_settings().model_copy(update={"llm_backend": "local"}))
     if kind == "openai":
@@ -288,4 +345,4 @@ def eval_provider(kind: str) -> ChatProvider:
         if not (settings.openai_base_url or settings.openai_api_key):
             raise ConfigError("--provider openai needs OPENAI_BASE_URL or OPENAI_API_KEY")
         return OpenAICompatibleProvider(settings)
-    raise InvalidArgument(f"unknown provider {kind!r}: use scripted, local or openai")
+    raise InvalidArgument(f"unknown provider {kind!r}: use composer, scripted, local or openai")

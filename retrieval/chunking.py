@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,7 @@ def anchor_for(heading: str) -> str:
 class Section:
     heading: str
     text: str
+    path: list[str] = field(default_factory=list)  # enclosing headings, outermost first, then this one
 
 
 @dataclass
@@ -50,6 +52,11 @@ class Chunk:
     token_count: int
     metadata: dict
 
+    @cached_property
+    def search_text(self) -> str:
+        """What the embedding and the keyword index read (`readable`); `text` is what is shown and cited."""
+        return readable(self.text)
+
 
 def _front_matter(text: str) -> tuple[dict, str]:
     if text.startswith("---\n"):
@@ -64,29 +71,65 @@ def _front_matter(text: str) -> tuple[dict, str]:
     return {}, text
 
 
+class _Outline:
+    """Collects sections under a heading stack, so each section knows the headings it sits under."""
+
+    def __init__(self) -> None:
+        self.title: str | None = None
+        self.sections: list[Section] = []
+        self.stack: list[tuple[int, str]] = []  # (level, heading)
+        self.parts: list[str] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.flush()
+        if level == 1 and self.title is None:
+            self.title, self.stack = text, []
+            return
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def flush(self) -> None:
+        body = "\n\n".join(p.strip("\n") for p in self.parts).strip()
+        if body:
+            heading = self.stack[-1][1] if self.stack else ""
+            self.sections.append(Section(heading, body, [h for _, h in self.stack]))
+        self.parts = []
+
+
 def parse_markdown(text: str, fallback_title: str) -> tuple[str, list[Section]]:
-    title = None
-    sections: list[Section] = []
-    heading, lines = "", []
+    outline = _Outline()
+    lines: list[str] = []
     in_code = False
     for line in text.splitlines():
-        if line.strip().startswith("```"):
+        if line.strip().startswith(("```", "~~~")):
             in_code = not in_code
         match = None if in_code else _HEADING.match(line)
         if match:
-            if "\n".join(lines).strip():
-                sections.append(Section(heading, "\n".join(lines).strip()))
-            level, heading_text = len(match.group(1)), match.group(2).strip()
-            if level == 1 and title is None:
-                title, heading = heading_text, ""
-            else:
-                heading = heading_text
+            outline.add("\n".join(lines))
             lines = []
+            outline.heading(len(match.group(1)), match.group(2).strip())
         else:
             lines.append(line)
-    if "\n".join(lines).strip():
-        sections.append(Section(heading, "\n".join(lines).strip()))
-    return title or fallback_title, sections
+    outline.add("\n".join(lines))
+    outline.flush()
+    return outline.title or fallback_title, outline.sections
+
+
+def _table_markdown(table) -> str:  # type: ignore[no-untyped-def]
+    """An HTML table as Markdown pipe rows (header row first), so each row stays one readable line."""
+    rows = []
+    for tr in table.find_all("tr"):
+        cells = [c.get_text(" ", strip=True).replace("|", "/") for c in tr.find_all(["th", "td"])]
+        if any(cells):
+            rows.append("| " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        width = rows[0].count("|") - 1
+        rows.insert(1, "|" + "---|" * width)
+    return "\n".join(rows)
 
 
 def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
@@ -95,27 +138,32 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "nav", "footer", "noscript"]):
         tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else None
-    sections: list[Section] = []
-    heading, parts = "", []
+    outline = _Outline()
+    outline.title = soup.title.get_text(strip=True) if soup.title else None
     body = soup.body or soup
-    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "blockquote"]):
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "table", "blockquote", "dt", "dd"]):
+        if el.find_parent(["table", "pre"]) is not None or (el.name == "p" and el.find_parent("li") is not None):
+            continue  # inside a table or code block: part of that block
+        if el.name == "table":
+            outline.add(_table_markdown(el))
+            continue
+        if el.name == "pre":
+            code = el.get_text().strip("\n")
+            if code.strip():
+                outline.add(f"```\n{code}\n```")
+            continue
         content = el.get_text(" ", strip=True)
         if not content:
             continue
-        if el.name.startswith("h"):
-            if parts:
-                sections.append(Section(heading, "\n\n".join(parts)))
-            if el.name == "h1" and not title:
-                title, heading = content, ""
+        if el.name[0] == "h" and el.name[1:].isdigit():
+            if el.name == "h1" and not outline.sections and not outline.parts and not outline.stack:
+                outline.title = content  # the page's visible title wins over <title>
             else:
-                heading = content
-            parts = []
+                outline.heading(int(el.name[1]), content)
         else:
-            parts.append(("- " if el.name == "li" else "") + content)
-    if parts:
-        sections.append(Section(heading, "\n\n".join(parts)))
-    return title or fallback_title, sections
+            outline.add(("- " if el.name == "li" else "") + content)
+    outline.flush()
+    return outline.title or fallback_title, outline.sections
 
 
 def read_document(path: Path, source: str) -> ParsedDocument:
@@ -148,26 +196,82 @@ def read_document(path: Path, source: str) -> ParsedDocument:
 
 
 def _split_long(paragraph: str, budget: int) -> list[str]:
-    """Split one over-long paragraph into pieces of at most `budget` tokens."""
+    """Split one over-long block into pieces of at most `budget` tokens.
+
+    Code blocks and tables are cut between lines, and each piece keeps the fence (or the table's
+    header row), so every piece still reads as code or as a table; prose is cut between tokens.
+    """
+    lines = paragraph.split("\n")
+    fence = lines[0] if lines[0].strip().startswith(("```", "~~~")) else None
+    table = lines[0].strip().startswith("|") and len(lines) > 2
+    if fence or table:
+        if fence:
+            marker = fence.strip()[:3]
+            closed = len(lines) > 1 and lines[-1].strip().startswith(marker)
+            head, body, tail = [fence], (lines[1:-1] if closed else lines[1:]), [marker]
+        else:
+            head, body, tail = lines[:2], lines[2:], []
+        overhead = count_tokens("\n".join(head + tail)) + 2
+        pieces, current = [], []
+        for line in body:
+            if count_tokens(line) + overhead > budget:  # one huge line: cut it like prose
+                line = encoding().decode(encoding().encode(line, disallowed_special=())[: budget - overhead])
+            if current and count_tokens("\n".join(current + [line])) + overhead > budget:
+                pieces.append("\n".join(head + current + tail))
+                current = []
+            current.append(line)
+        if current:
+            pieces.append("\n".join(head + current + tail))
+        return pieces
     tokens = encoding().encode(paragraph, disallowed_special=())
     return [encoding().decode(tokens[i : i + budget]) for i in range(0, len(tokens), budget)]
 
 
-def chunk_document(doc: ParsedDocument, *, max_tokens: int = 200, overlap: int = 30) -> list[Chunk]:
-    """Pack each section's paragraphs into chunks of at most `max_tokens` (heading context included).
+def blocks(text: str) -> list[str]:
+    """Paragraphs, list items, tables and code blocks; a fenced block stays whole even with blank lines."""
+    out: list[str] = []
+    current: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if fence is None and stripped.startswith(("```", "~~~")):
+            if current:
+                out.append("\n".join(current))
+            current, fence = [line], stripped[:3]
+            continue
+        if fence is not None:
+            current.append(line)
+            if stripped.startswith(fence):
+                out.append("\n".join(current))
+                current, fence = [], None
+            continue
+        if not stripped:
+            if current:
+                out.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    if current:
+        out.append("\n".join(current))
+    return [b.strip("\n") for b in out if b.strip()]
 
-    A section never shares a chunk with another, so every chunk has exactly one section title.
-    Consecutive chunks of one section overlap by up to `overlap` tokens of trailing paragraph text.
+
+def chunk_document(doc: ParsedDocument, *, max_tokens: int = 200, overlap: int = 30) -> list[Chunk]:
+    """Pack each section's blocks into chunks of at most `max_tokens` (heading context included).
+
+    A section never shares a chunk with another, so every chunk has exactly one section title; its
+    first line names the document and the headings the section sits under ("Handbook — Payments ›
+    Payout Methods"), which both the embedding and the keyword index see. Consecutive chunks of one
+    section overlap by up to `overlap` tokens of trailing paragraph text.
     """
     chunks: list[Chunk] = []
     for section in doc.sections:
-        header = f"{doc.title} — {section.heading}" if section.heading else doc.title
+        path = " › ".join(section.path or ([section.heading] if section.heading else []))
+        header = f"{doc.title} — {path}" if path else doc.title
         budget = max(32, max_tokens - count_tokens(header) - 2)
         paragraphs: list[str] = []
-        for para in re.split(r"\n\s*\n", section.text):
-            para = para.strip()
-            if para:
-                paragraphs.extend(_split_long(para, budget) if count_tokens(para) > budget else [para])
+        for para in blocks(section.text):
+            paragraphs.extend(_split_long(para, budget) if count_tokens(para) > budget else [para])
         current: list[str] = []
         size = 0
         for para in paragraphs:
@@ -182,6 +286,74 @@ def chunk_document(doc: ParsedDocument, *, max_tokens: int = 200, overlap: int =
         if current:
             chunks.append(_make_chunk(doc, section, header, current, len(chunks)))
     return chunks
+
+
+_CONFIG_LINE = re.compile(r"^\s*\"?([\w .-]+?)\"?\s*[:=]\s*(.*?)\s*,?$")
+
+
+def _key(name: str) -> str:
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.strip()).replace("_", " ").replace("-", " ")
+    return " ".join(words.split()).lower() if words.lower() != words else " ".join(words.split())
+
+
+def table_rows(lines: list[str]) -> list[str]:
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    cells = [row for row in cells if not all(re.fullmatch(r":?-{2,}:?", c) or not c for c in row)]
+    if len(cells) < 2:
+        return [" ".join(" ".join(row) for row in cells)] if cells else []
+    header, rows = cells[0], cells[1:]
+    out = []
+    for row in rows:
+        first = f"{header[0]} {row[0]}".strip() if header[0] else row[0]
+        rest = "; ".join(f"{h} {v}".strip() for h, v in zip(header[1:], row[1:], strict=False) if v)
+        out.append(f"{first}: {rest}" if rest else first)
+    return out
+
+
+def config_lines(lines: list[str]) -> list[str]:
+    """Lines of a config/code block, each with the keys it sits under (YAML/JSON indentation, INI [sections]):
+    `tiers › studio › service fee: 7.5%`. Keys read as words (service_fee, serviceFee -> service fee)."""
+    out, stack = [], []  # stack of (indent, key)
+    section = ""
+    for raw in lines:
+        stripped = raw.strip()
+        if not stripped or stripped.startswith(("#", "//")) or stripped.rstrip(",") in ("{", "}", "[", "]"):
+            continue
+        ini = re.fullmatch(r"\s*\[([\w .-]+)\]\s*", raw)
+        if ini:
+            section, stack = ini.group(1), []
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        match = _CONFIG_LINE.match(raw)
+        if match and match.group(2) in ("", "{", "["):
+            stack.append((indent, _key(match.group(1))))
+            continue
+        line = raw.strip().lstrip("-").strip()
+        if match:
+            line = f"{_key(match.group(1))}: {match.group(2).strip().strip(chr(34)).strip(chr(39))}"
+        path = [section] if section else []
+        path += [key for _, key in stack]
+        out.append(" › ".join([*path, line]) if path else line)
+    return out
+
+
+def readable(text: str) -> str:
+    """A chunk as words for the embedding and the keyword index: table rows and config lines become
+    "Plan Plus: Monthly price $14.99" and "tiers › studio › service fee: 7.5%" instead of markup the
+    embedding model reads poorly (a JSON block drowns its own field names in punctuation)."""
+    out: list[str] = []
+    for block in blocks(text):
+        lines = block.split("\n")
+        if lines[0].strip().startswith(("```", "~~~")):
+            body = lines[1:-1] if len(lines) > 1 and lines[-1].strip().startswith(lines[0].strip()[:3]) else lines[1:]
+            out.append("\n".join(config_lines(body)))
+        elif lines[0].strip().startswith("|"):
+            out.append("\n".join(table_rows(lines)))
+        else:
+            out.append(block)
+    return "\n\n".join(o for o in out if o.strip())
 
 
 def _make_chunk(doc: ParsedDocument, section: Section, header: str, paras: list[str], ordinal: int) -> Chunk:

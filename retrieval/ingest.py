@@ -28,7 +28,7 @@ from store.db import Database
 from store.errors import IngestError
 from store.settings import Settings, get_settings
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: heading paths, whole code blocks and tables, readable search text
 
 
 @dataclass
@@ -110,15 +110,15 @@ def _write_wave(conn: psycopg.Connection, corpus: str, wave: list[tuple[Prepared
         ).fetchone()
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (row["id"],))
         with conn.cursor().copy(
-            "COPY chunks (document_id, corpus, ordinal, title, section, anchor, source, text, token_count,"
-            " metadata, embedding) FROM STDIN"
+            "COPY chunks (document_id, corpus, ordinal, title, section, anchor, source, text, search_text,"
+            " token_count, metadata, embedding) FROM STDIN"
         ) as copy:
             for chunk in chunks:
                 vec = vectors[position]
                 position += 1
                 copy.write_row((
                     row["id"], corpus, chunk.ordinal, chunk.title, chunk.section, chunk.anchor, doc.source,
-                    chunk.text, chunk.token_count, json.dumps(chunk.metadata, default=str),
+                    chunk.text, chunk.search_text, chunk.token_count, json.dumps(chunk.metadata, default=str),
                     "[" + ",".join(f"{x:.7f}" for x in vec) + "]",
                 ))
         report.chunks_written += len(chunks)
@@ -181,7 +181,7 @@ def ingest_documents(
             for wave in _waves(todo):
                 if failure:
                     break
-                texts = [c.text for _, chunks in wave for c in chunks]
+                texts = [c.search_text for _, chunks in wave for c in chunks]
                 queue.put((wave, get_embedder().embed(texts, batch_size=settings.embed_batch, on_batch=bar.update)))
         finally:
             queue.put(None)

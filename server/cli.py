@@ -395,8 +395,9 @@ def token(
 @handle_errors
 def eval_command(
     persona: Annotated[list[str] | None, typer.Option("--persona", help="Only this persona (repeatable).")] = None,
-    provider: Annotated[str, typer.Option(help="scripted (deterministic), local (bundled model) or openai.")]
-    = "scripted",
+    provider: Annotated[str, typer.Option(help="composer (the offline default answerer), scripted (a deterministic "
+                                                "tool-calling model), local (bundled SmolLM2) or openai.")]
+    = "composer",
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
     report: Annotated[Path | None, typer.Option(help="Where to write the JSON report "
                                                      "(default: MENTOR_HOME/evals/report-PROVIDER.json).")] = None,

@@ -35,8 +35,14 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(default=30, ge=0, le=500, alias="MENTOR_CHUNK_OVERLAP")
     embed_batch: int = Field(default=64, ge=1, le=4096, alias="MENTOR_EMBED_BATCH")
 
-    llm_backend: Literal["auto", "openai", "local"] = Field(
-        default="auto", alias="MENTOR_LLM", description="auto: OpenAI-compatible if configured, else the local model"
+    llm_backend: Literal["auto", "openai", "composer", "local"] = Field(
+        default="auto", alias="MENTOR_LLM",
+        description="auto: OpenAI-compatible if configured, else the grounded composer; local: SmolLM2 (opt-in)",
+    )
+    grounding: Literal["flag", "strict"] | None = Field(
+        default=None, alias="MENTOR_GROUNDING",
+        description="flag: report unsupported figures; strict: replace such answers by the composer's; "
+                    "unset: each persona's own setting (support is strict)",
     )
     openai_api_key: str | None = None
     openai_base_url: str | None = None

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import respx
 
+from agents.hooks import NO_ANSWER_DISTANCE
 from agents.llm import LLMError
-from agents.runtime import NO_ANSWER_DISTANCE, TurnRequest, run_turn
+from agents.runtime import TurnRequest, run_turn
 from retrieval.search import search
 from store.db import Database
 from tests.llm_fakes import BASE_URL, ScriptedEndpoint, text_reply, tool_reply

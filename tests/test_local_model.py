@@ -1,4 +1,4 @@
-"""The offline SmolLM2 provider loads from the installed wheel and generates (about 20-30 s)."""
+"""The opt-in SmolLM2 provider (MENTOR_LLM=local) loads from the installed wheel and generates (about 20-30 s)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local() -> LocalProvider:
-    provider = get_provider(Settings())  # nothing configured: the offline default
+    provider = get_provider(Settings(llm_backend="local"))  # opt-in; the offline default is the composer
     assert isinstance(provider, LocalProvider) and not provider.supports_tools
     return provider
 

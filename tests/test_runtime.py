@@ -127,6 +127,6 @@ def test_wants_human() -> None:
     ("no numbers here", 10, False),
 ])
 def test_quotes_amount(text: str, amount: float, found: bool) -> None:
-    from agents.runtime import quotes_amount
+    from agents.hooks import quotes_amount
 
     assert quotes_amount(text, amount) is found

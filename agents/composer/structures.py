@@ -1,0 +1,153 @@
+"""The composer's per-persona structures: which facts and which quoted units, in which order.
+
+Each structure is a function of the turn's evidence only; the registry entry's `composer` names one.
+Every quoted unit ends with the marker of the source it came from; every figure is copied from a
+tool result, a cited chunk or the user's own words. The structures quote and arrange; they do not
+reason beyond the arithmetic the tools already did (bids, rate ranges, learning ROI).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from agents.composer import facts, roleplay
+from agents.composer.passages import Unit, actionable, pick, rank
+from agents.composer.proposal import proposal
+from agents.evidence import Evidence
+
+# a best unit scoring below this is not an answer to the question (cosine + small bonuses; measured on
+# the shipped help center and on tests/data/heldout_handbook.md: answers score 0.45-0.8, unrelated units < 0.3)
+RELEVANT = 0.33
+PLAN_TOPIC = re.compile(r"\b(plan|plans|commission|fee|fees|subscription|upgrade|downgrade|proposals?|allowance|"
+                        r"credits?|price|pricing|cost|charge|take|keep|earnings)\b", re.I)
+MONEY_TOPIC = re.compile(r"\b(paid|payment|payments|payout|withdraw\w*|escrow|refund\w*|order|orders|release\w*|"
+                         r"money|transfer|funds?|invoice|balance|charged)\b", re.I)
+MY_PLAN = re.compile(r"\b(my (plan|commission|fees?|subscription|account)|(do|will|would) i (pay|get|keep)|"
+                     r"i('m| am) (on|paying))\b", re.I)
+REVENUE_TOPIC = re.compile(r"\b(revenue|earn\w*|income|made|money)\b", re.I)
+
+
+def quote(units: list[Unit]) -> str:
+    return " ".join(f"{_sentence(u.text)} [{u.source}]" for u in units)
+
+
+def bullets(units: list[Unit], numbered: bool = False) -> str:
+    return "\n".join(f"{f'{i}.' if numbered else '-'} {_sentence(u.text)} [{u.source}]"
+                     for i, u in enumerate(units, 1))
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text[-1:] in ".!?:" else text + "."
+
+
+def lessons(ev: Evidence, n: int, *, exclude_corpora: frozenset[str] = frozenset({"market_data"}),
+            floor: float = RELEVANT) -> list[Unit]:
+    """The n most relevant units of the cited lessons, actionable advice first."""
+    corpora = {h.corpus for h in ev.hits} - exclude_corpora
+    ranked = rank(ev.question, ev.hits, corpora=corpora, question_vector=ev.question_vector, bonus=actionable)
+    return pick(ranked, n, floor=floor, margin=0.2)
+
+
+def record_sentences(ev: Evidence, names: list[str]) -> list[str]:
+    return [s for name in names if (data := ev.record(name)) is not None for s in facts.describe(name, data)]
+
+
+def handoff_sentence(ev: Evidence) -> str:
+    assert ev.handoff is not None
+    ticket = f"ticket #{ev.handoff.ticket_id}"
+    if ev.handoff.reason == "no_answer":
+        return (f"I couldn't find this in the help center, so I won't guess. I've opened {ticket} so a person "
+                "from our support team can answer it.")
+    sorry = "I'm sorry this has been frustrating. " if ev.handoff.reason == "upset" else ""
+    return f"{sorry}I've opened {ticket}, and a person from our support team will follow up with you."
+
+
+def support(ev: Evidence) -> str:
+    """The direct answer from the best article, the caller's account facts that bear on it, then any handoff."""
+    if ev.handoff and ev.handoff.reason == "no_answer":
+        return handoff_sentence(ev)
+    account = ev.record("my_account") or {}
+    plan = account.get("plan")
+    # the caller's own plan is the answer they are after: prefer units that name it
+    prefer = (lambda u: 0.05 if re.search(rf"\b{re.escape(plan)}\b", u.text) else 0.0) if plan else None
+    ranked = rank(ev.question, ev.hits, question_vector=ev.question_vector, bonus=prefer)
+    answer = pick(ranked, 3, floor=RELEVANT, margin=0.12, prefer_source=True)
+    mine = []
+    if account and PLAN_TOPIC.search(ev.question) and account.get("role") != "client":
+        mine += facts.account(account)
+    if account and MONEY_TOPIC.search(ev.question):
+        mine += facts.payments(account)
+    parts = []
+    if ev.handoff and ev.handoff.reason == "upset":
+        parts.append(handoff_sentence(ev))
+    if mine and MY_PLAN.search(ev.question):  # "what do I pay": their own figures are the direct answer
+        parts.append(" ".join(mine))
+        mine = []
+    if answer:
+        parts.append(quote(answer))
+    elif not ev.handoff:
+        parts.append("I couldn't find this in the help center, so I won't guess. If you'd like, ask for a person "
+                     "and I'll open a ticket for our support team.")
+    if mine:
+        parts.append(" ".join(mine))
+    if ev.handoff and ev.handoff.reason != "upset":
+        parts.append(handoff_sentence(ev))
+    return "\n\n".join(parts)
+
+
+def pricing(ev: Evidence) -> str:
+    """The caller's rate among the market percentiles, a computed range with its reasons, then the lessons."""
+    parts = []
+    advice, rates = ev.record("recommend_rate"), ev.record("market_rates")
+    if rates:
+        parts.append(facts.market_rates(rates)[0])
+    if advice:
+        parts.append(" ".join(advice["reasoning"]) + f" Recommended range: {facts.money(advice['range_low'])}–"
+                     f"{facts.money(advice['range_high'])}/h.")
+    elif not rates:
+        parts.append("I couldn't find market rates for that skill; name the skill (e.g. React, Figma, SEO) and "
+                     "I'll look them up.")
+    parts += record_sentences(ev, ["my_revenue_summary"])
+    numeric = bool(re.search(r"\b(charge|rate|rates|price|worth|earn|pay|how much|per hour|hourly)\b",
+                             ev.question, re.I))
+    quoted = lessons(ev, 2 if numeric else 3)
+    if quoted:
+        parts.append(quote(quoted))
+    return "\n\n".join(parts)
+
+
+def mentor(ev: Evidence) -> str:
+    """Where the caller stands (profile, revenue, learning ROI), then two to four next steps from the lessons."""
+    names = ["my_profile", "my_revenue_summary", "learning_roi", "search_projects"]
+    parts = [" ".join(record_sentences(ev, names))]
+    steps = lessons(ev, 4)
+    if len(steps) >= 2:
+        parts.append("Next steps:\n" + bullets(steps, numbered=True))
+    elif steps:
+        parts.append(quote(steps))
+    else:
+        parts.append("The lessons I found don't cover this; tell me more about your goal and I'll look again.")
+    return "\n\n".join(p for p in parts if p)
+
+
+def advice(ev: Evidence) -> str:
+    """Facts from the caller's records, then advice quoted from the lessons (Sarah, and any new persona)."""
+    names = [name for name, _ in ev.records if name in facts.SENTENCES]
+    parts = [" ".join(record_sentences(ev, list(dict.fromkeys(names))))]
+    quoted = lessons(ev, 4, exclude_corpora=set())
+    parts.append(bullets(quoted) if len(quoted) >= 3 else quote(quoted) if quoted else
+                 "I couldn't find advice on this in the lessons; tell me a little more about the situation.")
+    return "\n\n".join(p for p in parts if p)
+
+
+STRUCTURES: dict[str, Callable[[Evidence], str]] = {
+    "support": support,
+    "pricing": pricing,
+    "mentor": mentor,
+    "advice": advice,
+    "proposal": proposal,
+    "client": roleplay.client_reply,
+    "negotiation_feedback": roleplay.negotiation_feedback,
+}

@@ -1,0 +1,190 @@
+"""Per-persona behaviour as lifecycle hooks, chosen by name in the persona's registry entry.
+
+The turn runtime only runs phases (start → gather evidence → after gather → model → after answer);
+what a persona does differently happens here, at fixed points, the way openai-agents-python's
+`AgentHooks` work. A new persona picks hooks by name (`behaviours: [escalation]`); a new kind of
+behaviour is a new class registered in `HOOKS`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, ClassVar
+
+from agents.events import Event, HandoffEvent
+from agents.evidence import Handoff
+from agents.sentiment import is_upset, wants_human
+from agents.simulation import client_brief, wants_feedback
+from store.errors import MentorError
+
+if TYPE_CHECKING:
+    from agents.runtime import Turn
+
+# Best help-center match farther than this (cosine distance) = nothing relevant. Measured on 12
+# on-topic support questions (worst 0.618) and 10 off-topic ones (best 0.847); see tests/test_agents.py.
+NO_ANSWER_DISTANCE = 0.72
+PROJECT_REF = re.compile(r"(?:project\s*(?:id\s*)?#?|#)(\d{1,9})\b", re.I)
+DRAFT_NOTES = "**Why this bid**"  # the composer's notes for the freelancer start here; never saved as the letter
+
+
+class TurnRefused(MentorError):
+    """A turn that cannot start (missing project, wrong mode); ends as a typed error, then `done`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TurnHooks:
+    """No-op defaults; a hook overrides only the points it cares about."""
+
+    name: ClassVar[str] = ""
+
+    def on_start(self, turn: Turn) -> None:
+        """Check or complete the request; raise TurnRefused to end the turn with a typed error."""
+
+    def gathers(self, turn: Turn) -> bool:
+        """True to replace the default evidence gathering (up-front tools + retrieval) with `gather`."""
+        return False
+
+    def gather(self, turn: Turn) -> Iterator[Event]:
+        yield from ()
+
+    def after_gather(self, turn: Turn) -> Iterator[Event]:
+        yield from ()
+
+    def system_prompt(self, turn: Turn, prompt: str) -> str:
+        return prompt
+
+    def offers_tools(self, turn: Turn) -> bool:
+        return True
+
+    def composer(self, turn: Turn) -> str | None:
+        """The grounded composer's structure for this turn, when it differs from the persona's own."""
+        return None
+
+    def after_answer(self, turn: Turn) -> Iterator[Event]:
+        yield from ()
+
+
+class RequiresProject(TurnHooks):
+    name = "requires_project"
+
+    def on_start(self, turn: Turn) -> None:
+        if turn.req.project_id is not None:
+            return
+        found = PROJECT_REF.search(turn.req.text)
+        if not found:
+            raise TurnRefused("project_required", "tell me which project: give its id, e.g. 'project 42'")
+        turn.req = turn.req.model_copy(update={"project_id": int(found.group(1))})
+
+
+class ClientSimulation(TurnHooks):
+    """Sarah plays the client of a real project (`mode: simulate_client`); "feedback" steps out of role."""
+
+    name = "client_simulation"
+
+    @staticmethod
+    def active(turn: Turn) -> bool:
+        return turn.req.mode == "simulate_client"
+
+    def on_start(self, turn: Turn) -> None:
+        if self.active(turn) and turn.req.project_id is None:
+            raise TurnRefused("project_required", "client simulation needs a project: pass its id")
+
+    def gathers(self, turn: Turn) -> bool:
+        return self.active(turn)
+
+    def gather(self, turn: Turn) -> Iterator[Event]:
+        project = yield from turn.call_tool("get_project", {"project_id": turn.req.project_id})
+        if project.error is not None:
+            raise TurnRefused("not_found", project.error)
+        rates = yield from turn.call_tool("market_rates", {"skill": project.data["skills"][0],
+                                                            "segment": project.data["experience_level"]})
+        brief = client_brief(project.data, rates.data)
+        turn.records.append(("client_brief", brief.model_dump()))
+        if wants_feedback(turn.req.text):
+            yield from turn.retrieve("negotiation feedback scope price discovery questions next step")
+
+    def system_prompt(self, turn: Turn, prompt: str) -> str:
+        if not self.active(turn):
+            return prompt
+        if wants_feedback(turn.req.text):
+            return turn.with_evidence(turn.persona.read_prompt("sarah_feedback.md"))
+        # in role: no records or sources, the client knows only its own brief
+        brief = turn.evidence().record("client_brief")
+        return turn.persona.read_prompt("sarah_client.md") + "\n\n## The client you play\n" + json.dumps(brief)
+
+    def offers_tools(self, turn: Turn) -> bool:
+        return not self.active(turn)
+
+    def composer(self, turn: Turn) -> str | None:
+        if not self.active(turn):
+            return None
+        return "negotiation_feedback" if wants_feedback(turn.req.text) else "client"
+
+
+class Escalation(TurnHooks):
+    """Support hands over to a person: on request, when the user is upset, or when nothing relevant is found."""
+
+    name = "escalation"
+
+    def after_gather(self, turn: Turn) -> Iterator[Event]:
+        text = turn.req.text
+        reason = None
+        if wants_human(text):
+            reason = "user_request"
+        elif is_upset(text):
+            reason = "upset"
+        elif min((h.distance for h in turn.hits if h.distance is not None), default=1.0) > NO_ANSWER_DISTANCE:
+            reason = "no_answer"
+        if reason is None:
+            return
+        subject = " ".join(text.split())[:80]
+        outcome = yield from turn.call_tool("create_support_ticket", {"subject": subject, "reason": reason})
+        if outcome.error is None:
+            turn.handoff = Handoff(ticket_id=outcome.data["ticket_id"], reason=reason)
+            yield HandoffEvent(ticket_id=outcome.data["ticket_id"], reason=reason)
+
+
+class FinalizeDraft(TurnHooks):
+    """The proposal writer always leaves a saved draft: the model's letter if it states the bid, else the template."""
+
+    name = "finalize_draft"
+
+    def after_answer(self, turn: Turn) -> Iterator[Event]:
+        from agents.composer.proposal import template_letter
+
+        if turn.saved_draft or turn.req.user_id is None or turn.finish == "cancelled":
+            return
+        evidence = turn.evidence()
+        bid, project = evidence.record("recommend_bid"), evidence.record("get_project")
+        if not bid or not project or "amount" not in bid:
+            return
+        letter = turn.answer.split(DRAFT_NOTES, 1)[0].strip()
+        source = "model"
+        if len(letter) < 80 or not quotes_amount(letter, bid["amount"]):
+            # A letter that never states the recommended bid is not a usable proposal (a small local
+            # model often rambles); the factual template carries the bid, the plan and the proof.
+            letter, source = template_letter(evidence), "template"
+        yield from turn.call_tool("save_proposal_draft", {
+            "project_id": project["id"], "cover_letter": letter, "bid_amount": bid["amount"],
+            "bid_type": bid["bid_type"], "estimated_hours": bid["estimated_hours"],
+            "rationale": {"reasoning": bid["reasoning"], "percentiles": bid["percentiles"],
+                          "range": [bid["range_low"], bid["range_high"]], "cover_letter_source": source},
+        })
+
+
+def quotes_amount(text: str, amount: float) -> bool:
+    """Does the text state this dollar amount (5440, 5,440, 5440.00 all count)?"""
+    digits = {m.replace(",", "").split(".")[0] for m in re.findall(r"\$?\s?(\d[\d,]*(?:\.\d+)?)", text)}
+    return str(int(round(amount))) in digits
+
+
+HOOKS: dict[str, type[TurnHooks]] = {h.name: h for h in (RequiresProject, ClientSimulation, Escalation, FinalizeDraft)}
+
+
+def hooks_for(names: list[str]) -> list[TurnHooks]:
+    return [HOOKS[name]() for name in names]

@@ -1,0 +1,104 @@
+"""The held-out support check: a handbook the project never saw, ingested as a help center.
+
+Measures what a new deployment would get on its own documents: retrieval hit@5 (the answering
+section among the top five) and, through the support persona pointed at that corpus, whether the
+answer states the asked fact and whether it has figures the evidence lacks. Also checks that off-topic
+questions are handed to a person rather than answered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from agents.composer import COMPOSER
+from agents.llm import ChatProvider
+from agents.personas import get_persona
+from agents.runtime import Turn, TurnRequest
+from retrieval.corpora import add_corpus
+from retrieval.ingest import ingest_paths
+from retrieval.search import search
+from store.db import Database
+
+HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
+HELDOUT_SETS = ("questions.yaml", "tasklane-questions.yaml")  # a Markdown handbook and an HTML help center
+
+
+class HeldoutCase(BaseModel):
+    question: str
+    source: str = Field(description="the anchor of the section that answers")
+    fact: str
+
+
+class HeldoutSet(BaseModel):
+    corpus: str
+    document: str
+    cases: list[HeldoutCase]
+    off_topic: list[str] = Field(default_factory=list)
+
+
+class HeldoutResult(BaseModel):
+    question: str
+    rank: int | None = Field(None, description="position of the answering section in the top 5")
+    fact_in_answer: bool
+    unsupported: list[str]
+    escalated: bool
+    answer: str
+
+
+class HeldoutReport(BaseModel):
+    hits_at_5: int
+    facts_in_answer: int
+    cases: int
+    unsupported_figures: int
+    off_topic_escalated: int
+    off_topic: int
+    results: list[HeldoutResult]
+
+
+def load_heldout(name: str = HELDOUT_SETS[0]) -> HeldoutSet:
+    return HeldoutSet.model_validate(yaml.safe_load((HELDOUT_DIR / name).read_text(encoding="utf-8")))
+
+
+def ingest_heldout(db: Database, spec: HeldoutSet, folder: Path = HELDOUT_DIR) -> None:
+    add_corpus(db, spec.corpus, "held-out handbook (evals/heldout)")
+    ingest_paths(db, [folder / spec.document], spec.corpus, progress=False)
+
+
+def _ask(db: Database, provider: ChatProvider, corpus: str, question: str) -> tuple[str, list[dict]]:
+    persona = get_persona("support").model_copy(update={"id": "heldout_support", "corpora": [corpus]})
+    req = TurnRequest(persona="support", text=question)
+    events = [e.model_dump() for e in Turn(req, persona, db, provider, None, None).run()]
+    answer = "".join(e["delta"] for e in events if e["type"] == "token")
+    return answer, events
+
+
+def run_heldout(db: Database, provider: ChatProvider = COMPOSER, spec: HeldoutSet | None = None) -> HeldoutReport:
+    spec = spec or load_heldout()
+    ingest_heldout(db, spec)
+    results = []
+    try:
+        for case in spec.cases:
+            hits = search(db, case.question, corpora=[spec.corpus], k=5)
+            rank = next((i for i, h in enumerate(hits, 1) if h.anchor == case.source), None)
+            answer, events = _ask(db, provider, spec.corpus, case.question)
+            done = events[-1]
+            results.append(HeldoutResult(
+                question=case.question, rank=rank, fact_in_answer=case.fact in answer, answer=answer,
+                unsupported=(done.get("grounding") or {}).get("unsupported", []),
+                escalated=any(e["type"] == "handoff" for e in events)))
+        escalated = 0
+        for question in spec.off_topic:
+            _, events = _ask(db, provider, spec.corpus, question)
+            escalated += any(e["type"] == "handoff" and e["reason"] == "no_answer" for e in events)
+    finally:
+        with db.admin() as conn:  # tickets the turns opened
+            conn.execute("DELETE FROM support_tickets WHERE user_id IS NULL AND conversation_id IS NULL "
+                         "AND subject = ANY(%s)", ([q[:80] for q in [*(c.question for c in spec.cases),
+                                                                      *spec.off_topic]],))
+    return HeldoutReport(
+        hits_at_5=sum(r.rank is not None for r in results), facts_in_answer=sum(r.fact_in_answer for r in results),
+        cases=len(results), unsupported_figures=sum(len(r.unsupported) for r in results),
+        off_topic_escalated=escalated, off_topic=len(spec.off_topic), results=results)
