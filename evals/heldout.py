@@ -67,6 +67,13 @@ def ingest_heldout(db: Database, spec: HeldoutSet, folder: Path = HELDOUT_DIR) -
     ingest_paths(db, [folder / spec.document], spec.corpus, progress=False)
 
 
+def remove_heldout(db: Database, spec: HeldoutSet) -> None:
+    """Take the held-out corpus out again, so searches over every corpus see only the shipped ones."""
+    with db.admin() as conn:
+        conn.execute("DELETE FROM documents WHERE corpus = %s", (spec.corpus,))
+        conn.execute("DELETE FROM corpora WHERE name = %s", (spec.corpus,))
+
+
 def _ask(db: Database, provider: ChatProvider, corpus: str, question: str) -> tuple[str, list[dict]]:
     persona = get_persona("support").model_copy(update={"id": "heldout_support", "corpora": [corpus]})
     req = TurnRequest(persona="support", text=question)

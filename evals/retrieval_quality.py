@@ -11,7 +11,7 @@ import sys
 import yaml
 from pydantic import BaseModel
 
-from evals.heldout import HELDOUT_DIR, HELDOUT_SETS, ingest_heldout, load_heldout
+from evals.heldout import HELDOUT_DIR, HELDOUT_SETS, ingest_heldout, load_heldout, remove_heldout
 from retrieval.search import search
 from store.db import Database
 
@@ -41,8 +41,11 @@ def paraphrase_set(db: Database) -> SetResult:
 def heldout_set(db: Database, name: str) -> SetResult:
     spec = load_heldout(name)
     ingest_heldout(db, spec)
-    return _score(f"held-out {spec.document}", db,
-                  [(c.question, [f"heldout/{spec.document}#{c.source}"]) for c in spec.cases], [spec.corpus])
+    try:
+        return _score(f"held-out {spec.document}", db,
+                      [(c.question, [f"heldout/{spec.document}#{c.source}"]) for c in spec.cases], [spec.corpus])
+    finally:
+        remove_heldout(db, spec)
 
 
 def main() -> None:

@@ -285,6 +285,11 @@ def _print_turn(events, as_json: bool) -> tuple[str, list]:  # type: ignore[no-u
             typer.secho(line, fg="red" if event.error else "cyan", err=True)
         elif event.type == "handoff":
             typer.secho(f"[handoff] support ticket #{event.ticket_id} ({event.reason})", fg="yellow", err=True)
+        elif event.type == "answer_replaced":
+            answer.clear()
+            typer.echo("")
+            typer.secho(f"[replaced] the answer stated figures no source holds ({', '.join(event.unsupported)}); "
+                        f"{event.by} answers instead:", fg="yellow", err=True)
         elif event.type == "error":
             typer.secho(f"[error] {event.code}: {event.message}", fg="red", err=True)
         elif event.type == "done":
@@ -294,6 +299,9 @@ def _print_turn(events, as_json: bool) -> tuple[str, list]:  # type: ignore[no-u
             u = event.usage
             typer.secho(f"  ({event.provider}; {u.prompt_tokens}+{u.completion_tokens} tokens, {u.counted}; "
                         f"{event.finish_reason})", dim=True, err=True)
+            if event.grounding and event.grounding.unsupported:
+                typer.secho(f"  [grounding] not in the evidence: {', '.join(event.grounding.unsupported)}",
+                            fg="red", err=True)
     if as_json:
         _echo_json([e.model_dump() for e in collected])
     return "".join(answer), collected

@@ -2,8 +2,11 @@
 
 `model` is a persona id and the Bearer token is a user's JWT. Facts are not mixed into the text:
 non-streaming responses carry them in a top-level `mentor.events` array (tool results, citations,
-handoffs); streaming responses send each as its own chunk with `choices: []` and a `mentor.event`
-object, which the official `openai` client exposes as `chunk.model_extra["mentor"]`.
+handoffs) and the grounding check in `mentor.grounding`; streaming responses send each as its own
+chunk with `choices: []` and a `mentor.event` object (the official `openai` client exposes it as
+`chunk.model_extra["mentor"]`), and the grounding check on the last chunk, beside `usage`. Under
+strict grounding a `mentor.event` of type `answer_replaced` means: discard the content streamed so
+far; what follows is the replacement.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from server.services import stream_from_thread
 from store.errors import NotFound
 
 router = APIRouter(prefix="/v1")
-FACT_EVENTS = ("tool_result", "citation", "handoff", "error")
+FACT_EVENTS = ("tool_result", "citation", "handoff", "answer_replaced", "error")
 
 
 class ChatMessage(BaseModel):
@@ -79,15 +82,18 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
     req = _turn_request(body, user)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not body.stream:
-        events = await asyncio.to_thread(lambda: list(run_turn(req, db=s.db, provider=s.provider)))
-        text = "".join(e.delta for e in events if e.type == "token")
+        events = await asyncio.to_thread(lambda: list(run_turn(req, db=s.db, provider=s.provider,
+                                                               grounding=s.settings.grounding)))
+        replaced = max((i for i, e in enumerate(events) if e.type == "answer_replaced"), default=-1)
+        text = "".join(e.delta for e in events[replaced + 1:] if e.type == "token")
         done = events[-1]
         return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": "length" if done.finish_reason == "length" else "stop"}],
                 "usage": {k: done.usage.model_dump()[k] for k in ("prompt_tokens", "completion_tokens",
                                                                    "total_tokens")},
-                "mentor": {"events": [e.model_dump() for e in events if e.type in FACT_EVENTS]}}
+                "mentor": {"events": [e.model_dump() for e in events if e.type in FACT_EVENTS],
+                           "grounding": done.grounding.model_dump() if done.grounding else None}}
     return StreamingResponse(_sse(req, s, cid, created, body.model), media_type="text/event-stream")
 
 
@@ -95,7 +101,7 @@ async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type
     cancel = threading.Event()
 
     def produce(emit) -> None:  # type: ignore[no-untyped-def]
-        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel, grounding=s.settings.grounding):
             emit(event)
 
     def chunk(choices: list, **extra: Any) -> str:
@@ -114,7 +120,8 @@ async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type
                 yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
                 u = event.usage
                 yield chunk([], usage={"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                       "total_tokens": u.total_tokens})
+                                       "total_tokens": u.total_tokens},
+                            mentor={"grounding": event.grounding.model_dump() if event.grounding else None})
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()  # client went away: stop generating

@@ -43,7 +43,8 @@ def _rows(s: Services, user_id: int, sql: str, params: tuple = ()) -> list[dict[
 
 @router.get("/personas")
 def personas() -> list[dict[str, Any]]:
-    return [{"id": p.id, "name": p.name, "role": p.role, "anonymous": p.anonymous} for p in all_personas().values()]
+    return [{"id": p.id, "name": p.name, "role": p.role, "anonymous": p.anonymous, "examples": p.examples}
+            for p in all_personas().values()]
 
 
 class DemoLogin(BaseModel):

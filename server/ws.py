@@ -319,12 +319,14 @@ def run_and_store(s: Services, caller: Caller, start: convs.TurnStart, req: Turn
     call_args: dict[str, dict] = {}
     metrics.TURNS.labels(req.persona).inc()
     try:
-        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel):
+        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel, grounding=s.settings.grounding):
             if turn.failed.is_set():
                 break
             payload = event.model_dump()
             kind = payload["type"]
-            if kind == "token":
+            if kind == "answer_replaced":  # strict grounding: what was streamed so far is withdrawn
+                turn.answer.clear()
+            elif kind == "token":
                 turn.answer.append(payload["delta"])
                 if first:
                     metrics.FIRST_EVENT_SECONDS.observe(time.perf_counter() - started)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evals.cases import load_sets
-from evals.runner import METRICS, check_thresholds, load_thresholds, run_evals
+from evals.runner import METRICS, check_thresholds, format_table, load_thresholds, run_evals
 from evals.scripted_model import ScriptedEvalModel
 from store.errors import InvalidArgument
 
@@ -74,3 +74,14 @@ def test_a_broken_eval_set_is_one_typed_error(tmp_path) -> None:  # type: ignore
         load_sets(tmp_path)
     with pytest.raises(InvalidArgument, match="no eval set for persona nobody"):
         load_sets(personas=["nobody"])
+
+
+def test_composer_states_the_facts_in_its_answers_and_invents_none(knowledge) -> None:  # type: ignore[no-untyped-def]
+    from agents.composer import COMPOSER
+
+    report = run_evals(knowledge, COMPOSER, load_sets())
+    print(format_table(report))
+    assert check_thresholds(report, load_thresholds()) == []
+    for persona, metrics in report.personas.items():
+        assert metrics.answer_fact_rate >= 0.9, persona
+        assert metrics.unsupported_figures == 0, persona

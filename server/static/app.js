@@ -18,9 +18,22 @@ async function loadUsers() {
   $("user-select").innerHTML = users.map((u) => `<option value="${escapeHtml(u.handle)}">${escapeHtml(u.name)} (${escapeHtml(u.role)})</option>`).join("");
 }
 
+let personas = [];
+
 async function loadPersonas() {
-  const personas = await api("/api/personas");
+  personas = await api("/api/personas");
   $("persona").innerHTML = personas.map((p) => `<option value="${escapeHtml(p.id)}">${escapeHtml(p.name)} — ${escapeHtml(p.role)}</option>`).join("");
+  showExamples();
+}
+
+// An empty conversation suggests three questions for the chosen persona (from its registry entry).
+function showExamples() {
+  if ($("messages").querySelector(".msg")) return;
+  const persona = personas.find((p) => p.id === $("persona").value);
+  const examples = (persona && persona.examples) || [];
+  $("messages").innerHTML = examples.length ? `<div class="examples"><p>Try asking ${escapeHtml(persona.name)}:</p>${
+    examples.slice(0, 3).map((q) => `<button type="button" class="example">${escapeHtml(q)}</button>`).join("")}</div>` : "";
+  for (const btn of $("messages").querySelectorAll("button.example")) btn.onclick = () => { $("input").value = btn.textContent; $("input").focus(); };
 }
 
 async function loadConversations() {
@@ -30,6 +43,8 @@ async function loadConversations() {
 }
 
 function bubble(role, html) {
+  const examples = $("messages").querySelector(".examples");
+  if (examples) examples.remove();
   const el = document.createElement("div");
   el.className = `msg ${role}`;
   el.innerHTML = html;
@@ -42,7 +57,7 @@ function assistantBubble(messageId) {
   if (!bubbles[messageId]) {
     const el = bubble("assistant", `<div class="cards"></div><div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div><div class="feedback"></div>`);
     el.dataset.messageId = messageId;
-    bubbles[messageId] = { el, text: "" };
+    bubbles[messageId] = { el, text: "", unsupported: [] };
   }
   return bubbles[messageId];
 }
@@ -63,6 +78,10 @@ function onEvent(ev) {
   if (ev.type === "token") {
     b.text += ev.delta;
     b.el.querySelector(".text").innerHTML = renderMarkdown(b.text);
+  } else if (ev.type === "answer_replaced") {
+    b.text = "";
+    b.el.querySelector(".text").innerHTML = "";
+    b.el.insertAdjacentHTML("beforeend", `<div class="grounding-note replaced">The first answer stated ${escapeHtml(ev.unsupported.join(", "))}, which no source or record holds; this answer is quoted from the sources instead.</div>`);
   } else if (ev.type === "tool_result") {
     b.el.querySelector(".cards").insertAdjacentHTML("beforeend", toolCard(ev));
   } else if (ev.type === "citation") {
@@ -73,6 +92,11 @@ function onEvent(ev) {
     (b ? b.el : bubble("system", "")).insertAdjacentHTML("beforeend", `<div class="err">${escapeHtml(ev.message)}</div>`);
   } else if (ev.type === "done") {
     const t = b.el.querySelector(".thinking"); if (t) t.remove();
+    const unsupported = (ev.grounding && ev.grounding.unsupported) || [];
+    if (unsupported.length) {  // figures the evidence does not hold: marked in the text and named below it
+      b.el.querySelector(".text").innerHTML = renderMarkdown(b.text, { unsupported });
+      b.el.insertAdjacentHTML("beforeend", `<div class="grounding-note">Not found in the sources or your records: ${escapeHtml(unsupported.join(", "))}. Treat ${unsupported.length === 1 ? "this figure" : "these figures"} with caution.</div>`);
+    }
     if (ev.finish_reason === "cancelled") b.el.classList.add("cancelled");
     feedbackButtons(b, ev.message_id);
     $("cancel").hidden = true;
@@ -118,7 +142,8 @@ async function showSignedIn() {
 }
 
 $("signin-btn").onclick = () => signIn($("user-select").value).catch((e) => alert(e.message));
-$("new-chat").onclick = () => { client && client.newConversation(); $("messages").innerHTML = ""; };
+$("new-chat").onclick = () => { client && client.newConversation(); $("messages").innerHTML = ""; showExamples(); };
+$("persona").onchange = () => showExamples();
 $("cancel").onclick = () => client && client.cancel();
 $("composer").onsubmit = (e) => {
   e.preventDefault();

@@ -1,34 +1,58 @@
 // Safe Markdown subset for model output and retrieved text: everything is HTML-escaped first, then a
-// few constructs are recognised (paragraphs, lists, **bold**, *italic*, `code`, http(s) links, [n]
-// citation markers). No raw HTML from the input can reach the page. Hand-written because the page
-// must run with no build step and no network (no CDN, no npm on a fresh machine).
+// few constructs are recognised (paragraphs, lists — also after a lead-in line —, **bold**, *italic*,
+// `code`, http(s) links, [n] citation markers). No raw HTML from the input can reach the page.
+// Figures the grounding check could not find in the evidence are wrapped in <mark class="unsupported">.
+// Hand-written because the page must run with no build step and no network (no CDN, no npm on a fresh machine).
 export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
-function inline(text) {
+const LIST_LINE = /^\s*([-*]|\d+\.)\s+/;
+
+function markFigures(html, figures) {
+  // longest first, so "$12.15" is marked whole rather than its "$12"
+  for (const fig of [...(figures || [])].sort((a, b) => b.length - a.length)) {
+    const escaped = escapeHtml(fig).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    html = html.replace(new RegExp(`(?<![\\w.,$>])${escaped}(?![\\w%])`, "g"),
+      (m) => `<mark class="unsupported" title="Not found in the sources or your records">${m}</mark>`);
+  }
+  return html;
+}
+
+function inline(text, figures) {
   let out = escapeHtml(text);
   out = out.replace(/`([^`]+)`/g, "<code>$1</code>");
   out = out.replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>");
   out = out.replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
   out = out.replace(/\[([^\]]+)\]\((https?:\/\/[^\s)"'<>]+)\)/g,
     '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
-  out = out.replace(/\[(\d{1,2})\]/g, '<sup class="cite" data-cite="$1">[$1]</sup>');
-  return out;
+  // citation markers and figure marks only in text, never inside a tag's attributes (an href)
+  return out.split(/(<[^>]*>)/).map((part) => (part.startsWith("<") ? part :
+    markFigures(part.replace(/\[(\d{1,2})\]/g, "\u0000$1\u0001"), figures)
+      .replace(/\u0000(\d{1,2})\u0001/g, '<sup class="cite" data-cite="$1">[$1]</sup>'))).join("");
 }
 
-export function renderMarkdown(text) {
+function list(lines, figures) {
+  const ordered = /^\s*\d+\./.test(lines[0]);
+  const items = lines.map((l) => `<li>${inline(l.replace(LIST_LINE, ""), figures)}</li>`).join("");
+  return ordered ? `<ol>${items}</ol>` : `<ul>${items}</ul>`;
+}
+
+export function renderMarkdown(text, { unsupported = [] } = {}) {
   const blocks = String(text || "").replace(/\r/g, "").split(/\n{2,}/);
   return blocks.map((block) => {
     const lines = block.split("\n").filter((l) => l.trim() !== "");
     if (!lines.length) return "";
-    if (lines.every((l) => /^\s*([-*]|\d+\.)\s+/.test(l))) {
-      const ordered = /^\s*\d+\./.test(lines[0]);
-      const items = lines.map((l) => `<li>${inline(l.replace(/^\s*([-*]|\d+\.)\s+/, ""))}</li>`).join("");
-      return ordered ? `<ol>${items}</ol>` : `<ul>${items}</ul>`;
-    }
     const heading = /^(#{1,4})\s+(.*)$/.exec(lines[0]);
-    if (heading && lines.length === 1) return `<h4>${inline(heading[2])}</h4>`;
-    return `<p>${lines.map(inline).join("<br>")}</p>`;
+    if (heading && lines.length === 1) return `<h4>${inline(heading[2], unsupported)}</h4>`;
+    // runs of list lines become lists; other lines a paragraph (a lead-in such as "Next steps:" stays with its list)
+    let html = "", run = [], prose = [];
+    const flushProse = () => { if (prose.length) html += `<p>${prose.map((l) => inline(l, unsupported)).join("<br>")}</p>`; prose = []; };
+    const flushRun = () => { if (run.length) html += list(run, unsupported); run = []; };
+    for (const line of lines) {
+      if (LIST_LINE.test(line)) { flushProse(); run.push(line); } else { flushRun(); prose.push(line); }
+    }
+    flushProse(); flushRun();
+    return html;
   }).join("");
 }

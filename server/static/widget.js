@@ -25,7 +25,9 @@
           .head { display: flex; align-items: center; justify-content: space-between; padding: 10px 14px; background: #1d2a44; color: #fff; }
           .head b { color: #fff; } .head button { background: none; border: none; color: #fff; cursor: pointer; font-size: 18px; }
           .msgs { flex: 1; overflow: auto; padding: 10px; background: #f5f6f8; min-height: 200px; }
-          .msg { margin: 6px 0; padding: 8px 10px; border-radius: 10px; background: #fff; }
+          .msg { margin: 6px 0; padding: 8px 10px; border-radius: 10px; background: #fff; overflow-wrap: anywhere; }
+          mark.unsupported { background: #ffe1e1; color: #8a0012; border-bottom: 2px dotted #b00020; }
+          .note { margin-top: 6px; padding: 4px 6px; border-left: 3px solid #a36b00; background: #fff8e6; font-size: 12px; color: #4d3300; }
           .msg.user { background: #dbe7ff; margin-left: 30px; }
           .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #2a5bd7; text-decoration: none; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #e0a100; font-size: 13px; }
@@ -59,10 +61,15 @@
           if (!ev.message_id) return;
           const r = reply(ev.message_id);
           if (ev.type === "token") { r.text += ev.delta; r.el.querySelector(".text").innerHTML = renderMarkdown(r.text); }
+          else if (ev.type === "answer_replaced") { r.text = ""; r.el.querySelector(".text").innerHTML = ""; r.el.insertAdjacentHTML("beforeend", `<div class="note">The first answer stated ${escapeHtml(ev.unsupported.join(", "))}, which the help center does not say; this answer quotes the help center instead.</div>`); }
           else if (ev.type === "citation") r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base));
           else if (ev.type === "handoff") r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} created — a person will reply soon.</div>`);
           else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err">${escapeHtml(ev.message)}</div>`);
-          else if (ev.type === "done") { const t = r.el.querySelector(".thinking"); if (t) t.remove(); r.el.dataset.done = ev.finish_reason; }
+          else if (ev.type === "done") {
+            const t = r.el.querySelector(".thinking"); if (t) t.remove(); r.el.dataset.done = ev.finish_reason;
+            const unsupported = (ev.grounding && ev.grounding.unsupported) || [];
+            if (unsupported.length) { r.el.querySelector(".text").innerHTML = renderMarkdown(r.text, { unsupported }); r.el.insertAdjacentHTML("beforeend", `<div class="note">Not found in the help center: ${escapeHtml(unsupported.join(", "))}.</div>`); }
+          }
         },
       });
       let connected = false;

@@ -1,0 +1,83 @@
+"""The grounding check on every answer: figures found in no evidence are reported, and under strict
+grounding the answer is replaced by the composer's. The model is the real provider against respx."""
+
+from __future__ import annotations
+
+import pytest
+import respx
+
+from agents.grounding import build_index, check, extract_figures, mentions_value
+from agents.runtime import TurnRequest, run_turn
+from store.db import Database
+from tests.llm_fakes import ScriptedEndpoint, text_reply
+
+INVENTED = ("On the Free plan the platform keeps 10% of each payment. There is also a service charge of "
+            "$12.15 per month. Withdrawals to PayPal cost 1.5% on top.")
+
+
+@pytest.mark.parametrize("text, figures", [
+    ("Your rate of $81/h sits between the median ($73) and p75 ($93) [1].", ["$81", "$73", "$93"]),
+    ("1. Raise 10–15% by October 31, 2026 or 2026-11-02.\n2. Ticket #412.", ["10", "15%", "October 31, 2026",
+                                                                              "2026-11-02", "412"]),
+    ("About $1.6 trillion, $5k, 2.5 percent and 300 USD; demand 7/10.", ["$1.6 trillion", "$5k", "2.5 percent",
+                                                                         "300 USD", "7"]),
+    ("See https://example.com/page2024 and p50, cl100k, H1 headings.", []),
+])
+def test_figures_are_money_percentages_dates_and_numbers_not_markers_or_names(text: str, figures: list[str]) -> None:
+    assert [f.raw for f in extract_figures(text)] == figures
+
+
+def test_a_figure_is_supported_at_the_precision_it_is_written_in() -> None:
+    index = build_index(["Clients pay a 3% fee. Released on 2026-10-12."], [{"p50": 72.6, "commission_rate": 0.08}])
+    assert check("The median is $73; you keep all but 8%; 3% for clients; since October 2026.", index).unsupported \
+        == []
+    assert check("The median is $72.50 and the fee 2.9%.", index).unsupported == ["$72.50", "2.9%"]
+    assert check("Released on October 13, 2026.", index).unsupported == ["October 13, 2026"]
+    assert mentions_value("You pay 8% commission.", 0.08) and mentions_value("$122,435.11 in all", 122435.11)
+    assert not mentions_value("You pay 10% commission.", 0.08)
+
+
+def _turn(db: Database, provider, reply: str, grounding: str | None, **kwargs) -> list:  # type: ignore[no-untyped-def]
+    with respx.mock() as router:
+        ScriptedEndpoint(router, [text_reply(reply, pieces=12)])
+        return list(run_turn(TurnRequest(**kwargs), db=db, provider=provider, grounding=grounding))
+
+
+def test_an_invented_fee_is_named_in_done(knowledge: Database, provider, demo_ids) -> None:
+    events = _turn(knowledge, provider, INVENTED, "flag", persona="support", text="What fees do I pay on my plan?",
+                   user_id=demo_ids["nora"])
+    answer = "".join(e.delta for e in events if e.type == "token")
+    assert answer == INVENTED  # flag mode: streamed as written, then reported
+    grounding = events[-1].grounding
+    assert grounding.unsupported == ["$12.15", "1.5%"]
+    assert grounding.figures == 3  # 10% is the Free plan's commission: in the help center and in my_account
+
+
+def test_strict_grounding_replaces_the_answer_with_the_composers(knowledge: Database, provider, demo_ids) -> None:
+    events = _turn(knowledge, provider, INVENTED, None, persona="support",  # support is strict by default
+                   text="What fees do I pay on my plan?", user_id=demo_ids["nora"])
+    kinds = [e.type for e in events]
+    replaced = kinds.index("answer_replaced")
+    assert events[replaced].unsupported == ["$12.15"] and events[replaced].by == "grounded-composer"
+    before = "".join(e.delta for e in events[:replaced] if e.type == "token")
+    after = "".join(e.delta for e in events[replaced:] if e.type == "token")
+    assert "$12.15" not in before and before.startswith("On the Free plan")  # only checked sentences went out
+    assert "10%" in after and "$12.15" not in after and "[" in after  # the composer quotes its sources
+    assert events[-1].grounding.unsupported == [] and events[-1].grounding.figures > 0
+
+
+def test_a_supported_answer_is_not_replaced(knowledge: Database, provider, demo_ids) -> None:
+    reply = "On the Free plan the platform keeps 10% of what you earn, and clients pay a 3% fee [1]."
+    events = _turn(knowledge, provider, reply, "strict", persona="support", text="What fees apply on the Free plan?",
+                   user_id=demo_ids["nora"])
+    assert not [e for e in events if e.type == "answer_replaced"]
+    assert "".join(e.delta for e in events if e.type == "token") == reply
+    assert events[-1].grounding.unsupported == []
+
+
+def test_figures_from_the_users_message_and_history_are_evidence(knowledge: Database, provider, demo_ids) -> None:
+    reply = "At $95/h, which you mentioned, and the $40 you quoted last week, you are above the median."
+    events = _turn(knowledge, provider, reply, "flag", persona="david", text="Is $95/h too much for React?",
+                   user_id=demo_ids["mateo"], history=[{"role": "user", "content": "I quoted $40 last week."},
+                                                       {"role": "assistant", "content": "Noted."}])
+    assert events[-1].grounding.unsupported == []
