@@ -50,7 +50,7 @@ from agents.llm import ChatProvider, LLMError, ModelReply
 from agents.personas import Persona, get_persona
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
 from retrieval.embedder import get_embedder
-from retrieval.search import SearchHit, search
+from retrieval.search import SearchHit, balanced, search
 from retrieval.tokens import count_tokens
 from store.db import Database
 from store.errors import MentorError
@@ -158,9 +158,12 @@ class Turn:
         embedded = vector.result() if vector else None
         if embedded is not None and query == self.req.text:
             self.question_vector = embedded  # the composer scores its quotes against the same vector
-        hits = search(self.db, query, corpora=self.persona.corpora, k=self.persona.retrieval_k,
-                      metadata=self.persona.retrieval_filter, vector=embedded)
-        yield from self.cite(hits)
+        # each corpus searched on its own, then taken in turn: market data cannot crowd out the lessons
+        k = self.persona.retrieval_k
+        hits = [hit for corpus in self.persona.corpora
+                for hit in search(self.db, query, corpora=[corpus], k=k, metadata=self.persona.retrieval_filter,
+                                  vector=embedded)]
+        yield from self.cite(balanced(hits, k))
 
     def gather(self) -> Iterator[Event]:
         early = self.embed_early()

@@ -1,6 +1,6 @@
 """Turn latency against a running `mentor serve`: time to ack, first token, done; tokens per second.
 
-    .venv/bin/mentor serve &                       # the configured model (local SmolLM2 by default)
+    .venv/bin/mentor serve &                       # the configured model (the grounded composer by default)
     .venv/bin/python benchmarks/turn_latency.py --user mateo --persona david --turns 3
 
 Prints numbers; asserts nothing.

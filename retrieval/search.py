@@ -51,6 +51,22 @@ def _filters(corpora: list[str] | None, metadata: dict[str, Any] | None) -> tupl
     return (" AND ".join(clauses) or "TRUE"), params
 
 
+def balanced(hits: list[SearchHit], k: int) -> list[SearchHit]:
+    """k hits taken in turn from each corpus present (best first within each), so one corpus's dense
+    cluster (157 near-identical market-rate chunks) cannot crowd the lessons out of a persona's sources."""
+    by_corpus: dict[str, list[SearchHit]] = {}
+    for hit in hits:
+        by_corpus.setdefault(hit.corpus, []).append(hit)
+    picked: list[SearchHit] = []
+    # the corpus with the closest match leads each round (cosine distance compares across corpora; RRF scores don't)
+    queues = sorted(by_corpus.values(), key=lambda q: q[0].distance if q[0].distance is not None else 2.0)
+    while len(picked) < k and any(queues):
+        for queue in queues:
+            if queue and len(picked) < k:
+                picked.append(queue.pop(0))
+    return picked
+
+
 def search(
     db: Database,
     query: str,

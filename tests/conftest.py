@@ -148,3 +148,29 @@ def live_strict(knowledge):  # type: ignore[no-untyped-def]
     server = LiveServer(_services(knowledge, user_messages_per_minute=3, conversation_token_budget=500))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_composer(knowledge):  # type: ignore[no-untyped-def]
+    """The app as `mentor serve` runs it offline: the grounded composer answers."""
+    from agents.composer import COMPOSER
+    from server.services import Services
+    from store.settings import get_settings
+    from tests.fakes import LiveServer
+
+    server = LiveServer(Services(settings=get_settings(), db=knowledge, provider=COMPOSER))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_model(knowledge):  # type: ignore[no-untyped-def]
+    """The app with the real OpenAI-compatible provider; tests script the endpoint with respx."""
+    from server.services import Services
+    from store.settings import get_settings
+    from tests.fakes import LiveServer
+    from tests.llm_fakes import make_provider
+
+    server = LiveServer(Services(settings=get_settings(), db=knowledge, provider=make_provider(retries=0)))
+    yield server
+    server.stop()

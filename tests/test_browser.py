@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -118,3 +119,101 @@ def test_chat_page_reconnects_and_resumes(live, page) -> None:
     page.evaluate("() => window.mentorClient.dropConnection()")  # network drop mid-answer
     page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
     assert page.locator(".msg.assistant .text").last.inner_text().strip() == REPLY.replace("**", "")
+
+
+# -- the grounded composer on the chat page: one default offline answer per persona ----------------------
+PERSONA_QUESTIONS = [
+    ("david", "mateo", "What should I charge for React work? I'm at $81/h now.", "market_rates", ["p50", "p75"]),
+    ("marcus", "mateo", "Which of my skills should I focus on to grow my business?", "my_profile", ["total_revenue"]),
+    ("support", "nora", "What commission do I pay on my plan?", "my_account", []),
+    ("proposal_writer", "mateo", "Write a proposal for project 1", "recommend_bid", ["amount"]),
+    ("sarah", "sofia", "How do I handle a client who keeps asking for more work?", None, []),
+]
+
+
+def _card_figures(db: Database, persona: str, user: str) -> dict:
+    """What the cards show, read back from the stored tool results of the user's latest turn."""
+    with db.admin() as conn:
+        rows = conn.execute(
+            """SELECT e.payload FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id
+               JOIN users u ON u.id = c.user_id
+               WHERE u.handle = %s AND c.persona = %s AND e.type = 'tool_result'
+               ORDER BY e.created_at, e.seq""", (user, persona)).fetchall()
+    return {r["payload"]["name"]: r["payload"]["data"] for r in rows}  # the latest result of each tool wins
+
+
+@pytest.mark.parametrize("persona, user, question, tool, fields", PERSONA_QUESTIONS)
+def test_each_persona_answers_offline_with_the_figures_of_its_cards(live_composer, page, db: Database, persona: str,
+                                                                      user: str, question: str, tool: str | None,
+                                                                      fields: list[str]) -> None:
+    ask_on_chat_page(page, live_composer, user, question, persona=persona)
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    text = page.locator(".msg.assistant .text").last.inner_text()
+    assert len(text.split()) >= 12 and "thinking" not in text
+    assert page.locator(".msg.assistant mark.unsupported").count() == 0
+    assert page.locator(".msg.assistant .grounding-note").count() == 0
+    assert page.locator(".msg.assistant .citation").count() >= 1
+    assert re.search(r"\[\d\]", text)  # quotes carry their source markers
+    if tool:
+        data = _card_figures(db, persona, user)[tool]
+        for field in fields:
+            value = data[field]
+            assert f"${value:,.0f}" in text or f"${value:,.2f}" in text, (field, value, text)
+    if persona == "support":
+        assert "10%" in text and "Free plan" in text
+    page.screenshot(path=str(ARTIFACTS / f"composer-{persona}.png"), full_page=True)
+    if persona == "proposal_writer":
+        with db.admin() as conn:
+            conn.execute("DELETE FROM proposals WHERE status = 'draft' AND freelancer_id = "
+                         "(SELECT id FROM users WHERE handle = %s)", (user,))
+
+
+def test_an_empty_chat_suggests_questions_and_long_words_wrap(live_composer, page) -> None:
+    page.goto(live_composer.http)
+    page.select_option("#user-select", "mateo")
+    page.click("#signin-btn")
+    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
+    page.select_option("#persona", "david")
+    examples = page.locator(".examples button.example")
+    assert examples.count() == 3 and "charging enough" in examples.first.inner_text()
+    examples.first.click()
+    assert page.input_value("#input") == examples.first.inner_text()
+    page.fill("#input", "x" * 90 + " is this word too long?")
+    page.click("#send")
+    bubble = page.locator(".msg.user").first
+    bubble.wait_for(timeout=10_000)
+    assert page.locator(".examples").count() == 0
+    assert bubble.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+    box = bubble.bounding_box()
+    messages = page.locator("#messages").bounding_box()
+    assert box["x"] + box["width"] <= messages["x"] + messages["width"] + 1
+
+
+INVENTED = "Your plan has a monthly service charge of $12.15, and PayPal withdrawals cost 4.35% of the amount."
+
+
+def test_the_page_marks_an_invented_fee_and_shows_a_replaced_answer(live_model, page) -> None:
+    import respx
+
+    from tests.llm_fakes import BASE_URL, text_reply
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{BASE_URL}/chat/completions").mock(side_effect=lambda request: text_reply(INVENTED, pieces=8))
+        router.route(host="127.0.0.1").pass_through()
+        ask_on_chat_page(page, live_model, "mateo", "What does David think my React rate should be?", persona="david")
+        page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+        marked = page.locator(".msg.assistant mark.unsupported")
+        assert sorted(marked.all_inner_texts()) == ["$12.15", "4.35%"]  # flag mode (David): streamed, then marked
+        assert "$12.15" in page.locator(".msg.assistant .grounding-note").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "grounding-marked.png"))
+
+        page.select_option("#persona", "support")  # support is strict: the composer's answer replaces it
+        page.click("#new-chat")
+        page.fill("#input", "What fees do I pay on my plan?")
+        page.click("#send")
+        page.locator(".msg.assistant .grounding-note.replaced").wait_for(timeout=30_000)
+        page.locator(".msg.assistant .feedback button").last.wait_for(timeout=30_000)
+        answer = page.locator(".msg.assistant .text").last.inner_text()
+        assert "$12.15" not in answer and "8%" in answer and "Plus plan" in answer
+        assert page.locator(".msg.assistant mark.unsupported").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "grounding-replaced.png"))

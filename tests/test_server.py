@@ -326,14 +326,18 @@ def test_openai_client_against_v1(live, tokens, db: Database) -> None:
         p50 = conn.execute("""SELECT p50 FROM market_rates m JOIN skills s ON s.id = m.skill_id
                               WHERE s.name = 'React' AND segment = 'intermediate'""").fetchone()["p50"]
     assert rates["data"]["p50"] == float(p50)
+    assert reply.model_extra["mentor"]["grounding"]["unsupported"] == []
     stream = client.chat.completions.create(model="david", messages=question, stream=True)
-    text, extensions = "", []
+    text, extensions, grounding = "", [], None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             text += chunk.choices[0].delta.content
-        if (chunk.model_extra or {}).get("mentor"):
-            extensions.append(chunk.model_extra["mentor"]["event"])
+        mentor = (chunk.model_extra or {}).get("mentor") or {}
+        if "event" in mentor:
+            extensions.append(mentor["event"])
+        grounding = mentor.get("grounding", grounding)
     assert text == REPLY
+    assert grounding == {"figures": 0, "unsupported": []}  # "[1]" is a citation marker, not a figure
     assert any(e["type"] == "tool_result" and e["name"] == "market_rates" for e in extensions)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nobody", messages=question)

@@ -21,8 +21,9 @@ from retrieval.chunking import config_lines, table_rows
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit
 
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "approx.", "incl.", "no.", "min.", "max.", "Mr.", "Ms.", "Dr.")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9$\"'(“])")
+_ABBREVIATIONS = ("e.g.", "i.e.", "E.g.", "I.e.", "etc.", "vs.", "approx.", "incl.", "no.", "min.", "max.", "Mr.",
+                  "Ms.", "Dr.")
+_SENTENCE_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]”]))\s+(?=[A-Z0-9$\"'(“])")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+(.*)$")
 _WORD = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset([

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from agents.composer.facts import join, money, number
-from agents.composer.passages import split_sentences
+from agents.composer.passages import actionable, pick, rank, split_sentences
 from agents.evidence import Evidence
 
 SHORTER = re.compile(r"\b(short|shorter|brief|briefer|concise|tighter|fewer words)\b", re.I)
@@ -75,4 +75,7 @@ def proposal(ev: Evidence) -> str:
     unit = "/h" if project.get("project_type") == "hourly" else " total"
     notes = [f"- Client budget: {money(project['budget_min'])}–{money(project['budget_max'])}{unit}."]
     notes += [f"- {line}" for line in bid.get("reasoning") or []]
+    if ev.hits:  # one tip from the proposal lessons, with its source
+        tips = pick(rank(f"proposal cover letter {project['title']}", ev.hits, bonus=actionable), 1)
+        notes += [f"- Tip: {t.text.rstrip('.')}. [{t.source}]" for t in tips]
     return f"{letter}\n\n{DRAFT_NOTES} (for you, not part of the letter)\n" + "\n".join(notes)

@@ -39,7 +39,7 @@ def bullets(units: list[Unit], numbered: bool = False) -> str:
 
 def _sentence(text: str) -> str:
     text = text.strip()
-    return text if text[-1:] in ".!?:" else text + "."
+    return text if re.search(r"[.!?:][\"'”)\]]?$", text) else text + "."
 
 
 def lessons(ev: Evidence, n: int, *, exclude_corpora: frozenset[str] = frozenset({"market_data"}),
@@ -121,7 +121,7 @@ def pricing(ev: Evidence) -> str:
 def mentor(ev: Evidence) -> str:
     """Where the caller stands (profile, revenue, learning ROI), then two to four next steps from the lessons."""
     names = ["my_profile", "my_revenue_summary", "learning_roi", "search_projects"]
-    parts = [" ".join(record_sentences(ev, names))]
+    parts = record_sentences(ev, names)  # a paragraph each: profile, revenue, learning, projects
     steps = lessons(ev, 4)
     if len(steps) >= 2:
         parts.append("Next steps:\n" + bullets(steps, numbered=True))

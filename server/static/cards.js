@@ -27,6 +27,15 @@ export function toolCard(ev) {
     kind = "bid"; title = "Recommended bid";
     body = rows([["bid", money(d.amount) + (d.bid_type === "hourly" ? "/h" : "")], ["range", `${money(d.range_low)}–${money(d.range_high)}`],
       ["market median", money(d.percentiles && d.percentiles.p50)]]) + `<ul>${(d.reasoning || []).map((r) => `<li>${escapeHtml(r)}</li>`).join("")}</ul>`;
+  } else if (ev.name === "recommend_rate") {
+    kind = "bid"; title = `Rate advice · ${d.skill} (${d.segment})`;
+    body = rows([["your rate", d.your_rate != null ? money(d.your_rate) + "/h" : "—"], ["position", escapeHtml(d.position)],
+      ["aim for", `${money(d.range_low)}–${money(d.range_high)}/h`]]) +
+      (d.existing_clients ? rows([["existing clients", `${money(d.existing_clients[0])}–${money(d.existing_clients[1])}/h`]]) : "");
+  } else if (ev.name === "learning_roi") {
+    kind = "roi"; title = "Learning ROI";
+    body = rows([["learning hours", escapeHtml(d.learning_hours)], ["revenue from learned skills", money(d.revenue_from_learned_skills)],
+      ["per learning hour", money(d.revenue_per_learning_hour)], ["skills earning", `${escapeHtml(d.skills_monetized)} of ${escapeHtml(d.skills_tracked)}`]]);
   } else if (ev.name === "my_profile") {
     kind = "profile"; title = d.name || "Profile";
     body = rows([["rate", money(d.hourly_rate) + "/h"], ["level", escapeHtml(d.experience_level)], ["revenue", money(d.total_revenue)], ["jobs", escapeHtml(d.jobs_completed)]]);
