@@ -410,6 +410,8 @@ def eval_command(
     report: Annotated[Path | None, typer.Option(help="Where to write the JSON report "
                                                      "(default: MENTOR_HOME/evals/report-PROVIDER.json).")] = None,
     check: Annotated[bool, typer.Option(help="Exit 1 if a threshold in evals/thresholds.yaml is not met.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases of each persona (slow models).")]
+    = None,
 ) -> None:
     """Run the eval sets through the real runtime and database; print metrics per persona."""
     from evals.cases import load_sets
@@ -417,6 +419,8 @@ def eval_command(
     from store.settings import get_settings
 
     sets = load_sets(personas=persona or None)
+    if limit:
+        sets = [s.model_copy(update={"cases": s.cases[:limit]}) for s in sets]
     model = eval_provider(provider)
     total = sum(len(s.cases) for s in sets)
     done = 0
@@ -475,7 +479,7 @@ def main() -> None:
     try:
         app()
     finally:
-        # Close the pool before pgserver's exit hook stops the embedded PostgreSQL; otherwise the
+        # Close the pool before the exit hook stops the embedded PostgreSQL; otherwise the
         # pool's reconnect thread can race the shutdown and log "terminating connection" warnings.
         if _db.cache_info().currsize:
             _db().close()
