@@ -81,7 +81,7 @@ def build(args: argparse.Namespace, embedder, results: dict[str, object]) -> str
     results["embed_chunks_per_second"] = round(args.n / embed_s, 1)
 
     home = Path(tempfile.mkdtemp(prefix="mentor-bench-"))
-    url = start_embedded(home / "pgdata")
+    url = start_embedded(home)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(conn)
@@ -192,7 +192,7 @@ def main() -> None:
     results: dict[str, object] = {"n": args.n, "queries": args.queries, "m": args.m,
                                   "ef_construction": args.ef_construction, "ef_search": args.ef_search}
     embedder = get_embedder()
-    url = start_embedded(args.reuse / "pgdata") if args.reuse else build(args, embedder, results)
+    url = start_embedded(args.reuse) if args.reuse else build(args, embedder, results)
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
         results["rows"] = conn.execute("SELECT count(*) FROM bench").fetchone()[0]

@@ -65,7 +65,7 @@ def list_sites(db: Database) -> list[dict]:
 
 
 def site_caller(db: Database, site_key: str, origin: str | None, visitor_id: str | None) -> Caller:
-    with db.admin() as conn:
+    with db.service() as conn:
         site = conn.execute("SELECT * FROM sites WHERE site_key = %s", (site_key,)).fetchone()
     if site is None:
         raise AuthError("unknown site key")
@@ -76,7 +76,7 @@ def site_caller(db: Database, site_key: str, origin: str | None, visitor_id: str
 
 
 def user_exists(db: Database, user_id: int) -> dict:
-    with db.admin() as conn:
+    with db.service() as conn:
         row = conn.execute("SELECT id, handle, name, role FROM users WHERE id = %s", (user_id,)).fetchone()
     if row is None:
         raise NotFound("user not found")

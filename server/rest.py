@@ -56,7 +56,7 @@ def demo_login(body: DemoLogin, s: Svc) -> dict[str, Any]:
     """Sign in as a seeded demo user (MENTOR_DEMO_LOGIN=true only): the chat page uses it."""
     if not s.settings.demo_login:
         raise HTTPException(403, detail={"code": "forbidden", "message": "demo login is disabled"})
-    with s.db.admin() as conn:
+    with s.db.service() as conn:
         row = conn.execute("SELECT id, handle, name, role FROM users WHERE is_demo AND (handle = %s OR id::text = %s)",
                            (body.user, body.user)).fetchone()
     if row is None:

@@ -297,7 +297,7 @@ class TurnLog:
         self.failed.set()
         self.cancel.set()
         code = exc.code if isinstance(exc, MentorError) else "internal"
-        log.warning("turn events could not be stored", extra={"conversation_id": self.conv, "code": code})
+        log.warning("turn events could not be stored: %s", exc, extra={"conversation_id": self.conv, "code": code})
         self.emit({**_error(code, str(exc) if isinstance(exc, MentorError) else "the turn could not be stored",
                             retryable=isinstance(exc, DatabaseUnavailable), retry_after=1.0),
                    "conversation_id": self.conv, "message_id": self.msg})

@@ -48,7 +48,7 @@ def _owned(row: dict | None, caller: Caller) -> bool:
 
 
 def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict:
-    with db.admin() as conn:
+    with db.service() as conn:
         row = conn.execute("SELECT * FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
     if not _owned(row, caller):
         raise NotFound(f"conversation {conversation_id} not found")
@@ -61,7 +61,7 @@ def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id
     Without a conversation id (the first message of a new conversation, re-sent because the ack was
     lost) the caller's most recent message with this client id counts, so no second conversation starts.
     """
-    with db.admin() as conn:
+    with db.service() as conn:
         return _duplicate(conn, caller, client_id, conversation_id)
 
 
@@ -89,7 +89,7 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
 
     A client id whose answer ended in an error is retried: a new assistant message, same user message.
     """
-    with db.admin() as conn:
+    with db.service() as conn:
         if conversation_id is None:
             conversation_id = str(uuid.uuid4())
             conn.execute(
@@ -149,7 +149,7 @@ def append_events(db: Database, items: list[NewEvent]) -> list[int]:
     counts: dict[str, int] = {}
     for item in items:
         counts[item.conversation_id] = counts.get(item.conversation_id, 0) + 1
-    with db.admin() as conn:
+    with db.service() as conn:
         ids = sorted(counts)
         conn.execute("SELECT id FROM conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (ids,))
         rows = conn.execute(
@@ -194,13 +194,13 @@ def append_events(db: Database, items: list[NewEvent]) -> list[int]:
 
 def fail_message(db: Database, message_id: int, partial: str) -> None:
     """Close a message whose turn was cut off (kept as status 'error' with what had streamed)."""
-    with db.admin() as conn:
+    with db.service() as conn:
         conn.execute("UPDATE messages SET status = 'error', content = %s WHERE id = %s AND status = 'streaming'",
                      (partial, message_id))
 
 
 def events_after(db: Database, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:
-    with db.admin() as conn:
+    with db.service() as conn:
         rows = conn.execute(
             """SELECT seq, message_id, payload FROM conversation_events
                WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
@@ -210,7 +210,7 @@ def events_after(db: Database, conversation_id: str, after_seq: int, limit: int 
 
 
 def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
-    with db.admin() as conn:
+    with db.service() as conn:
         row = conn.execute(
             """SELECT id FROM messages WHERE conversation_id = %s AND role = 'assistant' AND status = 'streaming'
                ORDER BY id DESC LIMIT 1""", (conversation_id,)).fetchone()
@@ -219,7 +219,7 @@ def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
 
 def history(db: Database, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:
     """Earlier finished messages, oldest first, for the model's context."""
-    with db.admin() as conn:
+    with db.service() as conn:
         rows = conn.execute(
             """SELECT role, content FROM messages
                WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant')
@@ -230,7 +230,7 @@ def history(db: Database, conversation_id: str, before_message_id: int, limit: i
 
 def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
     """Tokens the caller's conversation has used (0 for a conversation that is not theirs)."""
-    with db.admin() as conn:
+    with db.service() as conn:
         conv = conn.execute("SELECT user_id, visitor_id FROM conversations WHERE id = %s",
                             (conversation_id,)).fetchone()
         if not _owned(conv, caller):

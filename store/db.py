@@ -1,26 +1,36 @@
-"""Database bootstrap (embedded pgserver or DATABASE_URL), connection pool and identity-scoped transactions.
+"""Database bootstrap (embedded PostgreSQL or DATABASE_URL), connection pools and identity-scoped transactions.
 
-Two ways in:
-- `Database.admin()` — the connecting (owner) role, for migrations, seeding, ingestion and admin listings.
-- `Database.as_user(user_id)` — a transaction running as the `mentor_app` role, which cannot bypass
-  row-level security, with `app.user_id` set for that transaction only. Everything done on behalf of
-  a caller (agent tools, API handlers) goes through it.
+Three ways in (store/migrations/0008_least_privilege.sql has the roles):
+- `Database.admin()` — the connecting (owner) role: migrations, seeding, ingestion, `mentor` admin
+  commands. The running service never uses it after start-up.
+- `Database.service()` — the `mentor_service` login role (not a superuser, owns nothing): the service's
+  own bookkeeping — conversations, messages, events, widget sites, reading users to authenticate them.
+- `Database.as_user(user_id)` — a `mentor_service` transaction switched to the `mentor_app` role, which
+  cannot bypass row-level security, with `app.user_id` set for that transaction only. Everything done on
+  behalf of a caller (agent tools, API handlers) goes through it.
+
+mentor_service's password is `MENTOR_DB_SERVICE_PASSWORD`, else generated once into
+`MENTOR_HOME/db_service_password` (0600); the owner sets it at start-up (several hosts sharing one
+database must be given the same one). If the owner may not create roles (a managed database without
+CREATEROLE), the service falls back to the owner's connection and logs a warning.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from store.errors import DatabaseUnavailable, DataDirInUse, PgvectorMissing
+from store.errors import DatabaseUnavailable, PgvectorMissing
+from store.secrets import read_or_create_secret
 from store.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -29,34 +39,11 @@ APP_ROLE = "mentor_app"
 POOL_TIMEOUT_S = 5.0  # how long a request waits for a connection before it is told the database is unavailable
 
 
-def _check_pgdata_dir(pgdata: Path) -> None:
-    """Refuse a data directory that exists but is not ours to initialise (a file, or foreign files)."""
-    if pgdata.exists() and not pgdata.is_dir():
-        raise DataDirInUse(f"data directory {pgdata} exists and is not a directory")
-    if pgdata.is_dir() and not (pgdata / "PG_VERSION").exists():
-        foreign = [p.name for p in pgdata.iterdir() if not p.name.startswith(".")]
-        if foreign:
-            raise DataDirInUse(
-                f"data directory {pgdata} is in use by something else (contains {', '.join(sorted(foreign)[:3])}); "
-                "point MENTOR_HOME at an empty or existing mentor directory"
-            )
+def start_embedded(home: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL of MENTOR_HOME (store/embedded.py); return its conninfo."""
+    from store.embedded import embedded_server
 
-
-def start_embedded(pgdata: Path) -> str:
-    """Start (or attach to) the pgserver PostgreSQL in `pgdata`; return its connection URI."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"runtime-{os.getuid()}"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    import pgserver  # imported lazily: only the embedded default needs it
-
-    _check_pgdata_dir(pgdata)
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    except Exception as exc:  # pgserver raises CalledProcessError/Timeout/AssertionError
-        raise DatabaseUnavailable(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc} (see {pgdata / 'log'})"
-        ) from None
-    return server.get_uri()
+    return embedded_server(home).start()
 
 
 def ensure_pgvector(conn: psycopg.Connection) -> None:
@@ -88,20 +75,33 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-class Database:
-    """A connected database: the URL, a lazily opened pool, and the two ways in."""
+SERVICE_ROLE = "mentor_service"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+
+def _with_login(url: str, user: str, password: str) -> str:
+    """The same server and database as `url`, as another role."""
+    params = conninfo_to_dict(url)
+    params.update(user=user, password=password)
+    return make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+class Database:
+    """A connected database: the owner URL, lazily opened pools, and the three ways in."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, service_password: str | None = None) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
+        self._service_password = service_password
         self._pool: ConnectionPool | None = None
+        self._service_pool: ConnectionPool | None = None
+        self._service_url: str | None = None
 
     @classmethod
     def connect(cls, settings: Settings | None = None) -> Database:
         """Resolve where the database is (URL or embedded) and connect to it."""
         settings = settings or get_settings()
-        url = settings.database_url or start_embedded(settings.pgdata)
+        url = settings.database_url or start_embedded(settings.mentor_home)
         return cls.from_url(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
     @classmethod
@@ -120,12 +120,10 @@ class Database:
             raise DatabaseUnavailable(f"cannot connect to the database: {first}") from None
         return cls(url, min_size=min_size, max_size=max_size)
 
-    @property
-    def pool(self) -> ConnectionPool:
-        if self._pool is None:
-            self._pool = ConnectionPool(
-                self.url,
-                min_size=self._min_size,
+    def _open_pool(self, url: str, min_size: int) -> ConnectionPool:
+        return ConnectionPool(
+                url,
+                min_size=min_size,
                 max_size=self._max_size,
                 kwargs={"row_factory": dict_row, "autocommit": False},
                 configure=_configure,
@@ -134,22 +132,64 @@ class Database:
                 reconnect_timeout=24 * 3600,  # keep trying through a long outage; requests fail fast meanwhile
                 open=True,
             )
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The owner's pool: opened only when admin work is done (one connection kept)."""
+        if self._pool is None:
+            self._pool = self._open_pool(self.url, 1)
         return self._pool
 
+    def service_url(self) -> str:
+        """mentor_service's login on this database, enabled (LOGIN, password) by the owner on first use."""
+        if self._service_url is not None:
+            return self._service_url
+        password = self._service_password or get_settings().db_service_password or read_or_create_secret(
+            get_settings().mentor_home / "db_service_password")
+        try:
+            with psycopg.connect(self.url, connect_timeout=10, autocommit=True) as conn:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SERVICE_ROLE,)).fetchone() is None:
+                    if conn.execute("SELECT to_regclass('schema_migrations') IS NULL AS bare").fetchone()[0]:
+                        raise DatabaseUnavailable("the database has no mentor schema: run `mentor setup` or "
+                                                  "`mentor db migrate`")
+                    log.warning("no %s role (the owner may not create roles): the service uses the owner's "
+                                "connection", SERVICE_ROLE)
+                    self._service_url = self.url
+                    return self._service_url
+                conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(SERVICE_ROLE),
+                                                                               sql.Literal(password)))
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"the database is unavailable: {first}") from None
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("the owner may not set %s's password: the service uses the owner's connection", SERVICE_ROLE)
+            self._service_url = self.url
+            return self._service_url
+        self._service_url = _with_login(self.url, SERVICE_ROLE, password)
+        return self._service_url
+
+    @property
+    def service_pool(self) -> ConnectionPool:
+        if self._service_pool is None:
+            self._service_pool = self._open_pool(self.service_url(), self._min_size)
+        return self._service_pool
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        for pool in (self._pool, self._service_pool):
+            if pool is not None:
+                pool.close()
+        self._pool = self._service_pool = None
 
     @contextmanager
-    def _transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+    def _transaction(self, timeout: float | None = None, *, owner: bool = False) -> Iterator[psycopg.Connection]:
         """A pooled connection in a transaction; a lost or unreachable server becomes DatabaseUnavailable.
 
         The pool checks each connection before handing it out, so after a database restart the dead
         connections are replaced and the service recovers without a restart of its own.
         """
         try:
-            with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+            pool = self.pool if owner else self.service_pool
+            with pool.connection(timeout=timeout) as conn, conn.transaction():
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -169,7 +209,13 @@ class Database:
 
     @contextmanager
     def admin(self) -> Iterator[psycopg.Connection]:
-        """A transaction as the connecting (owner) role: migrations, seeding, ingestion, admin listings."""
+        """A transaction as the connecting (owner) role: migrations, seeding, ingestion, admin commands."""
+        with self._transaction(owner=True) as conn:
+            yield conn
+
+    @contextmanager
+    def service(self) -> Iterator[psycopg.Connection]:
+        """A transaction as mentor_service: the service's own bookkeeping (conversations, sites, users)."""
         with self._transaction() as conn:
             yield conn
 

@@ -25,8 +25,11 @@ class Settings(BaseSettings):
         description="Directory holding all state (embedded database, caches). Empty = fresh instance.",
     )
     database_url: str | None = Field(
-        default=None, description="PostgreSQL >= 15 with pgvector; unset = embedded pgserver in MENTOR_HOME."
+        default=None, description="PostgreSQL >= 15 with pgvector; unset = embedded PostgreSQL in MENTOR_HOME."
     )
+    db_service_password: str | None = Field(
+        default=None, alias="MENTOR_DB_SERVICE_PASSWORD", min_length=16,
+        description="the mentor_service role's password; unset = generated once into MENTOR_HOME")
     db_pool_min: int = Field(default=1, ge=1, le=64, alias="MENTOR_DB_POOL_MIN")
     db_pool_max: int = Field(default=8, ge=1, le=256, alias="MENTOR_DB_POOL_MAX")
 

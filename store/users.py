@@ -1,4 +1,4 @@
-"""Admin listings of users (owner role; not reachable from agent tools)."""
+"""Listings of users (the service role; not reachable from agent tools)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from store.errors import NotFound
 
 
 def list_demo_users(db: Database) -> list[dict]:
-    with db.admin() as conn:
+    with db.service() as conn:
         return conn.execute(
             """SELECT id, handle, name, role, plan_id AS plan, demo_note AS note
                FROM users WHERE is_demo ORDER BY id"""
@@ -16,7 +16,7 @@ def list_demo_users(db: Database) -> list[dict]:
 
 def resolve_user(db: Database, ref: str | int) -> dict:
     """Find a user by numeric id or handle (e.g. `mateo`)."""
-    with db.admin() as conn:
+    with db.service() as conn:
         if isinstance(ref, int) or str(ref).isdigit():
             row = conn.execute("SELECT id, handle, name, role FROM users WHERE id = %s", (int(ref),)).fetchone()
         else:

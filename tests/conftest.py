@@ -1,4 +1,4 @@
-"""Shared fixtures: one real PostgreSQL (pgserver) per test session, migrated, seeded and indexed once."""
+"""Shared fixtures: one real PostgreSQL (the embedded one) per test session, migrated, seeded and indexed once."""
 
 from __future__ import annotations
 
@@ -22,15 +22,12 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mentor-test-"))
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[object]:
-    from store.db import start_embedded
+    from store.embedded import embedded_server
 
-    uri = start_embedded(_SESSION_HOME / "pgdata")
-    import pgserver
-
-    server = pgserver.get_server(_SESSION_HOME / "pgdata")
+    server = embedded_server(_SESSION_HOME)
+    assert server.start()
     yield server
-    assert uri
-    server.cleanup()
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +35,10 @@ def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
     """A fresh database inside the session's server; DATABASE_URL points at it for code under test."""
     import psycopg
 
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS mentor_test")
         conn.execute("CREATE DATABASE mentor_test")
-    url = pg_server.get_uri("mentor_test")
+    url = pg_server.uri("mentor_test")
     os.environ["DATABASE_URL"] = url
     os.environ["MENTOR_HOME"] = str(_SESSION_HOME / "home")
     from store.settings import get_settings
@@ -93,12 +90,12 @@ def admin_db(db, pg_server):  # type: ignore[no-untyped-def]
     from store.db import Database
 
     name = f"scratch_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    scratch = Database.from_url(pg_server.get_uri(name))
+    scratch = Database.from_url(pg_server.uri(name))
     yield scratch
     scratch.close()
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 

@@ -30,12 +30,13 @@ def test_edited_migration_is_reported_not_reapplied(admin_db: Database) -> None:
 
 def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Database) -> None:  # type: ignore[no-untyped-def]
     """A role that cannot create the extension in a database that lacks it is told exactly that."""
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS novector")
-        conn.execute("CREATE ROLE novector LOGIN")
+        conn.execute("CREATE ROLE novector LOGIN PASSWORD 'novector-pw'")
     with psycopg.connect(admin_db.url, autocommit=True) as conn:
         conn.execute("DROP EXTENSION vector")
-    url = admin_db.url.replace("postgres:@", "novector:@")
+    dbname = psycopg.conninfo.conninfo_to_dict(admin_db.url)["dbname"]
+    url = pg_server.uri(dbname, user="novector", password="novector-pw")
     with psycopg.connect(url) as conn, pytest.raises(PgvectorMissing, match="pgvector"):
         ensure_pgvector(conn)
     # and the CLI turns it into one line and a non-zero exit
@@ -68,7 +69,7 @@ def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:  # 
 
 
 def test_data_directory_check_accepts_empty_and_existing(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from store.db import _check_pgdata_dir
+    from store.embedded import _check_pgdata_dir
 
     _check_pgdata_dir(tmp_path / "absent")
     (tmp_path / "empty").mkdir()

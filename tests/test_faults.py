@@ -115,26 +115,17 @@ def test_malformed_tool_call_is_reported_and_the_answer_completes(ws, mock_llm) 
 @pytest.fixture
 def own_database(tmp_path):  # type: ignore[no-untyped-def]
     """A PostgreSQL of this test's own (so restarting it disturbs nothing else), migrated and seeded."""
-    import pgserver
-
-    from store.db import start_embedded
+    from store.embedded import EmbeddedServer
     from store.migrate import migrate
     from store.seed import seed
 
-    uri = start_embedded(tmp_path / "pgdata")
-    server = pgserver.get_server(tmp_path / "pgdata")
-    database = Database.from_url(uri)
+    server = EmbeddedServer(tmp_path)
+    database = Database.from_url(server.start())
     migrate(database)
     seed(database, scale=0.1)
     yield server, database
     database.close()
-    server.cleanup()
-
-
-def _pg_ctl(server, *args: str) -> None:  # type: ignore[no-untyped-def]
-    from pgserver._commands import pg_ctl
-
-    pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=30)
+    server.stop()
 
 
 def _wait_ready(http: str, want: int, timeout: float = 30) -> dict:
@@ -168,7 +159,7 @@ def test_database_restart_during_a_conversation(own_database) -> None:  # type: 
         message(ws, "And how do I keep them?", persona="marcus", conversation_id=conversation)
         until(ws, "token")
         started = time.perf_counter()
-        _pg_ctl(pg, "-m", "fast", "stop")
+        pg.stop()
         events = []
         while not any(e["type"] == "error" for e in events):
             events.append(recv(ws, timeout=30))
@@ -188,7 +179,7 @@ def test_database_restart_during_a_conversation(own_database) -> None:  # type: 
         assert recv(ws)["type"] == "pong"
 
         # the database comes back: the same service recovers, no restart
-        pg.ensure_postgres_running()  # same data directory and socket, as pgserver starts it
+        pg.start()  # same data directory and socket
         assert _wait_ready(live.http, 200)["database"] is True
         message(ws, "Are you there?", persona="marcus", conversation_id=conversation)
         again = until(ws, "done")

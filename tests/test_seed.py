@@ -61,10 +61,10 @@ def test_demo_users_have_rich_histories(db: Database, demo_ids: dict[str, int]) 
 def test_same_seed_gives_same_data(pg_server, db: Database) -> None:  # type: ignore[no-untyped-def]
     fingerprints = []
     for name in ("det_a", "det_b"):
-        with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name}")
-        other = Database.from_url(pg_server.get_uri(name))
+        other = Database.from_url(pg_server.uri(name))
         try:
             migrate(other)
             seed(other, scale=0.05, seed_value=7)
@@ -74,7 +74,7 @@ def test_same_seed_gives_same_data(pg_server, db: Database) -> None:  # type: ig
                                              ORDER BY id)) AS f FROM client_projects""").fetchone()["f"])
         finally:
             other.close()
-            with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+            with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
     assert fingerprints[0] == fingerprints[1]
 
