@@ -70,7 +70,7 @@ class TurnRequest(BaseModel):
     text: str = Field(min_length=1, max_length=8000)
     user_id: int | None = None
     history: list[HistoryMessage] = Field(default_factory=list)
-    project_id: int | None = Field(None, gt=0)
+    project_id: int | None = Field(None, gt=0, le=2**63 - 1)
     mode: Literal["chat", "simulate_client"] = "chat"
     conversation_id: str | None = None
 

@@ -341,7 +341,15 @@ def my_account(conn: psycopg.Connection, ctx: ToolContext, _: NoArgs) -> dict:
     return account
 
 
+TICKETS_PER_HOUR = 3  # per visitor or user, across their conversations
+
+
 def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: TicketArgs) -> dict:
+    if ctx.conversation_id is not None:
+        recent = conn.execute("SELECT recent_ticket_count(%s) AS n", (ctx.conversation_id,)).fetchone()["n"]
+        if recent >= TICKETS_PER_HOUR:
+            raise ToolError(f"{recent} tickets were opened from here in the last hour; a person will answer those "
+                            "first — please don't open more")
     # The id is drawn first so no RETURNING is needed: an anonymous visitor may file a ticket
     # but, under row-level security, can never read one back.
     ticket_id = conn.execute("SELECT nextval(pg_get_serial_sequence('support_tickets', 'id')) AS id").fetchone()["id"]

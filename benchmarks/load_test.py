@@ -44,8 +44,7 @@ def main() -> None:
         users = []
         for i in range(args.users):
             if i % 4 == 3:
-                users.append(VirtualUser(f"visitor{i}", f"{ws}?site_key={site['site_key']}&visitor_id=load-visitor-"
-                                         f"{uuid.uuid4().hex}", ["support"],
+                users.append(VirtualUser(f"visitor{i}", f"{ws}?site_key={site['site_key']}", ["support"],
                                          [s for v in SECRETS.values() for s in v], origin="https://shop.example"))
             else:
                 uid = 1 + i % 3

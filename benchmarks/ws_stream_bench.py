@@ -217,7 +217,8 @@ def service_stack(home: Path, *, tokens: int, rate: float, ttft: float) -> Itera
     mock_port, port = free_port(), free_port()
     env = {**os.environ, "MENTOR_HOME": str(home), "MENTOR_LLM": "openai",
            "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock", "MENTOR_MODEL": "mock",
-           "MENTOR_USER_RATE": "10000", "MENTOR_SITE_RATE": "10000", "HF_HUB_OFFLINE": "1"}
+           "MENTOR_USER_RATE": "10000", "MENTOR_SITE_RATE": "10000", "MENTOR_VISITOR_RATE": "10000",
+           "MENTOR_ADDRESS_RATE": "10000", "HF_HUB_OFFLINE": "1"}
     env.pop("DATABASE_URL", None)
     py = sys.executable
     mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(tokens),

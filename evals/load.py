@@ -37,6 +37,16 @@ class VirtualUser:
     personas: list[str]
     foreign: list[str]  # strings of other users' data that must never reach this user
     origin: str | None = None  # widget visitors connect from a registered site
+    visitor: str | None = None  # the visitor id the server issued (sent back on every reconnect)
+
+    def connect(self) -> Any:
+        """A connection with this user's credentials in the subprotocol header, as the browser sends them."""
+        protocols = ["mentor.v1", *([f"visitor.{self.visitor}"] if self.visitor else [])]
+        return websockets.connect(self.url, open_timeout=30, ping_interval=None, origin=self.origin,
+                                  subprotocols=protocols)
+
+    def ready(self, frame: str) -> None:
+        self.visitor = json.loads(frame).get("visitor_id") or self.visitor
 
 
 @dataclass
@@ -77,8 +87,8 @@ async def _one_message(user: VirtualUser, persona: str, rng: random.Random, resu
     last_seq, conversation, message_id = 0, None, None
     drop_after = rng.randint(1, 12) if rng.random() < drop_probability else None
     seen = 0
-    async with websockets.connect(user.url, open_timeout=30, ping_interval=None, origin=user.origin) as ws:
-        json.loads(await ws.recv())  # ready
+    async with user.connect() as ws:
+        user.ready(await ws.recv())
         await ws.send(json.dumps({"type": "message", "client_id": client_id, "persona": persona, "text": question,
                                   **extra}))
         async for event in _events(ws, 120):
@@ -99,8 +109,8 @@ async def _one_message(user: VirtualUser, persona: str, rng: random.Random, resu
         return
     while not done and conversation and drop_after is not None:
         result.reconnects += 1
-        async with websockets.connect(user.url, open_timeout=30, ping_interval=None, origin=user.origin) as ws:
-            json.loads(await ws.recv())
+        async with user.connect() as ws:
+            user.ready(await ws.recv())
             await ws.send(json.dumps({"type": "resume", "conversation_id": conversation, "after_seq": last_seq}))
             async for event in _events(ws, 120):
                 if _account(event, user, result, text) and event.get("seq") is not None:

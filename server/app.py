@@ -8,27 +8,38 @@ which LLM backend is active.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import html
 import logging
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import metrics
 from server.openai_api import router as openai_router
 from server.rest import router as rest_router
 from server.services import Services
 from server.ws import chat_endpoint
+from store.db import Database
 from store.errors import DatabaseUnavailable, MentorError, NotFound
+from store.settings import Settings
 
 log = logging.getLogger("mentor.app")
 STATIC = Path(__file__).resolve().parent / "static"
+# Pages run only our own scripts (no inline script), connect only to us, and cannot be framed; the
+# widget is a script other sites include, not a frame. Inline <style> stays allowed (the widget's Shadow
+# DOM carries its own). FastAPI's /docs loads Swagger UI from its own CDN and keeps FastAPI's defaults.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP_EXEMPT = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
 def build_services() -> Services:
@@ -44,7 +55,18 @@ def build_services() -> Services:
     get_embedder().embed_query("warm up")
     provider = get_provider(settings)
     log.info("LLM backend active", extra={"backend": provider.name})
+    if settings.demo:
+        log.warning("demo mode is on (MENTOR_DEMO=1): anyone who can reach this service may sign in as a demo user")
+        ensure_demo_site(db, demo_origins(settings))
     return Services(settings=settings, db=db, provider=provider)
+
+
+def demo_origins(settings: Settings) -> list[str]:
+    """Where the demo widget page may be opened from: MENTOR_PUBLIC_URL, else this host and port."""
+    if settings.public_url:
+        return [settings.public_url.rstrip("/")]
+    port = os.environ.get("MENTOR_PORT", "8000")
+    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -71,6 +93,30 @@ def create_app(services: Services | None = None) -> FastAPI:
                                            "code": "invalid_body"}}, status_code=400)
         return JSONResponse({"detail": {"code": "invalid_request", "message": message}}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """/v1 answers in the shape OpenAI clients parse ({"error": {...}}); other paths keep {"detail": ...}."""
+        if not request.url.path.startswith("/v1/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        detail = exc.detail
+        if isinstance(detail, dict) and "error" in detail:
+            error = detail["error"]
+        elif isinstance(detail, dict):
+            error = {"message": detail.get("message", str(detail)), "type": "invalid_request_error",
+                     "code": detail.get("code", f"http_{exc.status_code}")}
+        else:
+            error = {"message": str(detail), "type": "invalid_request_error",
+                     "code": "invalid_body" if exc.status_code == 400 else f"http_{exc.status_code}"}
+        return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        message = "the body is nested too deeply"
+        if request.url.path.startswith("/v1/"):
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+                                           "code": "invalid_body"}}, status_code=400)
+        return JSONResponse({"detail": {"code": "invalid_request", "message": message}}, status_code=400)
+
     @app.exception_handler(MentorError)
     async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
         status = 503 if isinstance(exc, DatabaseUnavailable) else 404 if isinstance(exc, NotFound) else 400
@@ -82,10 +128,29 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def request_log(request: Request, call_next):  # type: ignore[no-untyped-def]
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        given = request.headers.get("x-request-id", "")
+        request_id = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex[:16]  # no log injection
         started = time.perf_counter()
-        response = await call_next(request)
+        services: Services | None = request.app.state.services
+        limit = services.settings.max_body_bytes if services else 262_144
+        if "\x00" in request.url.path:
+            response: Response = JSONResponse({"detail": {"code": "not_found", "message": "no such path"}},
+                                              status_code=404)
+        elif int(request.headers.get("content-length") or 0) > limit:
+            response = JSONResponse({"error": {"message": f"the body is larger than {limit} bytes",
+                                               "type": "invalid_request_error", "code": "body_too_large"}}
+                                    if request.url.path.startswith("/v1/") else
+                                    {"detail": {"code": "body_too_large",
+                                                "message": f"the body is larger than {limit} bytes"}},
+                                    status_code=413)
+        else:
+            response = await call_next(request)
         response.headers["x-request-id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path not in CSP_EXEMPT:
+            response.headers["Content-Security-Policy"] = CSP
+            response.headers["X-Frame-Options"] = "DENY"
         log.info("request", extra={"request_id": request_id, "path": request.url.path,
                                    "status": response.status_code,
                                    "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
@@ -111,7 +176,13 @@ def create_app(services: Services | None = None) -> FastAPI:
                             status_code=200 if ready else 503)
 
     @app.get("/metrics")
-    def prometheus() -> Response:
+    def prometheus(request: Request) -> Response:
+        """Prometheus metrics; with MENTOR_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        wanted = request.app.state.services.settings.metrics_token
+        given = request.headers.get("authorization", "")
+        if wanted and not hmac.compare_digest(given.encode(), f"Bearer {wanted}".encode()):
+            return JSONResponse({"detail": {"code": "unauthorized", "message": "metrics need the metrics token"}},
+                                status_code=401)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
@@ -128,11 +199,14 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @app.get("/knowledge/{source:path}", response_class=HTMLResponse)
     def knowledge(source: str, request: Request) -> HTMLResponse:
-        """A cited document, one section per chunk with its anchor, so citations can link to it."""
+        """A cited document from a public corpus, one section per chunk with its anchor, so citations link to it."""
         s: Services = request.app.state.services
-        with s.db.as_user(None) as conn:
-            chunks = conn.execute("SELECT title, section, anchor, text FROM chunks WHERE source = %s ORDER BY ordinal",
-                                  (source,)).fetchall()
+        chunks = []
+        if "\x00" not in source and len(source) <= 500:
+            with s.db.as_user(None) as conn:
+                chunks = conn.execute(
+                    """SELECT k.title, k.section, k.anchor, k.text FROM chunks k JOIN corpora c ON c.name = k.corpus
+                       WHERE k.source = %s AND c.public ORDER BY k.ordinal""", (source,)).fetchall()
         if not chunks:
             return HTMLResponse("<h1>Not found</h1>", status_code=404)
         parts, seen = [f"<h1>{html.escape(chunks[0]['title'])}</h1>"], set()
@@ -143,7 +217,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             body = c["text"].split("\n\n", 1)[-1]
             parts.append("".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n")))
         return HTMLResponse('<!doctype html><meta charset="utf-8"><link rel="stylesheet" href="/static/style.css">'
-                            f'<body style="max-width:760px;margin:2rem auto">{"".join(parts)}</body>')
+                            f'<body class="document">{"".join(parts)}</body>')
 
     @app.get("/widget.js")
     def widget() -> FileResponse:
@@ -152,12 +226,19 @@ def create_app(services: Services | None = None) -> FastAPI:
 
     @app.get("/widget/demo", response_class=HTMLResponse)
     def widget_demo(request: Request) -> HTMLResponse:
-        """A host page embedding the widget; in demo mode its own origin is registered on the fly."""
+        """A host page embedding the widget (demo mode only). The demo site's origins were registered at
+        start-up from configuration (MENTOR_PUBLIC_URL); nothing a request says changes them."""
         s: Services = request.app.state.services
+        if not s.settings.demo:
+            raise HTTPException(404, detail={"code": "not_found", "message": "the widget demo needs MENTOR_DEMO=1"})
+        with s.db.service() as conn:
+            site = conn.execute("SELECT site_key, origins FROM sites WHERE name = 'demo'").fetchone()
         origin = f"{request.url.scheme}://{request.url.netloc}"
-        key = ensure_demo_site(s, origin) if s.settings.demo_login else "SITE_KEY"
-        html = (STATIC / "widget_demo.html").read_text().replace("{{SITE_KEY}}", key).replace("{{ORIGIN}}", origin)
-        return HTMLResponse(html)
+        if site is None or origin not in site["origins"]:
+            raise HTTPException(404, detail={"code": "not_found", "message": f"{origin} is not the demo site's "
+                                             "origin; set MENTOR_PUBLIC_URL to the address you open"})
+        page = (STATIC / "widget_demo.html").read_text().replace("{{SITE_KEY}}", site["site_key"])
+        return HTMLResponse(page.replace("{{ORIGIN}}", html.escape(origin)))
 
     @app.get("/docs/protocol", response_class=HTMLResponse)
     def protocol_doc() -> Response:
@@ -167,13 +248,13 @@ def create_app(services: Services | None = None) -> FastAPI:
     return app
 
 
-def ensure_demo_site(s: Services, origin: str) -> str:
-    with s.db.admin() as conn:
-        row = conn.execute("SELECT site_key, origins FROM sites WHERE name = 'demo'").fetchone()
-        if row is None:
-            from server.auth import add_site
+def ensure_demo_site(db: Database, origins: list[str]) -> str:
+    """The demo site with exactly these origins (configuration, at start-up, as the owner)."""
+    with db.admin() as conn:
+        row = conn.execute("SELECT site_key FROM sites WHERE name = 'demo'").fetchone()
+        if row is not None:
+            conn.execute("UPDATE sites SET origins = %s WHERE name = 'demo'", (origins,))
+            return row["site_key"]
+    from server.auth import add_site
 
-            return add_site(s.db, "demo", [origin])["site_key"]
-        if origin not in row["origins"]:
-            conn.execute("UPDATE sites SET origins = array_append(origins, %s) WHERE name = 'demo'", (origin,))
-        return row["site_key"]
+    return add_site(db, "demo", origins)["site_key"]

@@ -1,7 +1,16 @@
-"""Who is calling: signed-in users (HS256 JWT) and widget visitors (site key + Origin allowlist)."""
+"""Who is calling: signed-in users (HS256 JWT) and widget visitors (site key + Origin allowlist).
+
+Visitor ids are issued by the server and signed (HMAC with the JWT secret) together with their site's
+id, so a visitor id copied to another site, or made up, is not accepted: the visitor gets a new one.
+Browsers send credentials in the `Sec-WebSocket-Protocol` header (`bearer.<jwt>`, `visitor.<id>`),
+never in a URL that access logs and proxies record.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
 from pathlib import Path
@@ -11,7 +20,11 @@ import jwt
 from store.conversations import Caller
 from store.db import Database
 from store.errors import MentorError, NotFound
+from store.secrets import read_or_create_secret
 from store.settings import Settings
+
+MAX_USER_ID = 2**63 - 1  # a bigint; a larger subject is a forged or broken token, not a user
+SUBPROTOCOL = "mentor.v1"  # the WebSocket subprotocol the server selects; credentials ride beside it
 
 
 class AuthError(MentorError):
@@ -22,12 +35,7 @@ def jwt_secret(settings: Settings) -> str:
     """MENTOR_JWT_SECRET, or a random secret created once in MENTOR_HOME (so tokens survive restarts)."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path = Path(settings.mentor_home) / "jwt_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return read_or_create_secret(Path(settings.mentor_home) / "jwt_secret", 48)
 
 
 def issue_token(settings: Settings, user_id: int, ttl_s: int | None = None) -> str:
@@ -44,9 +52,42 @@ def verify_token(settings: Settings, token: str) -> int:
     except jwt.InvalidTokenError:
         raise AuthError("invalid token") from None
     try:
-        return int(claims["sub"])
+        user_id = int(claims["sub"])
     except (TypeError, ValueError):
         raise AuthError("invalid token subject") from None
+    if not 1 <= user_id <= MAX_USER_ID:
+        raise AuthError("invalid token subject")
+    return user_id
+
+
+def _visitor_mac(settings: Settings, site_id: int, nonce: str) -> str:
+    digest = hmac.new(jwt_secret(settings).encode(), f"visitor:{site_id}:{nonce}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode().rstrip("=")
+
+
+def issue_visitor_id(settings: Settings, site_id: int) -> str:
+    nonce = secrets.token_urlsafe(15)
+    return f"v1.{site_id}.{nonce}.{_visitor_mac(settings, site_id, nonce)}"
+
+
+def valid_visitor_id(settings: Settings, site_id: int, visitor_id: str | None) -> bool:
+    """Was this id issued by this server for this site?"""
+    if not visitor_id or len(visitor_id) > 100:
+        return False
+    parts = visitor_id.split(".")
+    if len(parts) != 4 or parts[0] != "v1" or parts[1] != str(site_id):
+        return False
+    return hmac.compare_digest(parts[3], _visitor_mac(settings, site_id, parts[2]))
+
+
+def protocol_credentials(header: str | None) -> dict[str, str]:
+    """`Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>, visitor.<id>` -> {"bearer": ..., "visitor": ...}."""
+    found: dict[str, str] = {}
+    for item in (header or "").split(","):
+        kind, _, value = item.strip().partition(".")
+        if kind in ("bearer", "visitor") and value:
+            found[kind] = value
+    return found
 
 
 def add_site(db: Database, name: str, origins: list[str]) -> dict:
@@ -64,15 +105,19 @@ def list_sites(db: Database) -> list[dict]:
         return conn.execute("SELECT id, site_key, name, origins FROM sites ORDER BY id").fetchall()
 
 
-def site_caller(db: Database, site_key: str, origin: str | None, visitor_id: str | None) -> Caller:
+def site_caller(db: Database, settings: Settings, site_key: str, origin: str | None, visitor_id: str | None,
+                address: str | None = None) -> Caller:
+    """A widget visitor: the site key and the page's Origin must match; a visitor id this server did not
+    issue for this site (copied from another site, or made up) is replaced by a fresh one."""
     with db.service() as conn:
-        site = conn.execute("SELECT * FROM sites WHERE site_key = %s", (site_key,)).fetchone()
+        site = conn.execute("SELECT * FROM sites WHERE site_key = %s", (site_key[:100],)).fetchone()
     if site is None:
         raise AuthError("unknown site key")
     if origin not in site["origins"]:
         raise AuthError(f"origin {origin!r} is not allowed for this site")
-    visitor = visitor_id if visitor_id and 16 <= len(visitor_id) <= 64 and visitor_id.isascii() else None
-    return Caller(user_id=None, site_id=site["id"], visitor_id=visitor or "v_" + secrets.token_urlsafe(18))
+    visitor = visitor_id if valid_visitor_id(settings, site["id"], visitor_id) else issue_visitor_id(settings,
+                                                                                                      site["id"])
+    return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)
 
 
 def user_exists(db: Database, user_id: int) -> dict:

@@ -1,13 +1,35 @@
-"""JSON structured logs, one object per line, with request and conversation ids when known."""
+"""JSON structured logs, one object per line, with request and conversation ids when known.
+
+No secret reaches a log line: query strings (old clients may still put a token, a site key or a visitor
+id there) are redacted from every message, uvicorn's own "WebSocket /ws/chat?..." lines included.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _EXTRA = ("request_id", "conversation_id", "path", "status", "duration_ms", "backend", "persona")
+
+
+_QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")
+
+
+def redact(text: str) -> str:
+    """`/ws/chat?token=eyJ...` -> `/ws/chat?[redacted]`."""
+    return _QUERY.sub(r"\1?[redacted]", text)
+
+
+class RedactQueries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,6 +47,7 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactQueries())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.personas import all_personas, get_persona
 from agents.runtime import HistoryMessage, TurnRequest, run_turn
+from retrieval.tokens import count_tokens
 from server.rest import Svc, User
-from server.services import stream_from_thread
+from server.services import Services, stream_from_thread
 from store.errors import NotFound
 
 router = APIRouter(prefix="/v1")
@@ -50,6 +51,35 @@ def _text(message: ChatMessage) -> str:
     if isinstance(message.content, list):
         return "".join(part.get("text", "") for part in message.content if part.get("type") == "text")
     return message.content or ""
+
+
+def _refuse(status: int, code: str, message: str, retry_after: float | None = None) -> HTTPException:
+    error = {"message": message, "type": "rate_limit_error" if status == 429 else "invalid_request_error",
+             "code": code}
+    if retry_after is not None:
+        error["retry_after"] = retry_after
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return HTTPException(status, detail={"error": error}, headers=headers)
+
+
+def check_limits(body: CompletionRequest, user_id: int, s: Services) -> None:
+    """The WebSocket's limits, for /v1 too: message count and length, the token budget, the per-user rate."""
+    settings = s.settings
+    if len(body.messages) > settings.max_messages_per_request:
+        raise _refuse(400, "too_many_messages", f"at most {settings.max_messages_per_request} messages per request")
+    texts = [_text(m) for m in body.messages]
+    if any("\x00" in t for t in texts):
+        raise _refuse(400, "invalid_body", "messages must not contain NUL characters")
+    longest = max((len(t) for t in texts), default=0)
+    if longest > settings.max_message_chars:
+        raise _refuse(400, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
+    tokens = sum(count_tokens(t) for t in texts)
+    if tokens > settings.conversation_token_budget:
+        raise _refuse(400, "token_budget_exceeded", f"this conversation has {tokens} tokens (limit "
+                      f"{settings.conversation_token_budget}); start a new one")
+    wait = s.limiter.hit(f"user:{user_id}", settings.user_messages_per_minute)
+    if wait is not None:
+        raise _refuse(429, "rate_limited", f"too many messages; retry in {wait} s", retry_after=wait)
 
 
 def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
@@ -80,6 +110,7 @@ def models() -> dict[str, Any]:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type: ignore[no-untyped-def]
     req = _turn_request(body, user)
+    check_limits(body, user, s)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not body.stream:
         events = await asyncio.to_thread(lambda: list(run_turn(req, db=s.db, provider=s.provider,

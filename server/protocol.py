@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = Annotated[str, AfterValidator(_no_nul)]  # PostgreSQL text cannot hold NUL: refuse it at the boundary
+Id = Annotated[int, Field(gt=0, le=2**63 - 1)]  # a bigint: anything larger is no row of ours
 
 
 class Frame(BaseModel):
@@ -15,10 +25,10 @@ class Frame(BaseModel):
 class MessageFrame(Frame):
     type: Literal["message"]
     client_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    text: str = Field(min_length=1)
+    text: NoNul = Field(min_length=1)
     persona: str | None = Field(None, max_length=64)
     conversation_id: UUID | None = None
-    project_id: int | None = Field(None, gt=0)
+    project_id: Id | None = None
     mode: Literal["chat", "simulate_client"] = "chat"
 
 
@@ -29,16 +39,16 @@ class CancelFrame(Frame):
 
 class FeedbackFrame(Frame):
     type: Literal["feedback"]
-    message_id: int = Field(gt=0)
+    message_id: Id
     rating: int = Field(ge=1, le=5)
-    comment: str | None = Field(None, max_length=2000)
+    comment: NoNul | None = Field(None, max_length=2000)
     implemented: bool = False
 
 
 class ResumeFrame(Frame):
     type: Literal["resume"]
     conversation_id: UUID
-    after_seq: int = Field(ge=0)
+    after_seq: int = Field(ge=0, le=2**63 - 1)
 
 
 class PingFrame(Frame):
@@ -55,5 +65,5 @@ class FeedbackBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     rating: int = Field(ge=1, le=5)
-    comment: str | None = Field(None, max_length=2000)
+    comment: NoNul | None = Field(None, max_length=2000)
     implemented: bool = False

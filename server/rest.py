@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from agents.personas import all_personas
-from server.auth import AuthError, issue_token, verify_token
+from server.auth import AuthError, issue_token, user_exists, verify_token
 from server.protocol import FeedbackBody
 from server.services import Services
 from store import conversations as convs
@@ -23,13 +23,16 @@ def services(request: Request) -> Services:
 
 
 def current_user(request: Request, s: Annotated[Services, Depends(services)]) -> int:
+    """The caller's user id: a valid token for a user who exists (a deleted user's token is refused)."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise HTTPException(401, detail={"code": "unauthorized", "message": "Authorization: Bearer <token> needed"})
     try:
-        return verify_token(s.settings, header[7:])
-    except AuthError as exc:
+        user_id = verify_token(s.settings, header[7:])
+        user_exists(s.db, user_id)
+    except (AuthError, NotFound) as exc:
         raise HTTPException(401, detail={"code": "unauthorized", "message": str(exc)}) from None
+    return user_id
 
 
 User = Annotated[int, Depends(current_user)]
@@ -53,8 +56,8 @@ class DemoLogin(BaseModel):
 
 @router.post("/demo-login")
 def demo_login(body: DemoLogin, s: Svc) -> dict[str, Any]:
-    """Sign in as a seeded demo user (MENTOR_DEMO_LOGIN=true only): the chat page uses it."""
-    if not s.settings.demo_login:
+    """Sign in as a seeded demo user (MENTOR_DEMO=1 only): the chat page uses it."""
+    if not s.settings.demo:
         raise HTTPException(403, detail={"code": "forbidden", "message": "demo login is disabled"})
     with s.db.service() as conn:
         row = conn.execute("SELECT id, handle, name, role FROM users WHERE is_demo AND (handle = %s OR id::text = %s)",
@@ -66,7 +69,7 @@ def demo_login(body: DemoLogin, s: Svc) -> dict[str, Any]:
 
 @router.get("/demo-users")
 def demo_users(s: Svc) -> list[dict[str, Any]]:
-    if not s.settings.demo_login:
+    if not s.settings.demo:
         return []
     from store.users import list_demo_users
 

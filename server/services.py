@@ -43,7 +43,7 @@ class Services:
     db: Database
     provider: ChatProvider
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    running: dict[str, threading.Event] = field(default_factory=dict)  # conversation id -> cancel flag
+    running: dict[str, tuple[str, threading.Event]] = field(default_factory=dict)  # conversation -> (owner, cancel)
     writer: EventWriter = field(init=False)
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketState
 from agents.personas import all_personas, get_persona
 from agents.runtime import TurnRequest, run_turn
 from server import metrics
-from server.auth import AuthError, site_caller, user_exists, verify_token
+from server.auth import SUBPROTOCOL, AuthError, protocol_credentials, site_caller, user_exists, verify_token
 from server.event_writer import Pending
 from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFrame, MessageFrame, ResumeFrame
 from server.services import Services, stream_from_thread
@@ -91,6 +91,12 @@ class ChatSession:
                 await self.send(_error(exc.code, str(exc), retryable=getattr(exc, "retryable", False),
                                        retry_after=1.0 if getattr(exc, "retryable", False) else None,
                                        client_id=getattr(frame, "client_id", None)))
+            except (WebSocketDisconnect, asyncio.CancelledError):
+                raise
+            except Exception:  # a bug must not drop the socket: say so, keep the connection
+                log.exception("frame failed")
+                await self.send(_error("internal", "this frame could not be handled",
+                                       client_id=getattr(frame, "client_id", None)))
 
     async def parse(self, raw: str) -> Any:
         limit = self.s.settings.max_frame_bytes
@@ -101,6 +107,9 @@ class ChatSession:
             data = json.loads(raw)
         except json.JSONDecodeError:
             await self.send(_error("bad_json", "frame is not valid JSON"))
+            return None
+        except RecursionError:
+            await self.send(_error("bad_json", "frame is nested too deeply"))
             return None
         if not isinstance(data, dict) or "type" not in data:
             await self.send(_error("invalid_frame", "a frame is a JSON object with a 'type'"))
@@ -154,9 +163,7 @@ class ChatSession:
         elif duplicate is not None:  # a re-sent frame starts nothing, so no limit applies to it
             await self.send_duplicate(duplicate, frame.client_id)
             return
-        key, per_minute = ((f"user:{caller.user_id}", s.settings.user_messages_per_minute) if not caller.anonymous
-                           else (f"site:{caller.site_id}", s.settings.site_messages_per_minute))
-        wait = s.limiter.hit(key, per_minute)
+        wait = self.rate_limited()
         if wait is not None:
             await self.send(_error("rate_limited", f"too many messages; retry in {wait} s", retryable=True,
                                    retry_after=wait, client_id=frame.client_id))
@@ -196,6 +203,24 @@ class ChatSession:
                           project_id=frame.project_id, mode=frame.mode, conversation_id=start.conversation_id)
         self.active[start.conversation_id] = asyncio.create_task(self.stream_turn(start, req))
 
+    def rate_limited(self) -> float | None:
+        """Seconds to wait, or None. A visitor is limited per visitor, per network address and per site,
+        because an Origin header can be copied: one client cannot use up a whole site's allowance."""
+        s, caller = self.s, self.caller
+        if not caller.anonymous:
+            return s.limiter.hit(f"user:{caller.user_id}", s.settings.user_messages_per_minute)
+        buckets = [(f"visitor:{caller.visitor_id}", s.settings.visitor_messages_per_minute),
+                   (f"address:{caller.address}", s.settings.address_messages_per_minute),
+                   (f"site:{caller.site_id}", s.settings.site_messages_per_minute)]
+        for key, per_minute in buckets:
+            if (wait := s.limiter.hit(key, per_minute)) is not None:
+                return wait
+        return None
+
+    @property
+    def owner(self) -> str:
+        return f"user:{self.caller.user_id}" if not self.caller.anonymous else f"visitor:{self.caller.visitor_id}"
+
     async def send_duplicate(self, start: convs.TurnStart, client_id: str) -> None:
         """Acknowledge a re-sent message and replay (then follow) the turn it already started."""
         await self.send({"type": "ack", "seq": None, "conversation_id": start.conversation_id,
@@ -205,20 +230,22 @@ class ChatSession:
 
     async def stream_turn(self, start: convs.TurnStart, req: TurnRequest) -> None:
         cancel = threading.Event()
-        self.s.running[start.conversation_id] = cancel
+        self.s.running[start.conversation_id] = (self.owner, cancel)
         try:
             async for item in stream_from_thread(
                     lambda emit: run_and_store(self.s, self.caller, start, req, cancel, emit),
                     name=f"turn-{start.assistant_message_id}"):
                 await self.send(item)
         finally:
-            if self.s.running.get(start.conversation_id) is cancel:
+            if self.s.running.get(start.conversation_id, (None, None))[1] is cancel:
                 self.s.running.pop(start.conversation_id, None)
 
     async def on_cancel(self, frame: CancelFrame) -> None:
         targets = [str(frame.conversation_id)] if frame.conversation_id else \
             [c for c, t in self.active.items() if not t.done()]
-        flags = [self.s.running[c] for c in targets if c in self.s.running]
+        # only the caller's own turns: a conversation id seen elsewhere (a log line) cancels nothing
+        flags = [flag for c in targets if (entry := self.s.running.get(c)) and entry[0] == self.owner
+                 for flag in [entry[1]]]
         if not flags:
             await self.send(_error("nothing_to_cancel", "no answer is being generated"))
             return
@@ -378,19 +405,28 @@ def _close_when_back(s: Services, message_id: int, partial: str, give_up_s: floa
 
 
 async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict | None] | None:
-    """Accept the socket, then identify the caller; on failure send a typed error and close (4401)."""
-    await ws.accept()
+    """Accept the socket, then identify the caller; on failure send a typed error and close (4401).
+
+    Credentials: `Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>` (browsers: the page and the widget),
+    or `Authorization: Bearer <jwt>` (other clients); `?token=` still works for old clients and is
+    redacted from the logs. Widget visitors: `?site_key=` (public) and `visitor.<id>` in the protocol.
+    """
+    offered = ws.headers.get("sec-websocket-protocol")
+    await ws.accept(subprotocol=SUBPROTOCOL if offered and SUBPROTOCOL in offered else None)
     params = ws.query_params
     header = ws.headers.get("authorization", "")
-    token = params.get("token") or (header[7:] if header.lower().startswith("bearer ") else None)
+    carried = protocol_credentials(offered)
+    token = carried.get("bearer") or (header[7:] if header.lower().startswith("bearer ") else None) \
+        or params.get("token")
     try:
         if token:
             user_id = verify_token(services.settings, token)
             user = await asyncio.to_thread(user_exists, services.db, user_id)
             return Caller(user_id=user_id), dict(user)
         if params.get("site_key"):
-            caller = await asyncio.to_thread(site_caller, services.db, params["site_key"], ws.headers.get("origin"),
-                                             params.get("visitor_id"))
+            visitor = carried.get("visitor") or params.get("visitor_id")
+            caller = await asyncio.to_thread(site_caller, services.db, services.settings, params["site_key"],
+                                             ws.headers.get("origin"), visitor, ws.client.host if ws.client else None)
             return caller, None
         raise AuthError("sign in with a token, or connect from a registered site with its site_key")
     except (AuthError, NotFound) as exc:

@@ -24,6 +24,7 @@ class Caller:
     user_id: int | None = None
     site_id: int | None = None
     visitor_id: str | None = None
+    address: str | None = None  # the client's network address (rate limits), never stored
 
     @property
     def anonymous(self) -> bool:
@@ -44,7 +45,8 @@ def _owned(row: dict | None, caller: Caller) -> bool:
         return False
     if caller.user_id is not None:
         return row["user_id"] == caller.user_id
-    return row["user_id"] is None and row["visitor_id"] is not None and row["visitor_id"] == caller.visitor_id
+    return (row["user_id"] is None and row["visitor_id"] is not None and row["visitor_id"] == caller.visitor_id
+            and row["site_id"] == caller.site_id)
 
 
 def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict:
@@ -231,7 +233,7 @@ def history(db: Database, conversation_id: str, before_message_id: int, limit: i
 def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
     """Tokens the caller's conversation has used (0 for a conversation that is not theirs)."""
     with db.service() as conn:
-        conv = conn.execute("SELECT user_id, visitor_id FROM conversations WHERE id = %s",
+        conv = conn.execute("SELECT user_id, visitor_id, site_id FROM conversations WHERE id = %s",
                             (conversation_id,)).fetchone()
         if not _owned(conv, caller):
             return 0

@@ -56,12 +56,21 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, alias="MENTOR_JWT_SECRET", min_length=16,
                                    description="HS256 secret; unset = generated once into MENTOR_HOME/jwt_secret")
     jwt_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400, alias="MENTOR_JWT_TTL")
-    demo_login: bool = Field(default=True, alias="MENTOR_DEMO_LOGIN",
-                             description="allow POST /api/demo-login for seeded demo users (the chat page uses it)")
+    demo: bool = Field(default=False, alias="MENTOR_DEMO",
+                       description="demo mode: anyone may sign in as a seeded demo user (/api/demo-login, the chat "
+                                   "page's picker) and /widget/demo is served; off unless asked for")
+    public_url: str | None = Field(default=None, alias="MENTOR_PUBLIC_URL",
+                                   description="the origin browsers use for this service (the demo widget's site)")
+    metrics_token: str | None = Field(default=None, alias="MENTOR_METRICS_TOKEN", min_length=16,
+                                      description="if set, /metrics needs Authorization: Bearer <this token>")
     max_message_chars: int = Field(default=4000, ge=100, le=100_000, alias="MENTOR_MAX_MESSAGE_CHARS")
     max_frame_bytes: int = Field(default=32_768, ge=1024, le=1_048_576, alias="MENTOR_MAX_FRAME_BYTES")
     user_messages_per_minute: int = Field(default=20, ge=1, le=10_000, alias="MENTOR_USER_RATE")
     site_messages_per_minute: int = Field(default=120, ge=1, le=100_000, alias="MENTOR_SITE_RATE")
+    visitor_messages_per_minute: int = Field(default=10, ge=1, le=10_000, alias="MENTOR_VISITOR_RATE")
+    address_messages_per_minute: int = Field(default=30, ge=1, le=100_000, alias="MENTOR_ADDRESS_RATE")
+    max_body_bytes: int = Field(default=262_144, ge=1024, le=64 * 1_048_576, alias="MENTOR_MAX_BODY_BYTES")
+    max_messages_per_request: int = Field(default=50, ge=1, le=10_000, alias="MENTOR_MAX_MESSAGES")
     max_turns_per_connection: int = Field(default=1, ge=1, le=16, alias="MENTOR_MAX_TURNS_PER_CONNECTION")
     conversation_token_budget: int = Field(default=200_000, ge=1000, le=10_000_000, alias="MENTOR_CONVERSATION_TOKENS")
 

@@ -113,7 +113,7 @@ def _services(db, **overrides):  # type: ignore[no-untyped-def]
     from store.settings import get_settings
     from tests.fakes import ScriptedProvider
 
-    settings = get_settings().model_copy(update=overrides)
+    settings = get_settings().model_copy(update={"demo": True, **overrides})  # the chat page signs in as demo users
     return Services(settings=settings, db=db, provider=ScriptedProvider())
 
 
@@ -155,7 +155,8 @@ def live_composer(knowledge):  # type: ignore[no-untyped-def]
     from store.settings import get_settings
     from tests.fakes import LiveServer
 
-    server = LiveServer(Services(settings=get_settings(), db=knowledge, provider=COMPOSER))
+    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
+                                 provider=COMPOSER))
     yield server
     server.stop()
 
@@ -168,6 +169,7 @@ def live_model(knowledge):  # type: ignore[no-untyped-def]
     from tests.fakes import LiveServer
     from tests.llm_fakes import make_provider
 
-    server = LiveServer(Services(settings=get_settings(), db=knowledge, provider=make_provider(retries=0)))
+    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
+                                 provider=make_provider(retries=0)))
     yield server
     server.stop()

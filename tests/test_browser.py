@@ -217,3 +217,15 @@ def test_the_page_marks_an_invented_fee_and_shows_a_replaced_answer(live_model, 
         assert "$12.15" not in answer and "8%" in answer and "Plus plan" in answer
         assert page.locator(".msg.assistant mark.unsupported").count() == 0
         page.screenshot(path=str(ARTIFACTS / "grounding-replaced.png"))
+
+
+def test_credentials_never_ride_in_a_url_and_links_keep_their_href(live, page) -> None:
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    ask_on_chat_page(page, live, "nora", "How do withdrawals work?", persona="support")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    assert sockets and all("token" not in url and "visitor" not in url for url in sockets)
+    # a citation marker inside a Markdown link must not break the link's href (security finding 8)
+    html = page.evaluate("""async () => (await import('/static/markdown.js'))
+        .renderMarkdown('see [the fees](https://example.com/fees[1]) and [2]')""")
+    assert 'href="https://example.com/fees[1]"' in html and '<sup class="cite" data-cite="2">[2]</sup>' in html

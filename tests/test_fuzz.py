@@ -66,7 +66,9 @@ def test_websocket_frames_never_crash_the_server(live, demo_ids) -> None:  # typ
     assert seen.get("bad_json", 0) + seen.get("invalid_frame", 0) + seen.get("unknown_type", 0) > 50
     # the fuzzed connection still works, and so does a bystander's
     for sock in (ws, bystander):
-        send(sock, type="cancel")  # stop anything a fuzzed frame may have started
+        send(sock, type="cancel")  # stop anything a fuzzed frame may have started, and wait until it has
+        while (event := recv(sock, timeout=60))["type"] != "done" and event.get("code") != "nothing_to_cancel":
+            pass
         message(sock, "How long until I can withdraw my earnings?", persona="support",
                 client_id=f"after-fuzz-{uuid.uuid4().hex}")
         events = until(sock, "done", timeout=60)
@@ -99,10 +101,13 @@ def test_v1_bodies_get_typed_errors_never_a_500(live, demo_ids) -> None:  # type
             assert answer.status_code < 500, answer.text
             if answer.status_code >= 400:
                 error = answer.json()["error"]
-                assert error["message"] and error["type"] == "invalid_request_error"
+                assert error["message"] and error["type"] == ("rate_limit_error" if answer.status_code == 429
+                                                              else "invalid_request_error")
 
         fuzz()
         print("statuses:", statuses)
+        # another user (the fuzzed one may have used up its per-minute allowance on valid bodies)
         ok = client.post("/v1/chat/completions", json={"model": "support", "messages": [
-            {"role": "user", "content": "What commission do I pay?"}]})
+            {"role": "user", "content": "What commission do I pay?"}]},
+            headers={"Authorization": f"Bearer {issue_token(live.services.settings, demo_ids['sofia'])}"})
         assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]

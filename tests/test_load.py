@@ -28,7 +28,9 @@ def loaded(knowledge):  # type: ignore[no-untyped-def]
     mock = MockServer(MockLLM(tokens=40, rate=100, ttft=0.05))
     settings = get_settings().model_copy(update={"openai_base_url": mock.base_url, "openai_api_key": "sk-mock",
                                                  "mentor_model": "mock", "user_messages_per_minute": 1000,
-                                                 "site_messages_per_minute": 1000})
+                                                 "site_messages_per_minute": 1000,
+                                                 "visitor_messages_per_minute": 1000,
+                                                 "address_messages_per_minute": 1000})
     server = LiveServer(Services(settings=settings, db=knowledge, provider=OpenAICompatibleProvider(settings)))
     yield server
     server.stop()
@@ -42,8 +44,7 @@ def test_mixed_load_with_reconnects_loses_nothing_and_leaks_nothing(loaded, know
                          foreign=[s for other, values in SECRETS.items() if other != handle for s in values])
              for handle in SECRETS]
     site = add_site(knowledge, f"load-{uuid.uuid4().hex[:6]}", ["https://shop.example"])
-    users += [VirtualUser(name=f"visitor{i}", url=f"{loaded.ws}?site_key={site['site_key']}&visitor_id=visitor-{i}-"
-                          f"{uuid.uuid4().hex}", personas=["support"],
+    users += [VirtualUser(name=f"visitor{i}", url=f"{loaded.ws}?site_key={site['site_key']}", personas=["support"],
                           foreign=[s for values in SECRETS.values() for s in values], origin="https://shop.example")
               for i in range(2)]
     result = asyncio.run(run_load(users, SECONDS, drop_probability=0.3))

@@ -107,8 +107,9 @@ function onEvent(ev) {
 function connect() {
   if (client) client.close();
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  client = new ChatClient(`${proto}://${location.host}/ws/chat?token=${encodeURIComponent(token)}`, {
+  client = new ChatClient(`${proto}://${location.host}/ws/chat`, {
     onEvent, onStatus: (s) => { $("status").textContent = s; $("status").dataset.state = s; },
+    credentials: () => [`bearer.${token}`],
   });
   window.mentorClient = client;
   client.connect();

@@ -1,9 +1,12 @@
 // The chat protocol client shared by the page and the widget: sends frames, de-duplicates events by
 // seq, and on reconnect resumes each conversation from the last seq it saw and re-sends messages
 // that were never acknowledged (same client_id, so the server does not start a second turn).
+// Credentials travel in the Sec-WebSocket-Protocol header (`credentials()` returns e.g. ["bearer.<jwt>"]),
+// never in the URL, which servers and proxies log.
 export class ChatClient {
-  constructor(url, { onEvent, onStatus } = {}) {
+  constructor(url, { onEvent, onStatus, credentials } = {}) {
     this.url = url;
+    this.credentials = credentials || (() => []);
     this.onEvent = onEvent || (() => {});
     this.onStatus = onStatus || (() => {});
     this.lastSeq = {};        // conversation id -> highest seq seen
@@ -15,7 +18,7 @@ export class ChatClient {
 
   connect() {
     this.closedByUser = false;
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.url, ["mentor.v1", ...this.credentials()]);
     this.ws = ws;
     this.onStatus("connecting");
     ws.onopen = () => {

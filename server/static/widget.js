@@ -50,9 +50,10 @@
       const add = (cls, html) => { const el = document.createElement("div"); el.className = `msg ${cls}`; el.innerHTML = html; msgs.appendChild(el); msgs.scrollTop = msgs.scrollHeight; return el; };
       const reply = (id) => replies[id] || (replies[id] = { el: add("bot", `<div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div>`), text: "" });
 
-      const visitor = localStorage.getItem(visitorKey) || "";
       const proto = base.startsWith("https") ? "wss" : "ws";
-      const client = new ChatClient(`${proto}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}&visitor_id=${encodeURIComponent(visitor)}`, {
+      // the visitor id the server issued (signed, bound to this site) rides in the protocol header, not the URL
+      const client = new ChatClient(`${proto}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}`, {
+        credentials: () => { const v = localStorage.getItem(visitorKey); return v ? [`visitor.${v}`] : []; },
         onStatus: (s) => { $(".status").textContent = s === "connected" ? "" : s; },
         onEvent: (ev) => {
           if (ev.type === "ready") { if (ev.visitor_id) localStorage.setItem(visitorKey, ev.visitor_id); return; }
