@@ -69,6 +69,11 @@ case "${1:-}" in
         install_deps
         echo "==> preparing the embedded instance in ${MENTOR_HOME:-the per-user data directory}"
         "$VENV/bin/mentor" setup
+        # The quick start is a demo: its chat page signs in as seeded demo users. Never on a public address.
+        export MENTOR_DEMO="${MENTOR_DEMO:-1}"
+        if [ "$MENTOR_DEMO" = 1 ]; then
+            echo "==> demo mode on (MENTOR_DEMO=1): anyone who can reach this port may sign in as a demo user"
+        fi
         echo "==> starting the service on http://${MENTOR_HOST:-127.0.0.1}:${MENTOR_PORT:-8000} (chat page at /, widget demo at /widget/demo)"
         exec "$VENV/bin/mentor" serve --host "${MENTOR_HOST:-127.0.0.1}" --port "${MENTOR_PORT:-8000}"
         ;;

@@ -469,6 +469,7 @@ def serve(
         except OSError as exc:
             raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     logs.configure()
+    os.environ["MENTOR_PORT"] = str(port)  # the demo site's default origin (MENTOR_PUBLIC_URL overrides it)
     # Token frames are a few bytes: per-message deflate costs CPU on every frame and saves nothing.
     uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio",
                 ws_per_message_deflate=False)
