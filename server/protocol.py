@@ -29,7 +29,8 @@ class MessageFrame(Frame):
     persona: str | None = Field(None, max_length=64)
     conversation_id: UUID | None = None
     project_id: Id | None = None
-    mode: Literal["chat", "simulate_client"] = "chat"
+    mode: Literal["chat", "simulate_client"] | None = Field(
+        None, description="unset: the conversation's mode (a new conversation: chat)")
 
 
 class CancelFrame(Frame):

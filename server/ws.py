@@ -19,6 +19,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
+from agents.hooks import PROJECT_REF
 from agents.personas import all_personas, get_persona
 from agents.runtime import TurnRequest, run_turn
 from server import metrics
@@ -185,22 +186,27 @@ class ChatSession:
                                        client_id=frame.client_id))
                 return
         try:
+            named = PROJECT_REF.search(frame.text)  # "project 42" in the text moves the conversation to it
+            project = frame.project_id or (int(named.group(1)) if named else None)
             start = await asyncio.to_thread(convs.start_turn, s.db, caller, persona=persona_id, text=frame.text,
-                                            client_id=frame.client_id, conversation_id=conv_id)
+                                            client_id=frame.client_id, conversation_id=conv_id, project_id=project,
+                                            mode=frame.mode)
         except NotFound as exc:
             await self.send(_error("not_found", str(exc), client_id=frame.client_id))
             return
         if start.duplicate:  # a concurrent re-send won the race to insert
             await self.send_duplicate(start, frame.client_id)
             return
+        # the ack carries the user's own words, so a replay of the events alone rebuilds the conversation
         ack = {"type": "ack", "client_id": frame.client_id, "message_id": start.assistant_message_id,
-               "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id}
+               "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id,
+               "text": frame.text, "project_id": start.project_id, "mode": start.mode}
         seq = await asyncio.to_thread(convs.append_event, s.db, start.conversation_id, caller.user_id,
                                       start.assistant_message_id, ack)
         await self.send({**ack, "seq": seq, "conversation_id": start.conversation_id})
         history = await asyncio.to_thread(convs.history, s.db, start.conversation_id, start.user_message_id)
         req = TurnRequest(persona=persona_id, text=frame.text, user_id=caller.user_id, history=history,
-                          project_id=frame.project_id, mode=frame.mode, conversation_id=start.conversation_id)
+                          project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id)
         self.active[start.conversation_id] = asyncio.create_task(self.stream_turn(start, req))
 
     def rate_limited(self) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from store.db import Database
-from store.errors import NotFound
+from store.errors import MentorError, NotFound
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ class TurnStart:
     assistant_message_id: int
     duplicate: bool
     status: str
+    project_id: int | None = None  # what the conversation is about (remembered across follow-ups)
+    mode: str = "chat"
+
+
+class PersonaMismatch(MentorError):
+    code = "persona_mismatch"
 
 
 def _owned(row: dict | None, caller: Caller) -> bool:
@@ -86,23 +92,33 @@ def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None
 
 
 def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
-               conversation_id: str | None) -> TurnStart:
+               conversation_id: str | None, project_id: int | None = None, mode: str | None = None) -> TurnStart:
     """Store the user's message (idempotent by client id) and an empty assistant message, atomically.
 
     A client id whose answer ended in an error is retried: a new assistant message, same user message.
+    A conversation keeps one persona (another persona starts another conversation) and remembers its
+    project and mode: a follow-up that names none continues with them; one that names a project moves it.
     """
     with db.service() as conn:
         if conversation_id is None:
             conversation_id = str(uuid.uuid4())
             conn.execute(
-                """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id, project_id, mode)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
                 (conversation_id, caller.user_id, persona, " ".join(text.split())[:80], caller.site_id,
-                 caller.visitor_id))
+                 caller.visitor_id, project_id, mode or "chat"))
+            context = (project_id, mode or "chat")
         else:
             row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()
             if not _owned(row, caller):
                 raise NotFound(f"conversation {conversation_id} not found")
+            if row["persona"] != persona:
+                raise PersonaMismatch(f"this conversation is with {row['persona']}; start a new conversation to "
+                                      f"talk to {persona}")
+            context = (project_id or row["project_id"], mode or row["mode"])
+            if context != (row["project_id"], row["mode"]):
+                conn.execute("UPDATE conversations SET project_id = %s, mode = %s WHERE id = %s",
+                             (*context, conversation_id))
         # checked again under the conversation's row lock: a concurrent re-send must not slip through
         existing = _duplicate(conn, caller, client_id, conversation_id)
         if existing and existing.status == "error":
@@ -111,7 +127,8 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
                 """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
                    VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
                 (conversation_id, caller.user_id, existing.user_message_id)).fetchone()["id"]
-            return TurnStart(conversation_id, existing.user_message_id, reply, duplicate=False, status="streaming")
+            return TurnStart(conversation_id, existing.user_message_id, reply, duplicate=False, status="streaming",
+                             project_id=context[0], mode=context[1])
         if existing:
             return existing
         user_msg = conn.execute(
@@ -122,7 +139,8 @@ def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_
             """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
                VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
             (conversation_id, caller.user_id, user_msg)).fetchone()["id"]
-        return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming")
+        return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming",
+                         project_id=context[0], mode=context[1])
 
 
 @dataclass

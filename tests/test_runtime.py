@@ -130,3 +130,18 @@ def test_quotes_amount(text: str, amount: float, found: bool) -> None:
     from agents.hooks import quotes_amount
 
     assert quotes_amount(text, amount) is found
+
+
+@pytest.mark.parametrize("kwargs, code", [
+    ({"persona": "marcus", "text": "hi"}, "sign_in_required"),  # anonymous caller, private persona
+    ({"persona": "proposal_writer", "text": "write one", "user_id": 2}, "project_required"),
+    ({"persona": "marcus", "text": "hi", "user_id": 2, "mode": "simulate_client"}, "bad_request"),
+    ({"persona": "sarah", "text": "hi", "user_id": 2, "mode": "simulate_client"}, "project_required"),
+    ({"persona": "nobody", "text": "hi", "user_id": 2}, "unknown_persona"),
+])
+def test_a_refused_turn_still_ends_with_done(knowledge: Database, kwargs: dict, code: str) -> None:
+    from agents.composer import COMPOSER
+
+    events = list(run_turn(TurnRequest(**kwargs), db=knowledge, provider=COMPOSER))
+    assert [e.type for e in events] == ["error", "done"]
+    assert events[0].code == code and events[-1].finish_reason == "error"

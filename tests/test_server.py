@@ -423,3 +423,85 @@ def test_token_budget_check_reveals_nothing_about_other_conversations(live_stric
     error = recv(ws2)
     ws2.close()
     assert error["code"] == "not_found" and "tokens" not in error["message"]
+
+
+class _Failing:
+    """A provider that fails the way the test asks: a typed model error, or a bug."""
+
+    name = "failing-test-model"
+    supports_tools = False
+    composes = False
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def stream(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+        yield "partial "
+        raise self.error
+
+
+@pytest.mark.parametrize("case", ["project_required", "unknown_persona", "llm_unavailable", "internal",
+                                  "persona_mismatch"])
+def test_every_failure_ends_the_turn_with_a_typed_error(case: str, live, tokens, db: Database) -> None:
+    from agents.llm import LLMError
+    from server.services import Services
+    from tests.fakes import LiveServer
+
+    server = live
+    if case in ("llm_unavailable", "internal"):
+        error = LLMError("model endpoint answered 503", retryable=True) if case == "llm_unavailable" \
+            else RuntimeError("a bug")
+        server = LiveServer(Services(settings=live.services.settings, db=db, provider=_Failing(error)))
+    try:
+        ws, _ = open_ws(server, tokens["mateo"])
+        frame = {"persona": "proposal_writer", "text": "Write me a proposal"} if case == "project_required" else \
+            {"persona": "marcus", "text": "How do I grow?"}
+        if case == "persona_mismatch":
+            message(ws, "How do I grow?", persona="marcus")
+            conversation = until(ws, "done")[0]["conversation_id"]
+            message(ws, "What should I charge?", persona="david", conversation_id=conversation)
+            assert recv(ws)["code"] == "persona_mismatch"  # nothing was started or stored
+            return
+        if case == "unknown_persona":
+            frame["persona"] = "nobody"
+        message(ws, frame["text"], persona=frame["persona"])
+        if case == "unknown_persona":
+            assert recv(ws)["code"] == "unknown_persona"  # refused before anything was stored
+            return
+        events = until(ws, "done", timeout=60)
+        errors = [e for e in events if e["type"] == "error"]
+        assert errors and errors[0]["code"] == case and events[-1]["finish_reason"] == "error"
+        with db.admin() as conn:
+            status = conn.execute("SELECT status FROM messages WHERE id = %s", (events[-1]["message_id"],)).fetchone()
+        assert status["status"] == "error"  # never left "streaming"
+        ws.close()
+    finally:
+        if server is not live:
+            server.stop()
+
+
+def test_anonymous_caller_gets_sign_in_required_and_done(live, db: Database) -> None:
+    from server.auth import add_site
+
+    site = add_site(db, "signin", ["https://signin.example"])
+    ws, _ = open_ws(live, site_key=site["site_key"], origin="https://signin.example")
+    message(ws, "hello", persona="marcus")
+    assert recv(ws)["code"] == "forbidden"  # widget visitors talk to support only
+    ws.close()
+
+
+def test_a_conversation_remembers_its_project_for_follow_ups(live, tokens, db: Database) -> None:
+    ws, _ = open_ws(live, tokens["mateo"])
+    message(ws, "Write a proposal for project 67", persona="proposal_writer")
+    first = until(ws, "done", timeout=60)
+    conversation = first[0]["conversation_id"]
+    assert first[0]["project_id"] == 67 and first[-1]["finish_reason"] == "stop"
+    message(ws, "Make it shorter and mention my React experience", persona="proposal_writer",
+            conversation_id=conversation)
+    follow = until(ws, "done", timeout=60)
+    assert not [e for e in follow if e["type"] == "error"] and follow[-1]["finish_reason"] == "stop"
+    project = next(e for e in follow if e["type"] == "tool_result" and e["name"] == "get_project")
+    assert project["data"]["id"] == 67
+    ws.close()
+    with db.admin() as conn:
+        conn.execute("DELETE FROM proposals WHERE status = 'draft' AND project_id = 67")
