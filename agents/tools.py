@@ -297,26 +297,37 @@ def my_proposals(conn: psycopg.Connection, ctx: ToolContext, args: ProposalsArgs
 
 
 def save_proposal_draft(conn: psycopg.Connection, ctx: ToolContext, args: SaveDraftArgs) -> dict:
+    """One draft per freelancer and project: a revision ("make it shorter") updates it."""
     _require(conn.execute("SELECT id FROM projects WHERE id = %s AND status = 'open'", (args.project_id,)).fetchone(),
              f"open project {args.project_id}")
+    values = (args.cover_letter, Decimal(str(round(args.bid_amount, 2))), args.bid_type, args.estimated_hours,
+              json.dumps(jsonable(args.rationale)))
     row = conn.execute(
-        """INSERT INTO proposals (project_id, freelancer_id, cover_letter, bid_amount, bid_type, estimated_hours,
-                                  rationale, status)
-           VALUES (%s, app_user_id(), %s, %s, %s, %s, %s, 'draft') RETURNING id, status, created_at""",
-        (args.project_id, args.cover_letter, Decimal(str(round(args.bid_amount, 2))), args.bid_type,
-         args.estimated_hours, json.dumps(jsonable(args.rationale)))).fetchone()
+        """UPDATE proposals SET cover_letter = %s, bid_amount = %s, bid_type = %s, estimated_hours = %s,
+                  rationale = %s, created_at = now()
+           WHERE id = (SELECT id FROM proposals WHERE project_id = %s AND freelancer_id = app_user_id()
+                       AND status = 'draft' ORDER BY id DESC LIMIT 1)
+           RETURNING id, status, created_at""", (*values, args.project_id)).fetchone()
+    revised = row is not None
+    if row is None:
+        row = conn.execute(
+            """INSERT INTO proposals (cover_letter, bid_amount, bid_type, estimated_hours, rationale, project_id,
+                                      freelancer_id, status)
+               VALUES (%s, %s, %s, %s, %s, %s, app_user_id(), 'draft') RETURNING id, status, created_at""",
+            (*values, args.project_id)).fetchone()
     return {"proposal_id": row["id"], "status": row["status"], "project_id": args.project_id,
-            "bid_amount": round(args.bid_amount, 2), "bid_type": args.bid_type}
+            "bid_amount": round(args.bid_amount, 2), "bid_type": args.bid_type, "revised": revised}
 
 
 def recommend_bid_tool(conn: psycopg.Connection, ctx: ToolContext, args: ProjectArgs) -> dict:
     project = get_project(conn, ctx, args)
     profile = my_profile(conn, ctx, NoArgs())
-    skill = project["skills"][0] if project["skills"] else None
+    skill = project["skills"][0] if project["skills"] else None  # the skill the title names: the work bid on
     if skill is None:
         raise ToolError("the project lists no skills")
-    primary = next((s["name"] for s in profile["skills"] if s["name"] in project["skills"]), skill)
-    rates = market_rates(conn, ctx, MarketRatesArgs(skill=primary, segment=project["experience_level"]))
+    # the market for that skill at the freelancer's own level (their rate is compared with their peers)
+    segment = profile.get("experience_level") or project["experience_level"]
+    rates = market_rates(conn, ctx, MarketRatesArgs(skill=skill, segment=segment))
     return recommend_bid(project, profile, rates).model_dump()
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from agents.grounding import mentions_value
@@ -225,7 +226,21 @@ def aggregate(results: list[CaseResult], *, support: bool) -> PersonaMetrics:
     )
 
 
-def _cleanup(db: Database, events: list[dict]) -> None:
+DRAFT_FIELDS = ("cover_letter", "bid_amount", "bid_type", "estimated_hours", "rationale", "created_at")
+
+
+def _drafts(db: Database, user_id: int | None) -> dict[int, dict]:
+    """The user's drafts as they are now (a case that revises one is undone from this)."""
+    if user_id is None:
+        return {}
+    with db.admin() as conn:
+        rows = conn.execute(f"SELECT id, {', '.join(DRAFT_FIELDS)} FROM proposals WHERE freelancer_id = %s "
+                            "AND status = 'draft'", (user_id,)).fetchall()
+    return {r["id"]: r for r in rows}
+
+
+def _cleanup(db: Database, events: list[dict], drafts_before: dict[int, dict]) -> None:
+    """Delete the tickets and new drafts a case created; put back drafts it revised."""
     tickets = [e["data"]["ticket_id"] for e in events
                if e["type"] == "tool_result" and e["name"] == "create_support_ticket" and e.get("data")]
     drafts = [e["data"]["proposal_id"] for e in events
@@ -233,8 +248,13 @@ def _cleanup(db: Database, events: list[dict]) -> None:
     with db.admin() as conn:
         if tickets:
             conn.execute("DELETE FROM support_tickets WHERE id = ANY(%s)", (tickets,))
-        if drafts:
-            conn.execute("DELETE FROM proposals WHERE id = ANY(%s) AND status = 'draft'", (drafts,))
+        for draft in drafts:
+            old = drafts_before.get(draft)
+            if old is None:
+                conn.execute("DELETE FROM proposals WHERE id = %s AND status = 'draft'", (draft,))
+            else:
+                conn.execute(f"UPDATE proposals SET {', '.join(f'{f} = %s' for f in DRAFT_FIELDS)} WHERE id = %s",
+                             (*[Jsonb(old[f]) if f == "rationale" else old[f] for f in DRAFT_FIELDS], draft))
 
 
 def run_case(db: Database, provider: ChatProvider, persona: str, case: Case, users: dict[str, int]) -> CaseResult:
@@ -242,6 +262,7 @@ def run_case(db: Database, provider: ChatProvider, persona: str, case: Case, use
         raise InvalidArgument(f"eval case {case.id}: unknown demo user {case.user!r}")
     req = TurnRequest(persona=persona, text=case.question, user_id=users.get(case.user) if case.user else None,
                       project_id=case.project, mode=case.mode)
+    drafts_before = _drafts(db, req.user_id)
     started = time.perf_counter()
     events = [e.model_dump() for e in run_turn(req, db=db, provider=provider)]
     latency = (time.perf_counter() - started) * 1000
@@ -249,7 +270,7 @@ def run_case(db: Database, provider: ChatProvider, persona: str, case: Case, use
     try:
         return score_case(case, events, answer, get_persona(persona).corpora, db, latency)
     finally:
-        _cleanup(db, events)
+        _cleanup(db, events, drafts_before)
 
 
 def run_evals(db: Database, provider: ChatProvider, sets: list[EvalSet],

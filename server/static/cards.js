@@ -42,7 +42,10 @@ export function toolCard(ev) {
   } else if (ev.name === "create_support_ticket") {
     kind = "ticket"; title = `Ticket #${d.ticket_id}`; body = rows([["status", escapeHtml(d.status)], ["reason", escapeHtml(d.reason)]]);
   } else if (ev.name === "save_proposal_draft") {
-    kind = "draft"; title = `Draft proposal #${d.proposal_id}`; body = rows([["bid", money(d.bid_amount)], ["type", escapeHtml(d.bid_type)]]);
+    kind = "draft"; title = `Draft proposal #${d.proposal_id}${d.revised ? " (revised)" : ""}`;
+    body = rows([["bid", money(d.bid_amount) + (d.bid_type === "hourly" ? "/h" : "")], ["type", escapeHtml(d.bid_type)]]);
+    const letter = ev.args && ev.args.cover_letter;
+    if (letter) body += `<details class="letter" open><summary>Cover letter (saved)</summary><div class="letter-text">${escapeHtml(letter)}</div></details>`;
   } else {
     body = `<pre>${escapeHtml(JSON.stringify(d, null, 1).slice(0, 600))}</pre>`;
   }

@@ -24,7 +24,7 @@ GRANT SELECT ON subscription_plans, skills, clients, projects, project_skills, p
     market_rates, corpora, documents, chunks TO mentor_app;
 GRANT SELECT ON users, freelancer_profiles, freelancer_skills, orders, payments, client_projects,
     learning_sessions, revenue_attributions, skill_progress TO mentor_app;
-GRANT SELECT, INSERT ON proposals TO mentor_app;                     -- saved drafts
+GRANT SELECT, INSERT, UPDATE ON proposals TO mentor_app;             -- saved drafts (a revision updates its own)
 GRANT SELECT, INSERT ON support_tickets TO mentor_app;               -- handoffs (visitors: insert only, by policy)
 GRANT SELECT ON conversations, messages, conversation_events, tool_calls, citations TO mentor_app;
 GRANT SELECT, INSERT ON feedback TO mentor_app;
