@@ -65,6 +65,8 @@ class Persona(BaseModel):
     composer: str = Field("advice", description="the grounded composer's structure for this persona")
     grounding: Literal["flag", "strict"] = "flag"
     examples: list[str] = Field(default_factory=list, max_length=6, description="questions an empty chat suggests")
+    description: str = Field("", max_length=300, description="one sentence for the welcome screen")
+    advice: bool = Field(False, description="its answers are advice a learner may implement (feedback asks)")
     anonymous: bool = False
     generation: Generation = Field(default_factory=Generation)
     folder: Path = BUILTIN_DIR

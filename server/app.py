@@ -17,8 +17,10 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import swagger_ui_bundle
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +36,7 @@ from store.settings import Settings
 
 log = logging.getLogger("mentor.app")
 STATIC = Path(__file__).resolve().parent / "static"
+SWAGGER = next(Path(swagger_ui_bundle.__file__).parent.glob("vendor/swagger-ui-*"))  # the packaged Swagger UI
 # Pages run only our own scripts (no inline script), connect only to us, and cannot be framed; the
 # widget is a script other sites include, not a frame. Inline <style> stays allowed (the widget's Shadow
 # DOM carries its own). FastAPI's /docs loads Swagger UI from its own CDN and keeps FastAPI's defaults.
@@ -76,7 +79,7 @@ def create_app(services: Services | None = None) -> FastAPI:
             app.state.services = await asyncio.to_thread(build_services)
         yield
 
-    app = FastAPI(title="mentor", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="mentor", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI mentor and chat-agent service. WebSocket protocol: /docs/protocol "
                               "(docs/protocol.md in the repository).")
     app.state.services = services
@@ -209,15 +212,20 @@ def create_app(services: Services | None = None) -> FastAPI:
                        WHERE k.source = %s AND c.public ORDER BY k.ordinal""", (source,)).fetchall()
         if not chunks:
             return HTMLResponse("<h1>Not found</h1>", status_code=404)
-        parts, seen = [f"<h1>{html.escape(chunks[0]['title'])}</h1>"], set()
+        parts, seen = ['<p><a href="/" class="back">← back to the chat</a></p>',
+                       f"<h1>{html.escape(chunks[0]['title'])}</h1>"], set()
         for c in chunks:
             if c["anchor"] not in seen:
+                if seen:
+                    parts.append("</section>")
                 seen.add(c["anchor"])
-                parts.append(f'<h2 id="{html.escape(c["anchor"])}">{html.escape(c["section"])}</h2>')
+                # a section element per anchor: the cited one is highlighted through :target
+                parts.append(f'<section id="{html.escape(c["anchor"])}" tabindex="-1">'
+                             f'<h2>{html.escape(c["section"])}</h2>')
             body = c["text"].split("\n\n", 1)[-1]
             parts.append("".join(f"<p>{html.escape(p)}</p>" for p in body.split("\n\n")))
-        return HTMLResponse('<!doctype html><meta charset="utf-8"><link rel="stylesheet" href="/static/style.css">'
-                            f'<body class="document">{"".join(parts)}</body>')
+        parts.append("</section>" if seen else "")
+        return HTMLResponse(_page(chunks[0]["title"], "".join(parts)))
 
     @app.get("/widget.js")
     def widget() -> FileResponse:
@@ -240,12 +248,43 @@ def create_app(services: Services | None = None) -> FastAPI:
         page = (STATIC / "widget_demo.html").read_text().replace("{{SITE_KEY}}", site["site_key"])
         return HTMLResponse(page.replace("{{ORIGIN}}", html.escape(origin)))
 
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        """Swagger UI from the swagger-ui-bundle package: works with no internet."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mentor API",
+                                   swagger_js_url="/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/swagger/swagger-ui.css", swagger_favicon_url="/favicon.ico")
+
+    @app.get("/swagger/{name}", include_in_schema=False)
+    def swagger_asset(name: str) -> Response:
+        path = (SWAGGER / name).resolve()
+        if path.parent != SWAGGER or not path.is_file():
+            return JSONResponse({"detail": {"code": "not_found", "message": "no such file"}}, status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     @app.get("/docs/protocol", response_class=HTMLResponse)
-    def protocol_doc() -> Response:
+    def protocol_doc() -> HTMLResponse:
+        """docs/protocol.md as a page (raw HTML in the Markdown is escaped, not rendered)."""
+        from markdown_it import MarkdownIt
+
         doc = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
-        return Response(doc.read_text(), media_type="text/markdown")
+        body = MarkdownIt("commonmark", {"html": False}).enable("table").render(doc.read_text())
+        return HTMLResponse(_page("WebSocket protocol", f'<p><a href="/">← back to the chat</a></p>{body}'))
 
     return app
+
+
+def _page(title: str, body: str) -> str:
+    """A plain document page in the site's style (citations, the protocol)."""
+    return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{html.escape(title)} · Mentor</title><link rel="icon" href="/favicon.ico">'
+            '<link rel="stylesheet" href="/static/style.css"></head>'
+            f'<body class="document"><main class="doc">{body}</main></body></html>')
 
 
 def ensure_demo_site(db: Database, origins: list[str]) -> str:

@@ -52,13 +52,21 @@ class ResumeFrame(Frame):
     after_seq: int = Field(ge=0, le=2**63 - 1)
 
 
+class ContactFrame(Frame):
+    """A widget visitor's email for a ticket of theirs, so a person can reach them after a handoff."""
+
+    type: Literal["contact"]
+    ticket_id: Id
+    email: str = Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
 class PingFrame(Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[MessageFrame | CancelFrame | FeedbackFrame | ResumeFrame | PingFrame,
+ClientFrame = Annotated[MessageFrame | CancelFrame | FeedbackFrame | ResumeFrame | ContactFrame | PingFrame,
                         Field(discriminator="type")]
-CLIENT_TYPES = ("message", "cancel", "feedback", "resume", "ping")
+CLIENT_TYPES = ("message", "cancel", "feedback", "resume", "contact", "ping")
 
 
 class FeedbackBody(BaseModel):

@@ -46,8 +46,19 @@ def _rows(s: Services, user_id: int, sql: str, params: tuple = ()) -> list[dict[
 
 @router.get("/personas")
 def personas() -> list[dict[str, Any]]:
-    return [{"id": p.id, "name": p.name, "role": p.role, "anonymous": p.anonymous, "examples": p.examples}
-            for p in all_personas().values()]
+    return [{"id": p.id, "name": p.name, "role": p.role, "description": p.description, "anonymous": p.anonymous,
+             "examples": p.examples, "advice": p.advice,
+             "roleplay": "client_simulation" in p.behaviours} for p in all_personas().values()]
+
+
+@router.get("/projects/suggested")
+def suggested_projects(user: User, s: Svc) -> list[dict[str, Any]]:
+    """Open marketplace projects in the caller's skills (else the newest), to practise a client role-play on."""
+    return _rows(s, user, """SELECT p.id, p.title, p.project_type, p.budget_min, p.budget_max FROM projects p
+                             WHERE p.status = 'open' ORDER BY EXISTS (
+                                 SELECT 1 FROM project_skills ps JOIN freelancer_skills fs ON fs.skill_id = ps.skill_id
+                                 WHERE ps.project_id = p.id AND fs.user_id = app_user_id()) DESC, p.posted_at DESC
+                             LIMIT 12""")
 
 
 class DemoLogin(BaseModel):
@@ -84,22 +95,26 @@ def me(user: User, s: Svc) -> dict[str, Any]:
 
 @router.get("/conversations")
 def list_conversations(user: User, s: Svc) -> list[dict[str, Any]]:
-    return _rows(s, user, """SELECT id, persona, title, created_at, updated_at, last_seq FROM conversations
-                             ORDER BY updated_at DESC LIMIT 100""")
+    return _rows(s, user, """SELECT id, persona, title, mode, project_id, created_at, updated_at, last_seq
+                             FROM conversations ORDER BY updated_at DESC LIMIT 100""")
 
 
 @router.get("/conversations/{conversation_id}")
 def get_conversation(conversation_id: str, user: User, s: Svc) -> dict[str, Any]:
     with s.db.as_user(user) as conn:
-        conv = conn.execute("SELECT id, persona, title, created_at, updated_at, last_seq FROM conversations "
-                            "WHERE id::text = %s", (conversation_id,)).fetchone()
+        conv = conn.execute("SELECT id, persona, title, mode, project_id, created_at, updated_at, last_seq "
+                            "FROM conversations WHERE id::text = %s", (conversation_id,)).fetchone()
         if conv is None:
             raise HTTPException(404, detail={"code": "not_found", "message": "conversation not found"})
         messages = conn.execute("""SELECT id, role, content, client_id, status, usage, reply_to, created_at
                                    FROM messages WHERE conversation_id = %s ORDER BY id""", (conv["id"],)).fetchall()
         events = conn.execute("""SELECT seq, message_id, type, payload FROM conversation_events
                                  WHERE conversation_id = %s ORDER BY seq""", (conv["id"],)).fetchall()
-    return {**conv, "messages": messages,
+        feedback = conn.execute("""SELECT DISTINCT ON (f.message_id) f.message_id, f.rating, f.implemented
+                                   FROM feedback f JOIN messages m ON m.id = f.message_id
+                                   WHERE m.conversation_id = %s ORDER BY f.message_id, f.id DESC""",
+                                (conv["id"],)).fetchall()
+    return {**conv, "messages": messages, "feedback": {str(f["message_id"]): f for f in feedback},
             "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"]} for e in events]}
 
 

@@ -25,7 +25,15 @@ from agents.runtime import TurnRequest, run_turn
 from server import metrics
 from server.auth import SUBPROTOCOL, AuthError, protocol_credentials, site_caller, user_exists, verify_token
 from server.event_writer import Pending
-from server.protocol import CLIENT_TYPES, CancelFrame, ClientFrame, FeedbackFrame, MessageFrame, ResumeFrame
+from server.protocol import (
+    CLIENT_TYPES,
+    CancelFrame,
+    ClientFrame,
+    ContactFrame,
+    FeedbackFrame,
+    MessageFrame,
+    ResumeFrame,
+)
 from server.services import Services, stream_from_thread
 from store import conversations as convs
 from store.conversations import Caller
@@ -143,6 +151,13 @@ class ChatSession:
             await self.on_resume(frame)
         elif isinstance(frame, FeedbackFrame):
             await self.on_feedback(frame)
+        elif isinstance(frame, ContactFrame):
+            try:
+                await asyncio.to_thread(convs.save_contact, self.s.db, self.caller, frame.ticket_id, frame.email)
+            except NotFound as exc:
+                await self.send(_error("not_found", str(exc)))
+                return
+            await self.send({"type": "contact_saved", "seq": None, "ticket_id": frame.ticket_id})
 
     # -- frames ---------------------------------------------------------------------------------
     async def on_message(self, frame: MessageFrame) -> None:

@@ -261,6 +261,17 @@ def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
     return int(row["n"])
 
 
+def save_contact(db: Database, caller: Caller, ticket_id: int, email: str) -> None:
+    """Attach how to reach the caller to one of their own tickets (opened in one of their conversations)."""
+    with db.service() as conn:
+        row = conn.execute(
+            """SELECT c.user_id, c.visitor_id, c.site_id FROM support_tickets t
+               JOIN conversations c ON c.id = t.conversation_id WHERE t.id = %s""", (ticket_id,)).fetchone()
+        if not _owned(row, caller):
+            raise NotFound(f"ticket {ticket_id} not found")
+        conn.execute("UPDATE support_tickets SET contact_email = %s WHERE id = %s", (email, ticket_id))
+
+
 def save_feedback(db: Database, user_id: int, message_id: int, *, rating: int, comment: str | None,
                   implemented: bool) -> int:
     """Feedback on one of the caller's own messages (RLS decides what "own" means)."""

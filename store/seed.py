@@ -418,8 +418,9 @@ class _Generator:
                             bid, btype, hours, json.dumps({"source": "seed"}), pstatus,
                             posted + timedelta(hours=self.rng.randint(1, 72))))
                 if uid == accepted and self.client_owner[client] is not None:
-                    self._order(self.client_owner[client], uid, pid, bid * (hours if btype == "hourly" else 1),
-                                status, posted)
+                    # hourly contracts are funded a week at a time (up to 40 hours), not the whole estimate
+                    funded = bid * min(hours, 40) if btype == "hourly" else bid
+                    self._order(self.client_owner[client], uid, pid, funded, status, posted)
 
     def _order(self, buyer: int, freelancer: int, project: int, amount: Decimal, status: str,
                when: datetime) -> None:

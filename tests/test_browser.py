@@ -227,5 +227,7 @@ def test_credentials_never_ride_in_a_url_and_links_keep_their_href(live, page) -
     assert sockets and all("token" not in url and "visitor" not in url for url in sockets)
     # a citation marker inside a Markdown link must not break the link's href (security finding 8)
     html = page.evaluate("""async () => (await import('/static/markdown.js'))
-        .renderMarkdown('see [the fees](https://example.com/fees[1]) and [2]')""")
-    assert 'href="https://example.com/fees[1]"' in html and '<sup class="cite" data-cite="2">[2]</sup>' in html
+        .renderMarkdown('see [the fees](/knowledge/help_center/fees.md#plans[1]) and [2]; [a scam](https://evil.example/x)')""")
+    assert 'href="/knowledge/help_center/fees.md#plans[1]"' in html
+    assert '<sup class="cite" data-cite="2">[2]</sup>' in html
+    assert "evil.example" in html and 'href="https://evil.example' not in html  # other sites: shown, not clickable

@@ -38,9 +38,17 @@ export function toolCard(ev) {
       ["per learning hour", money(d.revenue_per_learning_hour)], ["skills earning", `${escapeHtml(d.skills_monetized)} of ${escapeHtml(d.skills_tracked)}`]]);
   } else if (ev.name === "my_profile") {
     kind = "profile"; title = d.name || "Profile";
-    body = rows([["rate", money(d.hourly_rate) + "/h"], ["level", escapeHtml(d.experience_level)], ["revenue", money(d.total_revenue)], ["jobs", escapeHtml(d.jobs_completed)]]);
+    // a client has an account but no freelancer profile: show what there is, never "null"
+    body = d.hourly_rate == null ? rows([["plan", escapeHtml(d.plan ?? "—")], ["country", escapeHtml(d.country ?? "—")]]) + `<div class="unit">no freelancer profile</div>`
+      : rows([["rate", money(d.hourly_rate) + "/h"], ["level", escapeHtml(d.experience_level ?? "—")], ["revenue", money(d.total_revenue)], ["jobs", escapeHtml(d.jobs_completed ?? 0)]]);
+  } else if (ev.name === "my_account") {
+    kind = "account"; title = `${d.plan} plan`;
+    const pct = typeof d.commission_rate === "number" ? `${+(d.commission_rate * 100).toFixed(2)}%` : "—";
+    body = rows([["monthly price", money(d.monthly_price)], ["commission", pct], ["proposals / month", d.proposals_per_month == null ? "unlimited" : escapeHtml(d.proposals_per_month)]]);
+    const pay = (d.payments || [])[0];
+    if (pay) body += rows([["latest payment", `${money(pay.amount)} · ${escapeHtml(pay.kind)} · ${escapeHtml(String(pay.created_at).slice(0, 10))}`]]);
   } else if (ev.name === "create_support_ticket") {
-    kind = "ticket"; title = `Ticket #${d.ticket_id}`; body = rows([["status", escapeHtml(d.status)], ["reason", escapeHtml(d.reason)]]);
+    return "";  // shown once, by the handoff card
   } else if (ev.name === "save_proposal_draft") {
     kind = "draft"; title = `Draft proposal #${d.proposal_id}${d.revised ? " (revised)" : ""}`;
     body = rows([["bid", money(d.bid_amount) + (d.bid_type === "hourly" ? "/h" : "")], ["type", escapeHtml(d.bid_type)]]);

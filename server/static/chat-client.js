@@ -65,7 +65,12 @@ export class ChatClient {
   cancel() { this.raw({ type: "cancel", conversation_id: this.conversationId || undefined }); }
   feedback(messageId, rating, comment, implemented) { this.raw({ type: "feedback", message_id: messageId, rating, comment, implemented: !!implemented }); }
   newConversation() { this.conversationId = null; }
-  open(conversationId, lastSeq) { this.conversationId = conversationId; this.lastSeq[conversationId] = lastSeq || 0; }
+  // Switch to a conversation whose events up to `lastSeq` are already on screen, and follow the rest live.
+  open(conversationId, lastSeq) {
+    this.conversationId = conversationId;
+    this.lastSeq[conversationId] = lastSeq || 0;
+    this.raw({ type: "resume", conversation_id: conversationId, after_seq: this.lastSeq[conversationId] });
+  }
   dropConnection() { if (this.ws) this.ws.close(); } // simulate a network drop (reconnects and resumes)
   close() { this.closedByUser = true; if (this.ws) this.ws.close(); }
 }

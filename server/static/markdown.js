@@ -1,6 +1,8 @@
 // Safe Markdown subset for model output and retrieved text: everything is HTML-escaped first, then a
-// few constructs are recognised (paragraphs, lists — also after a lead-in line —, **bold**, *italic*,
-// `code`, http(s) links, [n] citation markers). No raw HTML from the input can reach the page.
+// few constructs are recognised (paragraphs, headings, lists — also after a lead-in line, numbering kept
+// across blank lines —, **bold**, *italic*, `code`, links, [n] citation markers). No raw HTML from the
+// input can reach the page. Links are clickable only to this site (a cited source); a link to anywhere
+// else shows its address as text, since a model may invent one.
 // Figures the grounding check could not find in the evidence are wrapped in <mark class="unsupported">.
 // Hand-written because the page must run with no build step and no network (no CDN, no npm on a fresh machine).
 export function escapeHtml(text) {
@@ -24,8 +26,12 @@ function inline(text, figures) {
   out = out.replace(/`([^`]+)`/g, "<code>$1</code>");
   out = out.replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>");
   out = out.replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
-  out = out.replace(/\[([^\]]+)\]\((https?:\/\/[^\s)"'<>]+)\)/g,
-    '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
+  out = out.replace(/\[([^\]]+)\]\((https?:\/\/[^\s)"'<>]+|\/[^\s)"'<>]*)\)/g, (m, label, url) => {
+    let own = url.startsWith("/");
+    try { own = own || new URL(url).origin === location.origin; } catch { own = false; }
+    return own ? `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`
+      : `${label} <span class="ext-url">(${url})</span>`;
+  });
   // citation markers and figure marks only in text, never inside a tag's attributes (an href)
   return out.split(/(<[^>]*>)/).map((part) => (part.startsWith("<") ? part :
     markFigures(part.replace(/\[(\d{1,2})\]/g, "\u0000$1\u0001"), figures)
@@ -33,9 +39,10 @@ function inline(text, figures) {
 }
 
 function list(lines, figures) {
-  const ordered = /^\s*\d+\./.test(lines[0]);
+  const first = /^\s*(\d+)\./.exec(lines[0]);
   const items = lines.map((l) => `<li>${inline(l.replace(LIST_LINE, ""), figures)}</li>`).join("");
-  return ordered ? `<ol>${items}</ol>` : `<ul>${items}</ul>`;
+  // "2." after a blank line continues the list: keep its number instead of restarting at 1
+  return first ? `<ol${first[1] !== "1" ? ` start="${Number(first[1])}"` : ""}>${items}</ol>` : `<ul>${items}</ul>`;
 }
 
 export function renderMarkdown(text, { unsupported = [] } = {}) {
@@ -43,8 +50,11 @@ export function renderMarkdown(text, { unsupported = [] } = {}) {
   return blocks.map((block) => {
     const lines = block.split("\n").filter((l) => l.trim() !== "");
     if (!lines.length) return "";
-    const heading = /^(#{1,4})\s+(.*)$/.exec(lines[0]);
-    if (heading && lines.length === 1) return `<h4>${inline(heading[2], unsupported)}</h4>`;
+    const heading = /^(#{1,6})\s+(.*)$/.exec(lines[0]);
+    if (heading) {  // a heading line, then whatever follows it in the same block
+      const rest = lines.slice(1).join("\n");
+      return `<h4>${inline(heading[2], unsupported)}</h4>${rest ? renderMarkdown(rest, { unsupported }) : ""}`;
+    }
     // runs of list lines become lists; other lines a paragraph (a lead-in such as "Next steps:" stays with its list)
     let html = "", run = [], prose = [];
     const flushProse = () => { if (prose.length) html += `<p>${prose.map((l) => inline(l, unsupported)).join("<br>")}</p>`; prose = []; };

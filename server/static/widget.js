@@ -1,11 +1,15 @@
 // Support widget: <script src="https://YOUR-MENTOR-HOST/widget.js" data-site-key="site_..."></script>
 // Renders a floating button and a chat panel inside a Shadow DOM, so the host page's CSS cannot reach it.
+// The visitor id the server issued and the current conversation are kept in localStorage, so a reload
+// reopens the conversation (rebuilt from its stored events). Escape closes the panel; focus stays inside it
+// while it is open; on a phone it fills the screen.
 (function () {
   const script = document.currentScript;
   const siteKey = script && script.dataset.siteKey;
   if (!siteKey) { console.error("mentor widget: data-site-key is missing"); return; }
   const base = new URL(script.src).origin;
   const visitorKey = `mentor_visitor_${siteKey}`;
+  const conversationKey = `mentor_conversation_${siteKey}`;
 
   Promise.all([import(`${base}/static/chat-client.js`), import(`${base}/static/markdown.js`), import(`${base}/static/cards.js`)])
     .then(([{ ChatClient }, { renderMarkdown, escapeHtml }, { citationLink }]) => {
@@ -23,64 +27,118 @@
             flex-direction: column; background: #fff; color: #1d2330; border-radius: 12px; box-shadow: 0 8px 30px #0004; overflow: hidden; }
           .panel.open { display: flex; }
           .head { display: flex; align-items: center; justify-content: space-between; padding: 10px 14px; background: #1d2a44; color: #fff; }
-          .head b { color: #fff; } .head button { background: none; border: none; color: #fff; cursor: pointer; font-size: 18px; }
+          .head h2 { color: #fff; margin: 0; font-weight: 700; } .head button { background: none; border: none; color: #fff; cursor: pointer; font-size: 18px; }
+          .status { color: #fff; font-size: 12px; }
           .msgs { flex: 1; overflow: auto; padding: 10px; background: #f5f6f8; min-height: 200px; }
           .msg { margin: 6px 0; padding: 8px 10px; border-radius: 10px; background: #fff; overflow-wrap: anywhere; }
+          .msg.user { background: #dbe7ff; margin-left: 30px; }
+          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
+          .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
+          .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; }
+          .thinking { color: #5f6470; font-style: italic; } .err { color: #b00020; font-size: 12px; }
           mark.unsupported { background: #ffe1e1; color: #8a0012; border-bottom: 2px dotted #b00020; }
           .note { margin-top: 6px; padding: 4px 6px; border-left: 3px solid #a36b00; background: #fff8e6; font-size: 12px; color: #4d3300; }
-          .msg.user { background: #dbe7ff; margin-left: 30px; }
-          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #2a5bd7; text-decoration: none; }
-          .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #e0a100; font-size: 13px; }
-          .thinking { color: #889; font-style: italic; } .err { color: #b00020; font-size: 12px; }
-          form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #e4e7ec; }
-          input { flex: 1; padding: 8px; border: 1px solid #ccd; border-radius: 8px; }
-          button.send, button.human { border: none; border-radius: 8px; padding: 8px 10px; cursor: pointer; background: #2a5bd7; color: #fff; }
-          button.human { background: #e0a100; width: calc(100% - 16px); margin: 0 8px 8px; }
+          .ext-url { color: #5f6470; font-size: 12px; }
+          form.composer { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #e4e7ec; }
+          input { flex: 1; padding: 8px; border: 1px solid #8a93a3; border-radius: 8px; color: #1d2330; }
+          button.send, button.human, .ticket button { border: none; border-radius: 8px; padding: 8px 10px; cursor: pointer; background: #1f4fbf; color: #fff; }
+          button.human { background: #7a4b00; width: calc(100% - 16px); margin: 0 8px 8px; }
+          .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+          @media (max-width: 520px) { .panel { inset: 0; width: 100%; max-height: none; border-radius: 0; } .panel.open ~ .launcher { display: none; } }
         </style>
-        <button class="launcher" part="launcher">Help</button>
-        <div class="panel" role="dialog" aria-label="Support chat">
-          <div class="head"><b>Support</b><span class="status"></span><button class="close" aria-label="Close">×</button></div>
-          <div class="msgs" aria-live="polite"></div>
-          <form><input placeholder="Ask about fees, payments, withdrawals…" aria-label="Message"><button class="send">Send</button></form>
-          <button class="human">Talk to a human</button>
-        </div>`;
+        <div class="panel" role="dialog" aria-modal="true" aria-labelledby="mentor-widget-title">
+          <div class="head"><h2 id="mentor-widget-title">Support</h2><span class="status" role="status"></span><button class="close" type="button" aria-label="Close support chat">×</button></div>
+          <div class="msgs" role="log" aria-live="off"></div>
+          <div class="announcer sr-only" aria-live="polite"></div>
+          <form class="composer"><label class="sr-only" for="mentor-widget-input">Your message</label><input id="mentor-widget-input" placeholder="Ask about fees, payments, withdrawals…"><button class="send" type="submit">Send</button></form>
+          <button class="human" type="button">Talk to a person</button>
+        </div>
+        <button class="launcher" part="launcher" type="button" aria-expanded="false">Help</button>`;
       const $ = (sel) => root.querySelector(sel);
       const msgs = $(".msgs");
       const replies = {};
+      const mine = new Set(); // client ids of messages shown when sent (their ack must not show them again)
       const add = (cls, html) => { const el = document.createElement("div"); el.className = `msg ${cls}`; el.innerHTML = html; msgs.appendChild(el); msgs.scrollTop = msgs.scrollHeight; return el; };
       const reply = (id) => replies[id] || (replies[id] = { el: add("bot", `<div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div>`), text: "" });
 
-      const proto = base.startsWith("https") ? "wss" : "ws";
-      // the visitor id the server issued (signed, bound to this site) rides in the protocol header, not the URL
-      const client = new ChatClient(`${proto}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}`, {
+      function contactForm(ticketEl, ticketId) {
+        ticketEl.insertAdjacentHTML("beforeend", `<form><label for="mentor-contact-${ticketId}">How can we reach you?</label>
+          <input id="mentor-contact-${ticketId}" type="email" placeholder="you@example.com" required><button type="submit">Save</button></form>`);
+        ticketEl.querySelector("form").onsubmit = (e) => {
+          e.preventDefault();
+          const email = ticketEl.querySelector("input").value.trim();
+          if (email) client.raw({ type: "contact", ticket_id: Number(ticketId), email });
+        };
+      }
+
+      const client = new ChatClient(`${base.startsWith("https") ? "wss" : "ws"}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}`, {
+        // the visitor id the server issued (signed, bound to this site) rides in the protocol header, not the URL
         credentials: () => { const v = localStorage.getItem(visitorKey); return v ? [`visitor.${v}`] : []; },
         onStatus: (s) => { $(".status").textContent = s === "connected" ? "" : s; },
         onEvent: (ev) => {
           if (ev.type === "ready") { if (ev.visitor_id) localStorage.setItem(visitorKey, ev.visitor_id); return; }
-          if (ev.type === "ack") { reply(ev.message_id); return; }
-          if (ev.type === "error" && !ev.message_id) { add("bot", `<span class="err">${escapeHtml(ev.message)}</span>`); return; }
+          if (ev.type === "contact_saved") {
+            const t = root.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`);
+            if (t) t.querySelector("form").outerHTML = "<div>Thanks — a person will write to you there and here.</div>";
+            return;
+          }
+          if (ev.type === "ack") {
+            if (ev.conversation_id) localStorage.setItem(conversationKey, ev.conversation_id);
+            if (ev.text && !mine.has(ev.client_id)) add("user", renderMarkdown(ev.text)); // a replay after a reload
+            reply(ev.message_id); return;
+          }
+          if (ev.type === "error" && !ev.message_id) {
+            if (ev.code === "not_found" && !ev.client_id) { localStorage.removeItem(conversationKey); client.newConversation(); return; }
+            add("bot", `<span class="err" role="alert">${escapeHtml(ev.message)}</span>`); return;
+          }
           if (!ev.message_id) return;
           const r = reply(ev.message_id);
           if (ev.type === "token") { r.text += ev.delta; r.el.querySelector(".text").innerHTML = renderMarkdown(r.text); }
           else if (ev.type === "answer_replaced") { r.text = ""; r.el.querySelector(".text").innerHTML = ""; r.el.insertAdjacentHTML("beforeend", `<div class="note">The first answer stated ${escapeHtml(ev.unsupported.join(", "))}, which the help center does not say; this answer quotes the help center instead.</div>`); }
           else if (ev.type === "citation") r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base));
-          else if (ev.type === "handoff") r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} created — a person will reply soon.</div>`);
-          else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err">${escapeHtml(ev.message)}</div>`);
+          else if (ev.type === "handoff") {
+            r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} — a person from our support team will follow up.</div>`);
+            contactForm(r.el.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`), ev.ticket_id);
+          }
+          else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err" role="alert">${escapeHtml(ev.message)}</div>`);
           else if (ev.type === "done") {
             const t = r.el.querySelector(".thinking"); if (t) t.remove(); r.el.dataset.done = ev.finish_reason;
             const unsupported = (ev.grounding && ev.grounding.unsupported) || [];
             if (unsupported.length) { r.el.querySelector(".text").innerHTML = renderMarkdown(r.text, { unsupported }); r.el.insertAdjacentHTML("beforeend", `<div class="note">Not found in the help center: ${escapeHtml(unsupported.join(", "))}.</div>`); }
+            $(".announcer").textContent = "Answer complete.";
           }
         },
       });
       let connected = false;
-      const open = () => { $(".panel").classList.add("open"); if (!connected) { client.connect(); connected = true; } $("input").focus(); };
-      const send = (text) => { add("user", renderMarkdown(text)); client.send(text, { persona: "support" }); };
-      $(".launcher").onclick = () => ($(".panel").classList.contains("open") ? $(".panel").classList.remove("open") : open());
-      $(".close").onclick = () => $(".panel").classList.remove("open");
-      $("form").onsubmit = (e) => { e.preventDefault(); const t = $("input").value.trim(); if (t) { send(t); $("input").value = ""; } };
-      $(".human").onclick = () => send("I'd like to talk to a human, please.");
-      window.mentorWidget = { client, open, root };
+      const panel = $(".panel");
+      const isOpen = () => panel.classList.contains("open");
+      const open = () => {
+        panel.classList.add("open");
+        $(".launcher").setAttribute("aria-expanded", "true");
+        if (!connected) {
+          connected = true;
+          const saved = localStorage.getItem(conversationKey);
+          if (saved) client.open(saved, 0); // replays the conversation's events, then follows it live
+          client.connect();
+        }
+        $("input").focus();
+      };
+      const close = () => { panel.classList.remove("open"); $(".launcher").setAttribute("aria-expanded", "false"); $(".launcher").focus(); };
+      const send = (text) => { add("user", renderMarkdown(text)); mine.add(client.send(text, { persona: "support" })); };
+      $(".launcher").onclick = () => (isOpen() ? close() : open());
+      $(".close").onclick = close;
+      $("form.composer").onsubmit = (e) => { e.preventDefault(); const t = $("input").value.trim(); if (t) { send(t); $("input").value = ""; } };
+      $(".human").onclick = () => send("I'd like to talk to a person, please.");
+      panel.addEventListener("keydown", (e) => {
+        if (e.key === "Escape") { e.preventDefault(); close(); return; }
+        if (e.key !== "Tab") return; // keep focus inside the open dialog
+        const items = [...panel.querySelectorAll("button, input, a[href]")].filter((el) => el.offsetParent !== null);
+        if (!items.length) return;
+        const first = items[0], last = items[items.length - 1], active = root.activeElement;
+        if (e.shiftKey && active === first) { e.preventDefault(); last.focus(); }
+        else if (!e.shiftKey && active === last) { e.preventDefault(); first.focus(); }
+      });
+      window.mentorWidget = { client, open, close, root };
     })
     .catch((err) => console.error("mentor widget failed to load", err));
 })();
