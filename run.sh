@@ -64,6 +64,18 @@ ensure_chromium() {
     fi
 }
 
+ensure_axe() {
+    # axe-core (npm registry) for the accessibility checks of the browser tests; pinned, kept in the venv.
+    if [ -f "$VENV/axe/node_modules/axe-core/axe.min.js" ]; then return 0; fi
+    if command -v npm >/dev/null 2>&1; then
+        echo "==> installing axe-core for the accessibility checks"
+        mkdir -p "$VENV/axe"
+        npm install --silent --no-audit --no-fund --prefix "$VENV/axe" axe-core@4.14.1 >/dev/null
+    else
+        echo "warning: npm missing; accessibility checks will be skipped" >&2
+    fi
+}
+
 case "${1:-}" in
     start)
         install_deps
@@ -80,6 +92,7 @@ case "${1:-}" in
     test)
         install_deps
         ensure_chromium
+        ensure_axe
         shift
         "$VENV/bin/ruff" check .
         set +e

@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -470,6 +471,9 @@ def serve(
             raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     logs.configure()
     os.environ["MENTOR_PORT"] = str(port)  # the demo site's default origin (MENTOR_PUBLIC_URL overrides it)
+    # uvicorn shuts down on SIGTERM, then re-raises it under the handler it found: make that a normal exit,
+    # so exit hooks run (the embedded PostgreSQL this process started is stopped, not left behind)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     # Token frames are a few bytes: per-message deflate costs CPU on every frame and saves nothing.
     uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio",
                 ws_per_message_deflate=False)

@@ -173,3 +173,16 @@ def live_model(knowledge):  # type: ignore[no-untyped-def]
                                  provider=make_provider(retries=0)))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_slow(knowledge):  # type: ignore[no-untyped-def]
+    """An instance whose scripted model writes slowly (a reload lands mid-answer)."""
+    from server.services import Services
+    from store.settings import get_settings
+    from tests.fakes import LiveServer, ScriptedProvider
+
+    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
+                                 provider=ScriptedProvider(delay_s=0.25)))
+    yield server
+    server.stop()

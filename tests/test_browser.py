@@ -87,9 +87,15 @@ def ask_on_chat_page(page, live, user: str, text: str, persona: str | None = Non
     page.click("#signin-btn")
     page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
     if persona:
+        phone = page.locator("#menu").is_visible()  # on a phone the persona picker is in the menu
+        if phone:
+            page.click("#menu")
         page.select_option("#persona", persona)
-    page.fill("#input", text)
-    page.click("#send")
+        if phone:
+            page.click("#menu")
+    if text:
+        page.fill("#input", text)
+        page.click("#send")
 
 
 def test_chat_page_david_shows_a_rate_card(live, page, db: Database) -> None:
@@ -231,3 +237,147 @@ def test_credentials_never_ride_in_a_url_and_links_keep_their_href(live, page) -
     assert 'href="/knowledge/help_center/fees.md#plans[1]"' in html
     assert '<sup class="cite" data-cite="2">[2]</sup>' in html
     assert "evil.example" in html and 'href="https://evil.example' not in html  # other sites: shown, not clickable
+
+
+# -- issue 11: the pages as a product — the journey a user takes -----------------------------------------
+AXE = Path(__file__).resolve().parents[1] / ".venv" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _messages(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.eval_on_selector_all("#messages .msg", "els => els.map(e => e.classList[1])")
+
+
+def test_journey_reload_mid_answer_then_reopen_in_order(live_slow, page) -> None:
+    ask_on_chat_page(page, live_slow, "nora", "How do withdrawals work?", persona="support")
+    page.locator(".msg.assistant .text", has_text="Here is").wait_for(timeout=20_000)
+    page.reload()  # mid-answer: the conversation comes back and the answer keeps growing
+    page.locator(".msg.user", has_text="How do withdrawals work?").wait_for(timeout=20_000)
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=40_000)
+    assert page.locator(".msg.assistant .text").last.inner_text().strip() == REPLY.replace("**", "")
+    page.fill("#input", "And how long does it take?")
+    page.click("#send")
+    page.locator(".msg.assistant .feedback button").nth(1).wait_for(timeout=40_000)
+    page.click("#new-chat")
+    page.locator(".welcome").wait_for()
+    page.locator("#conversations a", has_text="How do withdrawals work?").first.click()
+    page.locator(".msg.assistant .feedback").nth(1).wait_for(timeout=20_000)
+    assert _messages(page) == ["user", "assistant", "user", "assistant"]  # in order, not users first
+    assert page.locator(".thinking").count() == 0
+    page.locator(".msg.assistant .feedback button").first.click()
+    page.reload()
+    page.locator(".msg.assistant .feedback small", has_text="Thanks").first.wait_for(timeout=20_000)  # persisted
+
+
+def test_journey_proposal_follow_up_remembers_the_project(live_composer, page, db: Database) -> None:
+    ask_on_chat_page(page, live_composer, "mateo", "Write a proposal for project 67", persona="proposal_writer")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    first_letter = page.locator(".card-draft .letter-text").first.inner_text()
+    assert "$" in first_letter and page.locator(".card-draft .letter-text").first.is_visible()
+    page.fill("#input", "Make it shorter and mention my React experience")
+    page.click("#send")
+    page.locator(".msg.assistant .feedback button").nth(2).wait_for(timeout=30_000)
+    assert page.locator(".msg.assistant .err").count() == 0 and page.locator(".thinking").count() == 0
+    second = page.locator(".card-draft").last
+    assert "(revised)" in second.locator(".ctitle").inner_text()
+    letter = second.locator(".letter-text").inner_text()
+    assert "React" in letter and len(letter) < len(first_letter)
+    # the "implemented" checkbox belongs to advice, not to drafts
+    assert page.locator(".msg.assistant .feedback input[type=checkbox]").count() == 0
+    with db.admin() as conn:
+        drafts = conn.execute("""SELECT count(*) AS n FROM proposals WHERE project_id = 67 AND status = 'draft'
+                                 AND freelancer_id = (SELECT id FROM users WHERE handle = 'mateo')""").fetchone()["n"]
+        conn.execute("DELETE FROM proposals WHERE project_id = 67 AND status = 'draft'")
+    assert drafts == 1  # the follow-up revised the draft instead of saving another
+
+
+def test_journey_roleplay_from_the_page(live_composer, page) -> None:
+    ask_on_chat_page(page, live_composer, "mateo", "", persona="sarah")
+    page.locator("#roleplay").wait_for()
+    page.click("#start-roleplay")
+    assert "Role-play" in page.locator("#banner").inner_text()
+    page.fill("#input", "Hi! What are you hoping to achieve with this project?")
+    page.click("#send")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    reply = page.locator(".msg.assistant .text").last.inner_text()
+    assert "We need" in reply or "approach" in reply  # the client answers in role
+    page.fill("#input", "feedback please")
+    page.click("#send")
+    page.locator(".msg.assistant .feedback button").nth(2).wait_for(timeout=30_000)
+    assert "✓" in page.locator(".msg.assistant .text").last.inner_text()
+
+
+def test_journey_widget_handoff_with_an_email_survives_a_reload(live_composer, page, db: Database) -> None:
+    page.goto(f"{live_composer.http}/widget/demo")
+    page.click("#mentor-support-widget >> .launcher")
+    page.click("#mentor-support-widget >> button.human")
+    ticket = page.locator("#mentor-support-widget >> .ticket").first
+    ticket.wait_for(timeout=20_000)
+    ticket_id = int(ticket.get_attribute("data-ticket"))
+    page.fill("#mentor-support-widget >> .ticket input", "visitor@example.com")
+    page.click("#mentor-support-widget >> .ticket button")
+    page.locator("#mentor-support-widget >> .ticket", has_text="Thanks").wait_for(timeout=10_000)
+    with db.admin() as conn:
+        assert conn.execute("SELECT contact_email FROM support_tickets WHERE id = %s",
+                            (ticket_id,)).fetchone()["contact_email"] == "visitor@example.com"
+    page.keyboard.press("Escape")
+    assert not page.locator("#mentor-support-widget >> .panel").is_visible()
+    page.reload()
+    page.click("#mentor-support-widget >> .launcher")
+    page.locator("#mentor-support-widget >> .msg.user", has_text="talk to a person").wait_for(timeout=20_000)
+    page.locator(f"#mentor-support-widget >> .ticket[data-ticket='{ticket_id}']").wait_for(timeout=20_000)
+
+
+def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    ask_on_chat_page(page, live_composer, "nora", "What commission do I pay on my plan?", persona="support")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    assert not page.locator("#sidebar").is_visible()
+    chat = page.locator("#messages").bounding_box()
+    assert chat["width"] >= 370  # the chat column has the screen, not 130 px beside a sidebar
+    page.screenshot(path=str(ARTIFACTS / "phone-chat.png"))
+    page.click("#menu")
+    assert page.locator("#sidebar").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "phone-menu.png"))
+    page.goto(f"{live_composer.http}/widget/demo")
+    page.click("#mentor-support-widget >> .launcher")
+    panel = page.locator("#mentor-support-widget >> .panel").bounding_box()
+    assert panel["width"] >= 389 and panel["height"] >= 800  # full screen on a phone
+    page.screenshot(path=str(ARTIFACTS / "phone-widget.png"))
+    phone.close()
+    laptop = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = laptop.new_page()
+    ask_on_chat_page(page, live_composer, "mateo", "What should I charge for React work? I'm at $81/h now.",
+                     persona="david")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    assert page.locator("#sidebar").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "laptop-chat.png"))
+    laptop.close()
+
+
+@pytest.mark.skipif(not AXE.exists() and not os.environ.get("CI"), reason="axe-core not installed (./run.sh test)")
+def test_no_serious_accessibility_violations(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
+    axe = AXE.read_text()
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # to inject axe
+    page = context.new_page()
+
+    def serious() -> list[dict]:
+        page.evaluate(axe)
+        found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .map(v => ({id: v.id, impact: v.impact, targets: v.nodes.map(n => n.target.join(' ')).slice(0, 3)}))""")
+        return [v for v in found if v["impact"] in ("serious", "critical")]
+
+    ask_on_chat_page(page, live_composer, "sofia", "How do I handle a client who keeps asking for more work?",
+                     persona="sarah")
+    page.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    assert serious() == []
+    page.goto(f"{live_composer.http}/widget/demo")
+    page.click("#mentor-support-widget >> .launcher")
+    page.fill("#mentor-support-widget >> input", "How do withdrawals work?")
+    page.press("#mentor-support-widget >> input", "Enter")
+    page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").first.wait_for(timeout=20_000)
+    assert serious() == []
+    page.goto(f"{live_composer.http}/knowledge/help_center/fees-and-commission.md#client-marketplace-fee")
+    assert page.locator("section:target h2").inner_text() == "Client marketplace fee"
+    assert serious() == []
+    context.close()

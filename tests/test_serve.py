@@ -50,3 +50,37 @@ def test_serve_refuses_a_port_in_use(db) -> None:  # type: ignore[no-untyped-def
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot listen on 127.0.0.1:") and "in use" in lines[0]
+
+
+def test_stopping_serve_stops_the_embedded_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM or Ctrl-C (SIGINT) on `mentor serve` also stops the embedded PostgreSQL it started, and the
+    next start is not confused by the stopped server's pid file."""
+    import signal
+
+    from store.embedded import EmbeddedServer
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"MENTOR_HOME": str(home), "MENTOR_LLM": "composer"}
+    server = EmbeddedServer(home)
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.3)
+            pid = server.postmaster_pid()
+            assert pid is not None, proc.stderr.read() if proc.poll() is not None else "no postmaster"
+        finally:
+            proc.send_signal(stop)
+            proc.communicate(timeout=60)
+        deadline = time.time() + 30
+        while server.postmaster_pid() is not None and time.time() < deadline:
+            time.sleep(0.2)
+        assert server.postmaster_pid() is None, f"PostgreSQL still running after {stop.name}"

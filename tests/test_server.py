@@ -174,7 +174,10 @@ def test_bad_frames_get_typed_errors_and_the_connection_stays_usable(live, token
 def test_abusive_client_is_disconnected(live, tokens) -> None:
     ws, _ = open_ws(live, tokens["sofia"])
     for _ in range(25):
-        ws.send("garbage")
+        try:
+            ws.send("garbage")
+        except ConnectionClosed:  # the server may already have closed it: the point of the test
+            break
     codes = []
     with pytest.raises(ConnectionClosed) as closed:
         while True:

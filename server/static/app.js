@@ -85,8 +85,16 @@ function showFeedback(b, messageId) {
   };
 }
 
+function belongsHere(ev) {
+  // events of another conversation (one left open in another tab, or just left here) are not drawn
+  if (!ev.conversation_id) return true;
+  if (conversation) return ev.conversation_id === conversation.id;
+  return ev.type === "ack" && localClientIds.has(ev.client_id);
+}
+
 function onEvent(ev) {
   if (ev.type === "ready" || ev.type === "pong" || ev.type === "feedback_saved") return;
+  if (!belongsHere(ev)) return;
   if (ev.type === "ack") {
     if (ev.text && !localClientIds.has(ev.client_id)) bubble("user", renderMarkdown(ev.text));
     if (ev.conversation_id) remember({ id: ev.conversation_id, persona: ev.persona || $("persona").value, mode: ev.mode, project_id: ev.project_id });
@@ -143,6 +151,7 @@ function showBanner() {
 function clearChat() {
   $("messages").innerHTML = "";
   for (const k of Object.keys(bubbles)) delete bubbles[k];
+  localClientIds.clear();  // nothing of this tab's is on screen any more: replays draw every message
   feedbackGiven = {};
 }
 
@@ -173,6 +182,7 @@ async function openConversation(id) {
   const conv = await api(`/api/conversations/${encodeURIComponent(id)}`);
   clearChat();
   conversation = { id: conv.id, persona: conv.persona, mode: conv.mode, project_id: conv.project_id };
+  if (client) client.newConversation();
   pendingMode = null;
   feedbackGiven = conv.feedback || {};
   $("persona").value = conv.persona;

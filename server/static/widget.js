@@ -43,12 +43,13 @@
           input { flex: 1; padding: 8px; border: 1px solid #8a93a3; border-radius: 8px; color: #1d2330; }
           button.send, button.human, .ticket button { border: none; border-radius: 8px; padding: 8px 10px; cursor: pointer; background: #1f4fbf; color: #fff; }
           button.human { background: #7a4b00; width: calc(100% - 16px); margin: 0 8px 8px; }
+          .intro { margin: 4px 2px 8px; color: #3d4454; }
           .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
           @media (max-width: 520px) { .panel { inset: 0; width: 100%; max-height: none; border-radius: 0; } .panel.open ~ .launcher { display: none; } }
         </style>
         <div class="panel" role="dialog" aria-modal="true" aria-labelledby="mentor-widget-title">
           <div class="head"><h2 id="mentor-widget-title">Support</h2><span class="status" role="status"></span><button class="close" type="button" aria-label="Close support chat">×</button></div>
-          <div class="msgs" role="log" aria-live="off"></div>
+          <div class="msgs" role="log" aria-live="off"><p class="intro">Hi! Ask about fees, payments, withdrawals or your account — or talk to a person.</p></div>
           <div class="announcer sr-only" aria-live="polite"></div>
           <form class="composer"><label class="sr-only" for="mentor-widget-input">Your message</label><input id="mentor-widget-input" placeholder="Ask about fees, payments, withdrawals…"><button class="send" type="submit">Send</button></form>
           <button class="human" type="button">Talk to a person</button>
@@ -80,6 +81,7 @@
           if (ev.type === "contact_saved") {
             const t = root.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`);
             if (t) t.querySelector("form").outerHTML = "<div>Thanks — a person will write to you there and here.</div>";
+            $("input").focus();
             return;
           }
           if (ev.type === "ack") {
@@ -129,8 +131,9 @@
       $(".close").onclick = close;
       $("form.composer").onsubmit = (e) => { e.preventDefault(); const t = $("input").value.trim(); if (t) { send(t); $("input").value = ""; } };
       $(".human").onclick = () => send("I'd like to talk to a person, please.");
+      document.addEventListener("keydown", (e) => { if (e.key === "Escape" && isOpen()) close(); });
       panel.addEventListener("keydown", (e) => {
-        if (e.key === "Escape") { e.preventDefault(); close(); return; }
+        if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); close(); return; }
         if (e.key !== "Tab") return; // keep focus inside the open dialog
         const items = [...panel.querySelectorAll("button, input, a[href]")].filter((el) => el.offsetParent !== null);
         if (!items.length) return;
