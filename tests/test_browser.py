@@ -316,6 +316,8 @@ def test_journey_widget_handoff_with_an_email_survives_a_reload(live_composer, p
     page.fill("#mentor-support-widget >> .ticket input", "visitor@example.com")
     page.click("#mentor-support-widget >> .ticket button")
     page.locator("#mentor-support-widget >> .ticket", has_text="Thanks").wait_for(timeout=10_000)
+    page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").first.wait_for(timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "widget-handoff.png"))
     with db.admin() as conn:
         assert conn.execute("SELECT contact_email FROM support_tickets WHERE id = %s",
                             (ticket_id,)).fetchone()["contact_email"] == "visitor@example.com"

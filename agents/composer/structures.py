@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable
 
 from agents.composer import facts, roleplay
-from agents.composer.passages import Unit, actionable, pick, rank
+from agents.composer.passages import Unit, _terms, actionable, pick, rank
 from agents.composer.proposal import proposal
 from agents.evidence import Evidence
+from agents.sentiment import WANTS_HUMAN
 
 # a best unit scoring below this is not an answer to the question (cosine + small bonuses; measured on
 # the shipped help center and on tests/data/heldout_handbook.md: answers score 0.45-0.8, unrelated units < 0.3)
@@ -25,6 +26,8 @@ MONEY_TOPIC = re.compile(r"\b(paid|payment|payments|payout|withdraw\w*|escrow|re
                          r"money|transfer|funds?|invoice|balance|charged)\b", re.I)
 MY_PLAN = re.compile(r"\b(my (plan|commission|fees?|subscription|account)|(do|will|would) i (pay|get|keep)|"
                      r"i('m| am) (on|paying))\b", re.I)
+REQUEST_WORDS = frozenset({"like", "talk", "speak", "please", "want", "need", "someone", "somebody", "now", "thank",
+                           "thanks", "hi", "hello", "could", "would", "let", "real", "live", "chat", "get"})
 REVENUE_TOPIC = re.compile(r"\b(revenue|earn\w*|income|made|money)\b", re.I)
 
 
@@ -80,8 +83,11 @@ def support(ev: Evidence) -> str:
     if account and MONEY_TOPIC.search(ev.question):
         mine += facts.payments(account)
     parts = []
-    if ev.handoff and ev.handoff.reason == "upset":
-        parts.append(handoff_sentence(ev))
+    if ev.handoff and ev.handoff.reason in ("upset", "user_request"):
+        parts.append(handoff_sentence(ev))  # what they asked for (or need) first
+        asked = _terms(WANTS_HUMAN.sub(" ", ev.question)) - REQUEST_WORDS
+        if ev.handoff.reason == "user_request" and len(asked) < 2:
+            answer = []  # "can I talk to a person?" asks nothing else: no quotes about contacting support
     if mine and MY_PLAN.search(ev.question):  # "what do I pay": their own figures are the direct answer
         parts.append(" ".join(mine))
         mine = []
@@ -92,7 +98,7 @@ def support(ev: Evidence) -> str:
                      "and I'll open a ticket for our support team.")
     if mine:
         parts.append(" ".join(mine))
-    if ev.handoff and ev.handoff.reason != "upset":
+    if ev.handoff and ev.handoff.reason not in ("upset", "user_request"):
         parts.append(handoff_sentence(ev))
     return "\n\n".join(parts)
 

@@ -81,7 +81,7 @@
           if (ev.type === "contact_saved") {
             const t = root.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`);
             if (t) t.querySelector("form").outerHTML = "<div>Thanks — a person will write to you there and here.</div>";
-            $("input").focus();
+            $("form.composer input").focus();
             return;
           }
           if (ev.type === "ack") {
@@ -123,13 +123,13 @@
           if (saved) client.open(saved, 0); // replays the conversation's events, then follows it live
           client.connect();
         }
-        $("input").focus();
+        $("form.composer input").focus();
       };
       const close = () => { panel.classList.remove("open"); $(".launcher").setAttribute("aria-expanded", "false"); $(".launcher").focus(); };
       const send = (text) => { add("user", renderMarkdown(text)); mine.add(client.send(text, { persona: "support" })); };
       $(".launcher").onclick = () => (isOpen() ? close() : open());
       $(".close").onclick = close;
-      $("form.composer").onsubmit = (e) => { e.preventDefault(); const t = $("input").value.trim(); if (t) { send(t); $("input").value = ""; } };
+      $("form.composer").onsubmit = (e) => { e.preventDefault(); const t = $("form.composer input").value.trim(); if (t) { send(t); $("form.composer input").value = ""; } };
       $(".human").onclick = () => send("I'd like to talk to a person, please.");
       document.addEventListener("keydown", (e) => { if (e.key === "Escape" && isOpen()) close(); });
       panel.addEventListener("keydown", (e) => {
