@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from store.db import Database
@@ -383,3 +384,49 @@ def test_no_serious_accessibility_violations(live_composer, browser) -> None:  #
     assert page.locator("section:target h2").inner_text() == "Client marketplace fee"
     assert serious() == []
     context.close()
+
+
+def test_page_details_cards_markdown_and_documents(live, page) -> None:
+    """Issue 11, items 5, 6, 10, 11, 13: cards never show raw JSON or "null", a ticket is shown once,
+    Markdown headings and numbering, cut answers say so, documents work offline and lead back."""
+    page.goto(live.http)
+    cards = page.evaluate("""async () => { const {toolCard} = await import('/static/cards.js'); return {
+        account: toolCard({name: 'my_account', data: {plan: 'Free', monthly_price: 0, commission_rate: 0.1,
+            proposals_per_month: 15,
+            payments: [{amount: 259.99, kind: 'withdrawal', created_at: '2026-08-07T10:00:00'}]}}),
+        roi: toolCard({name: 'learning_roi', data: {learning_hours: 18.83, revenue_from_learned_skills: 2599.86,
+            revenue_per_learning_hour: 138.07, skills_monetized: 1, skills_tracked: 2, skills: []}}),
+        client: toolCard({name: 'my_profile', data: {name: 'Dana', plan: 'free', country: 'US', hourly_rate: null,
+            experience_level: null, jobs_completed: null, skills: []}}),
+        ticket: toolCard({name: 'create_support_ticket', data: {ticket_id: 7, status: 'open'}})}; }""")
+    assert "10%" in cards["account"] and "15" in cards["account"] and "{" not in cards["account"]
+    assert "$138" in cards["roi"] and "{" not in cards["roi"]
+    assert "null" not in cards["client"] and "no freelancer profile" in cards["client"]
+    assert cards["ticket"] == ""  # the handoff card shows the ticket; not twice
+    html = page.evaluate("""async () => (await import('/static/markdown.js'))
+        .renderMarkdown('### Steps\\nStart here.\\n\\n1. one\\n\\n2. two')""")
+    assert html.startswith("<h4>Steps</h4><p>Start here.</p>") and '<ol start="2">' in html and "###" not in html
+    for path in ("/docs", "/docs/protocol", "/favicon.ico"):
+        assert httpx.get(f"{live.http}{path}").status_code == 200
+    docs = httpx.get(f"{live.http}/docs").text
+    assert "/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert httpx.get(f"{live.http}/swagger/swagger-ui-bundle.js").status_code == 200
+    protocol = httpx.get(f"{live.http}/docs/protocol").text
+    assert "<h1>WebSocket protocol" in protocol and "<table>" in protocol and "# WebSocket" not in protocol
+    page.goto(f"{live.http}/knowledge/help_center/fees-and-commission.md#worked-example")
+    assert page.title().startswith("Fees and Commission by Plan")
+    assert page.locator("a.back").get_attribute("href") == "/"
+    assert page.locator("section:target h2").inner_text() == "Worked example"
+
+
+def test_welcome_screen_and_sign_out(live, page) -> None:
+    page.goto(live.http)
+    page.select_option("#user-select", "sofia")
+    page.click("#signin-btn")
+    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
+    page.select_option("#persona", "david")
+    welcome = page.locator(".welcome")
+    assert "What to charge" in welcome.inner_text() and welcome.locator("button.example").count() == 3
+    page.click("#signout")
+    assert page.locator("#signin").is_visible() and not page.locator("#whoami").is_visible()
+    assert page.evaluate("() => sessionStorage.getItem('mentor_token')") is None
