@@ -17,8 +17,9 @@ class ScriptedProvider(ChatProvider):
     name = "scripted-test-model"
     supports_tools = False
 
-    def __init__(self, delay_s: float = 0.03) -> None:
+    def __init__(self, delay_s: float = 0.03, finish: str = "stop") -> None:
         self.delay_s = delay_s
+        self.finish = finish  # "length": as if the model hit its token limit
 
     def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
         question = messages[-1].content if messages else ""
@@ -32,7 +33,7 @@ class ScriptedProvider(ChatProvider):
             yield piece
             time.sleep(self.delay_s)
         yield ModelReply(text="".join(sent), finish_reason="cancelled" if cancel is not None and cancel.is_set()
-                         else "stop")
+                         else self.finish)
 
 
 class LiveServer(ThreadedServer):

@@ -430,3 +430,17 @@ def test_welcome_screen_and_sign_out(live, page) -> None:
     page.click("#signout")
     assert page.locator("#signin").is_visible() and not page.locator("#whoami").is_visible()
     assert page.evaluate("() => sessionStorage.getItem('mentor_token')") is None
+
+
+def test_an_answer_cut_at_the_length_limit_says_so(knowledge, page) -> None:  # type: ignore[no-untyped-def]
+    from server.services import Services
+    from store.settings import get_settings
+    from tests.fakes import LiveServer, ScriptedProvider
+
+    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
+                                 provider=ScriptedProvider(delay_s=0, finish="length")))
+    try:
+        ask_on_chat_page(page, server, "mateo", "Tell me everything about pricing", persona="marcus")
+        page.locator(".msg.assistant .note", has_text="cut at the length limit").wait_for(timeout=20_000)
+    finally:
+        server.stop()
