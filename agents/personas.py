@@ -24,6 +24,13 @@ from store.errors import ConfigError, NotFound
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
 
+def _known(names: list[str], registry: dict[str, Any], what: str) -> list[str]:
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(registry)}")
+    return names
+
+
 class UpfrontCall(BaseModel):
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
@@ -79,10 +86,7 @@ class Persona(BaseModel):
     @field_validator("behaviours")
     @classmethod
     def _known_behaviours(cls, value: list[str]) -> list[str]:
-        unknown = [b for b in value if b not in HOOKS]
-        if unknown:
-            raise ValueError(f"unknown behaviours {unknown}; known: {sorted(HOOKS)}")
-        return value
+        return _known(value, HOOKS, "behaviours")
 
     @field_validator("composer")
     @classmethod
@@ -96,10 +100,7 @@ class Persona(BaseModel):
     @field_validator("tools")
     @classmethod
     def _known_tools(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if t not in TOOLS]
-        if unknown:
-            raise ValueError(f"unknown tools {unknown}; known: {sorted(TOOLS)}")
-        return value
+        return _known(value, TOOLS, "tools")
 
     def read_prompt(self, name: str | None = None) -> str:
         path = self.folder / (name or self.prompt)

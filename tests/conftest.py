@@ -108,21 +108,12 @@ def provider():  # type: ignore[no-untyped-def]
 
 
 
-def _services(db, **overrides):  # type: ignore[no-untyped-def]
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import ScriptedProvider
-
-    settings = get_settings().model_copy(update={"demo": True, **overrides})  # the chat page signs in as demo users
-    return Services(settings=settings, db=db, provider=ScriptedProvider())
-
-
 @pytest.fixture(scope="session")
 def live(knowledge):  # type: ignore[no-untyped-def]
     """The real app under uvicorn, on the session database, with the scripted model."""
-    from tests.fakes import LiveServer
+    from tests.fakes import serve
 
-    server = LiveServer(_services(knowledge))
+    server = serve(knowledge)
     yield server
     server.stop()
 
@@ -130,9 +121,9 @@ def live(knowledge):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def live_other_worker(knowledge):  # type: ignore[no-untyped-def]
     """A second app instance on the same database: what a reconnecting client may land on."""
-    from tests.fakes import LiveServer
+    from tests.fakes import serve
 
-    server = LiveServer(_services(knowledge))
+    server = serve(knowledge)
     yield server
     server.stop()
 
@@ -140,9 +131,9 @@ def live_other_worker(knowledge):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def live_strict(knowledge):  # type: ignore[no-untyped-def]
     """An instance with tiny limits, for the rate-limit and token-budget tests."""
-    from tests.fakes import LiveServer
+    from tests.fakes import serve
 
-    server = LiveServer(_services(knowledge, user_messages_per_minute=3, conversation_token_budget=500))
+    server = serve(knowledge, user_messages_per_minute=3, conversation_token_budget=500)
     yield server
     server.stop()
 
@@ -151,12 +142,9 @@ def live_strict(knowledge):  # type: ignore[no-untyped-def]
 def live_composer(knowledge):  # type: ignore[no-untyped-def]
     """The app as `mentor serve` runs it offline: the grounded composer answers."""
     from agents.composer import COMPOSER
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer
+    from tests.fakes import serve
 
-    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
-                                 provider=COMPOSER))
+    server = serve(knowledge, COMPOSER)
     yield server
     server.stop()
 
@@ -164,13 +152,10 @@ def live_composer(knowledge):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def live_model(knowledge):  # type: ignore[no-untyped-def]
     """The app with the real OpenAI-compatible provider; tests script the endpoint with respx."""
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer
+    from tests.fakes import serve
     from tests.llm_fakes import make_provider
 
-    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
-                                 provider=make_provider(retries=0)))
+    server = serve(knowledge, make_provider(retries=0))
     yield server
     server.stop()
 
@@ -178,11 +163,8 @@ def live_model(knowledge):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def live_slow(knowledge):  # type: ignore[no-untyped-def]
     """An instance whose scripted model writes slowly (a reload lands mid-answer)."""
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer, ScriptedProvider
+    from tests.fakes import ScriptedProvider, serve
 
-    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
-                                 provider=ScriptedProvider(delay_s=0.25)))
+    server = serve(knowledge, ScriptedProvider(delay_s=0.25))
     yield server
     server.stop()

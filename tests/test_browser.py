@@ -433,12 +433,9 @@ def test_welcome_screen_and_sign_out(live, page) -> None:
 
 
 def test_an_answer_cut_at_the_length_limit_says_so(knowledge, page) -> None:  # type: ignore[no-untyped-def]
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer, ScriptedProvider
+    from tests.fakes import ScriptedProvider, serve
 
-    server = LiveServer(Services(settings=get_settings().model_copy(update={"demo": True}), db=knowledge,
-                                 provider=ScriptedProvider(delay_s=0, finish="length")))
+    server = serve(knowledge, ScriptedProvider(delay_s=0, finish="length"))
     try:
         ask_on_chat_page(page, server, "mateo", "Tell me everything about pricing", persona="marcus")
         page.locator(".msg.assistant .note", has_text="cut at the length limit").wait_for(timeout=20_000)

@@ -126,12 +126,9 @@ def _v1(server, token: str, **body) -> httpx.Response:  # type: ignore[no-untype
 @pytest.fixture(scope="module")
 def v1_strict(knowledge):  # type: ignore[no-untyped-def]
     """Its own instance (and rate limiter): 3 messages a minute, a 500-token budget."""
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer, ScriptedProvider
+    from tests.fakes import ScriptedProvider, serve
 
-    settings = get_settings().model_copy(update={"user_messages_per_minute": 3, "conversation_token_budget": 500})
-    server = LiveServer(Services(settings=settings, db=knowledge, provider=ScriptedProvider(delay_s=0)))
+    server = serve(knowledge, ScriptedProvider(delay_s=0), user_messages_per_minute=3, conversation_token_budget=500)
     yield server
     server.stop()
 
@@ -235,13 +232,10 @@ def test_visitor_ids_are_signed_and_bound_to_their_site(live, db: Database) -> N
 
 
 def test_one_visitor_cannot_use_up_a_sites_allowance_or_flood_tickets(knowledge, db: Database) -> None:  # type: ignore[no-untyped-def]
-    from server.services import Services
-    from store.settings import get_settings
-    from tests.fakes import LiveServer, ScriptedProvider
+    from tests.fakes import ScriptedProvider, serve
 
-    settings = get_settings().model_copy(update={"visitor_messages_per_minute": 5, "site_messages_per_minute": 100,
-                                                 "address_messages_per_minute": 100})
-    server = LiveServer(Services(settings=settings, db=db, provider=ScriptedProvider(delay_s=0)))
+    server = serve(db, ScriptedProvider(delay_s=0), visitor_messages_per_minute=5, site_messages_per_minute=100,
+                   address_messages_per_minute=100)
     site = add_site(db, "flood", ["https://flood.example"])
     try:
         spammer, _ = open_ws(server, site_key=site["site_key"], origin="https://flood.example")
