@@ -265,8 +265,7 @@ class ChatSession:
         targets = [str(frame.conversation_id)] if frame.conversation_id else \
             [c for c, t in self.active.items() if not t.done()]
         # only the caller's own turns: a conversation id seen elsewhere (a log line) cancels nothing
-        flags = [flag for c in targets if (entry := self.s.running.get(c)) and entry[0] == self.owner
-                 for flag in [entry[1]]]
+        flags = [entry[1] for c in targets if (entry := self.s.running.get(c)) and entry[0] == self.owner]
         if not flags:
             await self.send(_error("nothing_to_cancel", "no answer is being generated"))
             return

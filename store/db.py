@@ -40,7 +40,7 @@ POOL_TIMEOUT_S = 5.0  # how long a request waits for a connection before it is t
 
 
 def start_embedded(home: Path) -> str:
-    """Start (or attach to) the embedded PostgreSQL of MENTOR_HOME (store/embedded.py); return its conninfo."""
+    """Start (or attach to) the embedded PostgreSQL of MENTOR_HOME (store/embedded.py); return its URI."""
     from store.embedded import embedded_server
 
     return embedded_server(home).start()
@@ -88,11 +88,10 @@ def _with_login(url: str, user: str, password: str) -> str:
 class Database:
     """A connected database: the owner URL, lazily opened pools, and the three ways in."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, service_password: str | None = None) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
-        self._service_password = service_password
         self._pool: ConnectionPool | None = None
         self._service_pool: ConnectionPool | None = None
         self._service_url: str | None = None
@@ -144,8 +143,9 @@ class Database:
         """mentor_service's login on this database, enabled (LOGIN, password) by the owner on first use."""
         if self._service_url is not None:
             return self._service_url
-        password = self._service_password or get_settings().db_service_password or read_or_create_secret(
-            get_settings().mentor_home / "db_service_password")
+        settings = get_settings()
+        password = settings.db_service_password or read_or_create_secret(
+            settings.mentor_home / "db_service_password")
         try:
             with psycopg.connect(self.url, connect_timeout=10, autocommit=True) as conn:
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SERVICE_ROLE,)).fetchone() is None:
