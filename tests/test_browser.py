@@ -176,11 +176,7 @@ def test_each_persona_answers_offline_with_the_figures_of_its_cards(live_compose
 
 
 def test_an_empty_chat_suggests_questions_and_long_words_wrap(live_composer, page) -> None:
-    page.goto(live_composer.http)
-    page.select_option("#user-select", "mateo")
-    page.click("#signin-btn")
-    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
-    page.select_option("#persona", "david")
+    ask_on_chat_page(page, live_composer, "mateo", "", persona="david")  # signed in, nothing asked yet
     examples = page.locator(".examples button.example")
     assert examples.count() == 3 and "charging enough" in examples.first.inner_text()
     examples.first.click()
@@ -420,11 +416,7 @@ def test_page_details_cards_markdown_and_documents(live, page) -> None:
 
 
 def test_welcome_screen_and_sign_out(live, page) -> None:
-    page.goto(live.http)
-    page.select_option("#user-select", "sofia")
-    page.click("#signin-btn")
-    page.locator("#status[data-state=connected]").wait_for(timeout=15_000)
-    page.select_option("#persona", "david")
+    ask_on_chat_page(page, live, "sofia", "", persona="david")  # signed in, nothing asked yet
     welcome = page.locator(".welcome")
     assert "What to charge" in welcome.inner_text() and welcome.locator("button.example").count() == 3
     page.click("#signout")
