@@ -64,6 +64,17 @@ ensure_chromium() {
     fi
 }
 
+ensure_haproxy() {
+    # The scale-out test puts three workers behind Debian's HAProxy (deploy/haproxy.cfg).
+    if command -v haproxy >/dev/null 2>&1; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing Debian's haproxy for the scale-out test"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+    else
+        echo "warning: haproxy missing and not root; the scale-out test will be skipped" >&2
+    fi
+}
+
 ensure_axe() {
     # axe-core (npm registry) for the accessibility checks of the browser tests; pinned, kept in the venv.
     if [ -f "$VENV/axe/node_modules/axe-core/axe.min.js" ]; then return 0; fi
@@ -92,6 +103,7 @@ case "${1:-}" in
     test)
         install_deps
         ensure_chromium
+        ensure_haproxy
         ensure_axe
         shift
         "$VENV/bin/ruff" check .

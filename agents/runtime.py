@@ -6,6 +6,11 @@ with native tool calling it may call the persona's tools in a bounded loop, each
 or the grounded composer, which writes from the evidence alone) → after answer (e.g. save the
 proposal draft) → `done` with usage and the grounding check of the answer.
 
+A turn runs on the event loop (`arun_turn`): the model's stream is read natively (async), while the
+synchronous phases — hooks, tools, retrieval, the composer — run on one bounded thread pool
+(`agents/aio.py`), so a burst of turns costs no thread per turn. `run_turn` drives the same turn from
+synchronous code (CLI, evals).
+
 Per-persona behaviour lives in hooks (`agents/hooks.py`) chosen by the registry, not here. The tool
 loop is ours rather than LangChain's agent executor because every call must run under the caller's
 identity, be bounded, and surface as events the server persists; LangChain supplies the chat models,
@@ -23,14 +28,15 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Generator, Iterator
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
 
+from agents.aio import drive, iterate_blocking, iterate_in_pool, run_blocking
 from agents.context import count_message_tokens, records_block, sources_block, trim_history
 from agents.events import (
     AnswerReplacedEvent,
@@ -55,7 +61,6 @@ from retrieval.tokens import count_tokens
 from store.db import Database
 from store.errors import MentorError
 
-_EMBEDDING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")  # the model runs one call at a time
 STATED_RATE = re.compile(r"\$\s?(\d{1,4}(?:\.\d{1,2})?)\s*(?:/\s*h(?:ou)?r?\b|(?:an|per|a)\s+hour\b|hourly\b)", re.I)
 SENTENCE_END = re.compile(r"[.!?:](?=\s)|\n")
 
@@ -147,10 +152,11 @@ class Turn:
             yield from self.call_tool(call.tool, args)
 
     def embed_early(self) -> Future[np.ndarray] | None:
-        """Start embedding the question now; torch runs it while the up-front tools wait on the database."""
+        """Start embedding the question now; torch runs it (batched with other turns' questions) while the
+        up-front tools wait on the database."""
         if not self.persona.corpora or not self.persona.retrieval_k:
             return None
-        return _EMBEDDING.submit(get_embedder().embed_query, self.req.text)
+        return get_embedder().submit_query(self.req.text)
 
     def retrieve(self, query: str, vector: Future[np.ndarray] | None = None) -> Iterator[Event]:
         if not self.persona.corpora or not self.persona.retrieval_k:
@@ -186,14 +192,23 @@ class Turn:
         return next((name for h in self.hooks if (name := h.composer(self))), None) or self.persona.composer
 
     # -- the answer ---------------------------------------------------------------------------
-    def model_stream(self, messages: list[BaseMessage], tools: list[dict] | None) -> Iterator[str | ModelReply]:
+    def model_stream(self, messages: list[BaseMessage], tools: list[dict] | None) -> AsyncIterator[str | ModelReply]:
         gen = self.persona.generation
         if self.provider.composes:
-            return self.provider.compose(self.evidence(), self.structure(), cancel=self.cancel)
-        return self.provider.stream(messages, tools=tools, temperature=gen.temperature, max_tokens=gen.max_tokens,
-                                    cancel=self.cancel)
+            return self.composed(self.provider)
+        options = dict(tools=tools, temperature=gen.temperature, max_tokens=gen.max_tokens, cancel=self.cancel)
+        if not hasattr(self.provider, "astream"):  # a provider written against the synchronous interface only
+            return iterate_in_pool(self.provider.stream(messages, **options))
+        return self.provider.astream(messages, **options)
 
-    def generate(self, messages: list[BaseMessage]) -> Iterator[Event]:
+    async def composed(self, provider: ChatProvider) -> AsyncIterator[str | ModelReply]:
+        """The composer's answer: written on the blocking pool (it scores quotes with MiniLM), then streamed."""
+        pieces = await run_blocking(lambda: list(provider.compose(self.evidence(), self.structure(),
+                                                                  cancel=self.cancel)))
+        for piece in pieces:
+            yield piece
+
+    async def generate(self, messages: list[BaseMessage]) -> AsyncIterator[Event]:
         gen = self.persona.generation
         tools = None
         if self.provider.supports_tools and all(h.offers_tools(self) for h in self.hooks):
@@ -204,25 +219,29 @@ class Turn:
         while True:
             reply, step_text = ModelReply(), ""
             stream = self.model_stream(messages, tools)
-            for piece in stream:
-                if not isinstance(piece, str):
-                    reply = piece
-                    continue
-                step_text += piece
-                released = gate.feed(piece) if gate else piece
-                if gate and gate.failed:
-                    break
-                if released:
-                    self.answer += released
-                    yield TokenEvent(delta=released)
-            if hasattr(stream, "close"):
-                stream.close()  # stops a model we broke away from (strict mode)
+            try:
+                async for piece in stream:
+                    if not isinstance(piece, str):
+                        reply = piece
+                        continue
+                    step_text += piece
+                    released = gate.feed(piece) if gate else piece
+                    if gate and gate.failed:
+                        break
+                    if released:
+                        self.answer += released
+                        yield TokenEvent(delta=released)
+                    if self.cancel.is_set():
+                        break
+            finally:
+                await stream.aclose()  # stops a model we broke away from (strict mode, cancel)
             self.count_usage(messages, reply, step_text)
             if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()):
                 self.answer += rest
                 yield TokenEvent(delta=rest)
             if gate and gate.failed:
-                yield from self.replace_answer(gate.unsupported)
+                async for event in self.replace_answer(gate.unsupported):
+                    yield event
                 return
             if self.cancel.is_set():
                 self.finish = "cancelled"
@@ -241,19 +260,22 @@ class Turn:
                 # malformed arguments: tell the model, and the user, instead of guessing them
                 refused = None if call.malformed is None else \
                     f"the model sent malformed arguments for {call.name}: {call.malformed[:200]!r}"
-                outcome = yield from self.call_tool(call.name, call.args, call_id=call.id,
-                                                    allowed=self.persona.tools, refused=refused)
+                returned: list[ToolOutcome] = []
+                async for event in drive(self.call_tool(call.name, call.args, call_id=call.id,
+                                                        allowed=self.persona.tools, refused=refused), returned):
+                    yield event
+                outcome = returned[0]
                 content = json.dumps(outcome.data if outcome.error is None else {"error": outcome.error},
                                      default=str)
                 messages.append(ToolMessage(content=content[:6000], tool_call_id=call.id))
 
-    def replace_answer(self, unsupported: list[str]) -> Iterator[Event]:
+    async def replace_answer(self, unsupported: list[str]) -> AsyncIterator[Event]:
         """Strict mode: the model stated figures the evidence does not hold; the composer answers instead."""
         from agents.composer import COMPOSER
 
         yield AnswerReplacedEvent(unsupported=unsupported, by=COMPOSER.name)
         self.answer = ""
-        for piece in COMPOSER.compose(self.evidence(), self.structure(), cancel=self.cancel):
+        async for piece in self.composed(COMPOSER):
             if isinstance(piece, str):
                 self.answer += piece
                 yield TokenEvent(delta=piece)
@@ -271,28 +293,41 @@ class Turn:
     def grounding(self) -> Grounding:
         return check(self.answer, self.evidence().index())
 
-    def run(self) -> Iterator[Event]:
+    def prepare(self) -> Generator[Event, None, list[BaseMessage]]:
+        """Everything before the answer (synchronous: checks, tools, retrieval); returns the model's messages."""
         req, persona = self.req, self.persona
+        if req.user_id is None and not persona.anonymous:
+            raise TurnRefused("sign_in_required", f"{persona.name} needs a signed-in user")
+        if req.mode == "simulate_client" and "client_simulation" not in persona.behaviours:
+            raise TurnRefused("bad_request", f"{persona.name} does not run client simulations")
+        for hook in self.hooks:
+            hook.on_start(self)
+        gatherer = next((h for h in self.hooks if h.gathers(self)), None)
+        yield from (gatherer.gather(self) if gatherer else self.gather())
+        for hook in self.hooks:
+            yield from hook.after_gather(self)
+        self.system_text = self.with_evidence(persona.system_prompt())
+        for hook in self.hooks:
+            self.system_text = hook.system_prompt(self, self.system_text)
+        messages: list[BaseMessage] = [SystemMessage(self.system_text)]
+        messages += trim_history([h.model_dump() for h in self.req.history], persona.generation.history_tokens)
+        messages.append(HumanMessage(self.req.text))
+        return messages
+
+    def after_answer(self) -> Iterator[Event]:
+        for hook in self.hooks:
+            yield from hook.after_answer(self)
+
+    async def run(self) -> AsyncIterator[Event]:
+        """The turn on the event loop: synchronous phases on the bounded pool, the model streamed natively."""
         try:
-            if req.user_id is None and not persona.anonymous:
-                raise TurnRefused("sign_in_required", f"{persona.name} needs a signed-in user")
-            if req.mode == "simulate_client" and "client_simulation" not in persona.behaviours:
-                raise TurnRefused("bad_request", f"{persona.name} does not run client simulations")
-            for hook in self.hooks:
-                hook.on_start(self)
-            gatherer = next((h for h in self.hooks if h.gathers(self)), None)
-            yield from (gatherer.gather(self) if gatherer else self.gather())
-            for hook in self.hooks:
-                yield from hook.after_gather(self)
-            self.system_text = self.with_evidence(persona.system_prompt())
-            for hook in self.hooks:
-                self.system_text = hook.system_prompt(self, self.system_text)
-            messages: list[BaseMessage] = [SystemMessage(self.system_text)]
-            messages += trim_history([h.model_dump() for h in self.req.history], persona.generation.history_tokens)
-            messages.append(HumanMessage(self.req.text))
-            yield from self.generate(messages)
-            for hook in self.hooks:
-                yield from hook.after_answer(self)
+            returned: list[list[BaseMessage]] = []
+            async for event in drive(self.prepare(), returned):
+                yield event
+            async for event in self.generate(returned[0]):
+                yield event
+            async for event in iterate_in_pool(self.after_answer()):
+                yield event
         except LLMError as exc:
             yield ErrorEvent(code=exc.code, message=str(exc), retryable=exc.retryable)
             self.finish = "error"
@@ -305,7 +340,7 @@ class Turn:
                         counted="backend" if self.backend_counted and self.prompt_tokens else "tiktoken"),
             finish_reason=self.finish,
             provider=self.provider.name,
-            grounding=self.grounding(),
+            grounding=await run_blocking(self.grounding),
         )
 
 
@@ -349,8 +384,8 @@ class StrictGate:
         return text
 
 
-def run_turn(req: TurnRequest, *, db: Database, provider: ChatProvider, cancel: threading.Event | None = None,
-             grounding: str | None = None) -> Iterator[Event]:
+async def arun_turn(req: TurnRequest, *, db: Database, provider: ChatProvider,
+                    cancel: threading.Event | None = None, grounding: str | None = None) -> AsyncIterator[Event]:
     """Run one turn and yield its events, always ending with `done`; never raises for bad input or a failing model.
 
     `grounding` ("flag" or "strict") overrides the persona's own setting (MENTOR_GROUNDING).
@@ -366,4 +401,11 @@ def run_turn(req: TurnRequest, *, db: Database, provider: ChatProvider, cancel: 
         from store.settings import get_settings
 
         grounding = get_settings().grounding
-    yield from Turn(req, persona, db, provider, cancel, grounding).run()
+    async for event in Turn(req, persona, db, provider, cancel, grounding).run():
+        yield event
+
+
+def run_turn(req: TurnRequest, *, db: Database, provider: ChatProvider, cancel: threading.Event | None = None,
+             grounding: str | None = None) -> Iterator[Event]:
+    """`arun_turn` for synchronous callers (the CLI, evals), on a private event loop."""
+    return iterate_blocking(arun_turn(req, db=db, provider=provider, cancel=cancel, grounding=grounding))

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field
 
+from agents.aio import iterate_blocking
 from agents.composer import COMPOSER
 from agents.llm import ChatProvider
 from agents.personas import get_persona
@@ -77,7 +78,7 @@ def remove_heldout(db: Database, spec: HeldoutSet) -> None:
 def _ask(db: Database, provider: ChatProvider, corpus: str, question: str) -> tuple[str, list[dict]]:
     persona = get_persona("support").model_copy(update={"id": "heldout_support", "corpora": [corpus]})
     req = TurnRequest(persona="support", text=question)
-    events = [e.model_dump() for e in Turn(req, persona, db, provider, None, None).run()]
+    events = [e.model_dump() for e in iterate_blocking(Turn(req, persona, db, provider, None, None).run())]
     answer = "".join(e["delta"] for e in events if e["type"] == "token")
     return answer, events
 

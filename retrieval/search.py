@@ -90,7 +90,7 @@ def search(
         require_corpora(db, corpora)
     where, params = _filters(corpora, metadata)
     pool = max(candidates, k)
-    vector = get_embedder().embed_query(query) if vector is None else vector
+    vector = get_embedder().submit_query(query).result() if vector is None else vector
     params |= {"v": vector, "pool": pool, "q": query}
     with db.as_user(None) as conn:
         conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * pool)}")

@@ -72,12 +72,24 @@ def demo_origins(settings: Settings) -> list[str]:
     return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
 
+def worker_app() -> FastAPI:
+    """The app in one of `mentor serve --workers N`'s worker processes (uvicorn imports it in each)."""
+    from server import logs
+
+    logs.configure()
+    return create_app()
+
+
 def create_app(services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         if getattr(app.state, "services", None) is None:
             app.state.services = await asyncio.to_thread(build_services)
-        yield
+        await app.state.services.start()
+        try:
+            yield
+        finally:
+            await app.state.services.stop()
 
     app = FastAPI(title="mentor", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="AI mentor and chat-agent service. WebSocket protocol: /docs/protocol "

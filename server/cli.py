@@ -454,6 +454,8 @@ def eval_command(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (uvicorn's process manager restarts any that "
+                                              "die); they share one PostgreSQL.", min=1, max=64)] = 1,
 ) -> None:
     """Start the web service (chat page, widget, WebSocket, REST, /v1) under uvicorn."""
     import socket
@@ -461,7 +463,6 @@ def serve(
     import uvicorn
 
     from server import logs
-    from server.app import create_app
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -475,8 +476,30 @@ def serve(
     # so exit hooks run (the embedded PostgreSQL this process started is stopped, not left behind)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     # Token frames are a few bytes: per-message deflate costs CPU on every frame and saves nothing.
-    uvicorn.run(create_app(), host=host, port=port, log_config=None, ws="websockets-sansio",
-                ws_per_message_deflate=False)
+    options = dict(host=host, port=port, log_config=None, ws="websockets-sansio", ws_per_message_deflate=False)
+    if workers == 1:
+        from server.app import create_app
+
+        uvicorn.run(create_app(), **options)
+        return
+    _prepare_shared_database()
+    uvicorn.run("server.app:worker_app", factory=True, workers=workers, **options)
+
+
+def _prepare_shared_database() -> None:
+    """Before the workers start: one database for all of them (the embedded one is started here, once, and
+    handed to them as DATABASE_URL), migrated once, the demo site registered once."""
+    from server.app import demo_origins, ensure_demo_site
+    from store.migrate import migrate
+    from store.settings import get_settings
+
+    settings = get_settings()
+    database = _db()
+    migrate(database)
+    if settings.demo:
+        ensure_demo_site(database, demo_origins(settings))
+    os.environ["DATABASE_URL"] = database.url
+    get_settings.cache_clear()
 
 
 def main() -> None:

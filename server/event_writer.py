@@ -1,14 +1,18 @@
 """One writer thread per worker logs every turn event, many per transaction (group commit).
 
-Profiled with 200 conversations streaming at once: 71% of turn-thread time was spent waiting for a
-pooled connection, because every token was its own transaction. Now turn threads hand events to
-this queue; the writer drains what has accumulated, stores it in one transaction, and only then
-hands each event (with its seq) on to the client — so "stored before sent" still holds. With one
-turn running, a batch is one event and nothing waits; under load, batches grow instead of queues.
+Profiled with 200 conversations streaming at once: 71% of turn time was spent waiting for a pooled
+connection, because every token was its own transaction. Now turns hand events to this queue; the
+writer drains what has accumulated, stores it in one transaction (one INSERT over arrays), and only
+then hands each event (with its seq) back to the event loop — one wake-up per batch, not per event —
+so "stored before sent" still holds. With one turn running a batch is one event and nothing waits;
+under load, batches grow instead of queues. The same transaction NOTIFYs `mentor_events` with the
+batch's conversations, so clients following them from other workers read on (server/hub.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -25,15 +29,45 @@ MAX_BATCH = 2000
 
 @dataclass
 class Pending:
+    """An event to store; `on_stored(seq)` or `on_error(exc)` then runs on `loop`, and `stored` resolves.
+
+    `broken` (shared by a turn's events) is set by the writer the moment one of them fails, so the turn
+    stops at once and its later events fail fast instead of each waiting for the database.
+    """
+
     item: NewEvent
+    loop: asyncio.AbstractEventLoop
     on_stored: Callable[[int], None]
     on_error: Callable[[Exception], None]
-    processed: threading.Event = field(default_factory=threading.Event)
+    broken: threading.Event = field(default_factory=threading.Event)
+    stored: asyncio.Future = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stored = self.loop.create_future()
+
+    def settle(self, seq: int | None, exc: Exception | None) -> None:
+        """On the loop: hand the outcome to the turn (a consumer's bug must not lose the others)."""
+        try:
+            if exc is None:
+                self.on_stored(seq)  # type: ignore[arg-type]
+            else:
+                self.on_error(exc)
+        except Exception:  # noqa: BLE001
+            log.exception("event consumer failed")
+        finally:
+            if not self.stored.done():
+                self.stored.set_result(seq)
+
+
+def _settle_all(outcomes: list[tuple[Pending, int | None, Exception | None]]) -> None:
+    for pending, seq, exc in outcomes:
+        pending.settle(seq, exc)
 
 
 class EventWriter:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_batch: Callable[[set[str]], None] | None = None) -> None:
         self.db = db
+        self.on_batch = on_batch  # on the loop, after a batch is delivered: the conversations it touched
         self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         threading.Thread(target=self._run, daemon=True, name="event-writer").start()
 
@@ -49,26 +83,33 @@ class EventWriter:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
+            outcomes = self._write(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+            for outcome in outcomes:
+                by_loop.setdefault(outcome[0].loop, []).append(outcome)
+            for loop, items in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # the loop closed (shutting down): nobody to tell
+                    loop.call_soon_threadsafe(_settle_all, items)
+                    if self.on_batch is not None:
+                        loop.call_soon_threadsafe(self.on_batch, {p.item.conversation_id for p, _, _ in items})
 
-    def _write(self, batch: list[Pending]) -> None:
+    def _write(self, batch: list[Pending]) -> list[tuple[Pending, int | None, Exception | None]]:
+        doomed = [(p, None, StoreAborted("an earlier event of this turn was not stored")) for p in batch
+                  if p.broken.is_set()]
+        batch = [p for p in batch if not p.broken.is_set()]
+        if not batch:
+            return doomed
         try:
-            seqs = append_events(self.db, [p.item for p in batch])
+            seqs = append_events(self.db, [p.item for p in batch], notify=True)
         except Exception as exc:  # noqa: BLE001 - reported to each turn; the writer must live on
             if not isinstance(exc, DatabaseUnavailable) and len({p.item.conversation_id for p in batch}) > 1:
-                for pending in batch:  # one bad conversation (e.g. deleted) must not fail everyone else's events
-                    self._write([pending])
-                return
+                # one bad conversation (e.g. deleted) must not fail everyone else's events
+                return doomed + [outcome for pending in batch for outcome in self._write([pending])]
             for pending in batch:
-                try:
-                    pending.on_error(exc)
-                finally:
-                    pending.processed.set()
-            return
-        for pending, seq in zip(batch, seqs, strict=True):
-            try:
-                pending.on_stored(seq)
-            except Exception:  # noqa: BLE001 - a consumer's problem must not stop the writer
-                log.exception("event consumer failed")
-            finally:
-                pending.processed.set()
+                pending.broken.set()
+            return doomed + [(pending, None, exc) for pending in batch]
+        return doomed + [(pending, seq, None) for pending, seq in zip(batch, seqs, strict=True)]
+
+
+class StoreAborted(Exception):
+    """Not stored because an earlier event of the same turn could not be."""

@@ -11,9 +11,7 @@ far; what follows is the replacement.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import uuid
 from typing import Any, Literal
@@ -23,10 +21,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.personas import all_personas, get_persona
-from agents.runtime import HistoryMessage, TurnRequest, run_turn
-from retrieval.tokens import count_tokens
+from agents.runtime import HistoryMessage, TurnRequest
 from server.rest import Svc, User
-from server.services import Services, stream_from_thread
+from server.services import Services
+from server.turns import RunningTurn, TurnInput, TurnRejected
+from store.conversations import Caller
 from store.errors import NotFound
 
 router = APIRouter(prefix="/v1")
@@ -62,8 +61,9 @@ def _refuse(status: int, code: str, message: str, retry_after: float | None = No
     return HTTPException(status, detail={"error": error}, headers=headers)
 
 
-def check_limits(body: CompletionRequest, user_id: int, s: Services) -> None:
-    """The WebSocket's limits, for /v1 too: message count and length, the token budget, the per-user rate."""
+def check_limits(body: CompletionRequest, s: Services) -> None:
+    """The request's own shape: message count and length, NUL characters. The turn service applies the
+    rest (rate limit, token budget) exactly as for the WebSocket."""
     settings = s.settings
     if len(body.messages) > settings.max_messages_per_request:
         raise _refuse(400, "too_many_messages", f"at most {settings.max_messages_per_request} messages per request")
@@ -73,13 +73,6 @@ def check_limits(body: CompletionRequest, user_id: int, s: Services) -> None:
     longest = max((len(t) for t in texts), default=0)
     if longest > settings.max_message_chars:
         raise _refuse(400, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
-    tokens = sum(count_tokens(t) for t in texts)
-    if tokens > settings.conversation_token_budget:
-        raise _refuse(400, "token_budget_exceeded", f"this conversation has {tokens} tokens (limit "
-                      f"{settings.conversation_token_budget}); start a new one")
-    wait = s.limiter.hit(f"user:{user_id}", settings.user_messages_per_minute)
-    if wait is not None:
-        raise _refuse(429, "rate_limited", f"too many messages; retry in {wait} s", retry_after=wait)
 
 
 def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
@@ -109,50 +102,58 @@ def models() -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type: ignore[no-untyped-def]
+    """A turn through the same service as the WebSocket: limits, budget, and the turn stored as a new
+    conversation (the request's history is used as given, not stored)."""
     req = _turn_request(body, user)
-    check_limits(body, user, s)
+    check_limits(body, s)
+    try:
+        begun = await s.turns.begin(Caller(user_id=user), TurnInput(
+            text=req.text, client_id=f"v1-{uuid.uuid4().hex}", persona=req.persona, history=req.history))
+    except TurnRejected as exc:
+        status = 429 if exc.code == "rate_limited" else 400
+        raise _refuse(status, exc.code, str(exc), retry_after=exc.retry_after) from None
+    assert isinstance(begun, RunningTurn)  # a fresh client id is never a duplicate
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not body.stream:
-        events = await asyncio.to_thread(lambda: list(run_turn(req, db=s.db, provider=s.provider,
-                                                               grounding=s.settings.grounding)))
-        replaced = max((i for i, e in enumerate(events) if e.type == "answer_replaced"), default=-1)
-        text = "".join(e.delta for e in events[replaced + 1:] if e.type == "token")
-        done = events[-1]
+        events = [e async for e in begun.events()]
+        replaced = max((i for i, e in enumerate(events) if e["type"] == "answer_replaced"), default=-1)
+        text = "".join(e["delta"] for e in events[replaced + 1:] if e["type"] == "token")
+        done = events[-1] if events and events[-1]["type"] == "done" else _broken(events)
         return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "length" if done.finish_reason == "length" else "stop"}],
-                "usage": {k: done.usage.model_dump()[k] for k in ("prompt_tokens", "completion_tokens",
-                                                                   "total_tokens")},
-                "mentor": {"events": [e.model_dump() for e in events if e.type in FACT_EVENTS],
-                           "grounding": done.grounding.model_dump() if done.grounding else None}}
-    return StreamingResponse(_sse(req, s, cid, created, body.model), media_type="text/event-stream")
+                             "finish_reason": "length" if done["finish_reason"] == "length" else "stop"}],
+                "usage": {k: done["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                "mentor": {"events": [e for e in events if e["type"] in FACT_EVENTS],
+                           "grounding": done.get("grounding"), "conversation_id": begun.start.conversation_id}}
+    return StreamingResponse(_sse(begun, cid, created, body.model), media_type="text/event-stream")
 
 
-async def _sse(req: TurnRequest, s, cid: str, created: int, model: str):  # type: ignore[no-untyped-def]
-    cancel = threading.Event()
+def _broken(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The turn could not be stored (the database went away mid-answer): answer 503, typed."""
+    error = next((e for e in events if e["type"] == "error"), {"code": "internal", "message": "the turn failed"})
+    raise HTTPException(503, detail={"error": {"message": error["message"], "type": "server_error",
+                                               "code": error["code"]}})
 
-    def produce(emit) -> None:  # type: ignore[no-untyped-def]
-        for event in run_turn(req, db=s.db, provider=s.provider, cancel=cancel, grounding=s.settings.grounding):
-            emit(event)
 
+async def _sse(turn: RunningTurn, cid: str, created: int, model: str):  # type: ignore[no-untyped-def]
     def chunk(choices: list, **extra: Any) -> str:
         return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
                                       "model": model, "choices": choices, **extra}, default=str) + "\n\n"
 
     try:
         yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        async for event in stream_from_thread(produce, name="v1-turn"):
-            if event.type == "token":
-                yield chunk([{"index": 0, "delta": {"content": event.delta}, "finish_reason": None}])
-            elif event.type in FACT_EVENTS:
-                yield chunk([], mentor={"event": event.model_dump()})
-            elif event.type == "done":
-                finish = "length" if event.finish_reason == "length" else "stop"
+        async for event in turn.events():
+            if event["type"] == "token":
+                yield chunk([{"index": 0, "delta": {"content": event["delta"]}, "finish_reason": None}])
+            elif event["type"] in FACT_EVENTS:
+                yield chunk([], mentor={"event": event})
+            elif event["type"] == "done":
+                finish = "length" if event["finish_reason"] == "length" else "stop"
                 yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
-                u = event.usage
-                yield chunk([], usage={"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                       "total_tokens": u.total_tokens},
-                            mentor={"grounding": event.grounding.model_dump() if event.grounding else None})
+                u = event["usage"]
+                yield chunk([], usage={"prompt_tokens": u["prompt_tokens"], "completion_tokens": u["completion_tokens"],
+                                       "total_tokens": u["total_tokens"]},
+                            mentor={"grounding": event.get("grounding")})
         yield "data: [DONE]\n\n"
     finally:
-        cancel.set()  # client went away: stop generating
+        turn.cancel()  # the client went away (or the answer is complete): stop generating

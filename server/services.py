@@ -1,17 +1,16 @@
-"""What the app needs, built once at start-up: settings, database, model provider, rate limiter."""
+"""What the app needs, built once per worker at start-up: settings, database, model provider, rate limiter,
+the link to the other workers (hub), the event writer and the turn service."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from agents.llm import ChatProvider
 from server.event_writer import EventWriter
+from server.hub import Hub
+from server.turns import TurnService
 from store.db import Database
 from store.settings import Settings
 
@@ -43,34 +42,18 @@ class Services:
     db: Database
     provider: ChatProvider
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    running: dict[str, tuple[str, threading.Event]] = field(default_factory=dict)  # conversation -> (owner, cancel)
+    hub: Hub = field(init=False)
     writer: EventWriter = field(init=False)
+    turns: TurnService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = EventWriter(self.db)
+        self.hub = Hub(self.db)
+        self.writer = EventWriter(self.db, on_batch=self.hub.signal)
+        self.turns = TurnService(self)
 
+    async def start(self) -> None:
+        """On the serving loop: listen for the other workers (and hold this worker's liveness lock)."""
+        await self.hub.start()
 
-async def stream_from_thread(produce: Callable[[Callable[[Any], None]], None], *, name: str = "turn"):  # type: ignore[no-untyped-def]
-    """Run blocking `produce(emit)` in a worker thread and yield what it emits, in order.
-
-    Turns are synchronous (database, model); this is the one bridge from their thread to the event
-    loop. The worker keeps going if the consumer stops, and an emit after the loop closed (server
-    shutting down) is dropped rather than crashing the worker.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    done = object()
-
-    def emit(item: Any) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def work() -> None:
-        try:
-            produce(emit)
-        finally:
-            emit(done)
-
-    threading.Thread(target=work, daemon=True, name=name).start()
-    while (item := await queue.get()) is not done:
-        yield item
+    async def stop(self) -> None:
+        await self.hub.stop()

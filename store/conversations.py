@@ -73,6 +73,15 @@ def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id
         return _duplicate(conn, caller, client_id, conversation_id)
 
 
+def preflight(db: Database, caller: Caller, client_id: str,
+              conversation_id: str | None) -> tuple[TurnStart | None, int]:
+    """Before a new turn, in one transaction: the turn this client id already started (if any) and the
+    tokens the caller's conversation has used (0 for a new conversation or one that is not theirs)."""
+    with db.service() as conn:
+        duplicate = _duplicate(conn, caller, client_id, conversation_id)
+        return duplicate, (_tokens_used(conn, conversation_id, caller) if conversation_id else 0)
+
+
 def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
     row = conn.execute(
         """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
@@ -92,55 +101,86 @@ def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None
 
 
 def start_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
-               conversation_id: str | None, project_id: int | None = None, mode: str | None = None) -> TurnStart:
+               conversation_id: str | None, project_id: int | None = None, mode: str | None = None,
+               worker_id: int | None = None) -> TurnStart:
     """Store the user's message (idempotent by client id) and an empty assistant message, atomically.
 
     A client id whose answer ended in an error is retried: a new assistant message, same user message.
     A conversation keeps one persona (another persona starts another conversation) and remembers its
     project and mode: a follow-up that names none continues with them; one that names a project moves it.
+    `worker_id` is the worker process that will stream the answer (see `close_orphans`).
     """
     with db.service() as conn:
-        if conversation_id is None:
-            conversation_id = str(uuid.uuid4())
-            conn.execute(
-                """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id, project_id, mode)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (conversation_id, caller.user_id, persona, " ".join(text.split())[:80], caller.site_id,
-                 caller.visitor_id, project_id, mode or "chat"))
-            context = (project_id, mode or "chat")
-        else:
-            row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()
-            if not _owned(row, caller):
-                raise NotFound(f"conversation {conversation_id} not found")
-            if row["persona"] != persona:
-                raise PersonaMismatch(f"this conversation is with {row['persona']}; start a new conversation to "
-                                      f"talk to {persona}")
-            context = (project_id or row["project_id"], mode or row["mode"])
-            if context != (row["project_id"], row["mode"]):
-                conn.execute("UPDATE conversations SET project_id = %s, mode = %s WHERE id = %s",
-                             (*context, conversation_id))
-        # checked again under the conversation's row lock: a concurrent re-send must not slip through
-        existing = _duplicate(conn, caller, client_id, conversation_id)
-        if existing and existing.status == "error":
-            # Re-sending a message whose answer failed is a retry: a new answer to the same stored message.
-            reply = conn.execute(
-                """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
-                   VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
-                (conversation_id, caller.user_id, existing.user_message_id)).fetchone()["id"]
-            return TurnStart(conversation_id, existing.user_message_id, reply, duplicate=False, status="streaming",
-                             project_id=context[0], mode=context[1])
-        if existing:
-            return existing
-        user_msg = conn.execute(
-            """INSERT INTO messages (conversation_id, user_id, role, content, client_id, status)
-               VALUES (%s, %s, 'user', %s, %s, 'complete') RETURNING id""",
-            (conversation_id, caller.user_id, text, client_id)).fetchone()["id"]
+        return _start_turn(conn, caller, persona=persona, text=text, client_id=client_id,
+                           conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id)
+
+
+@dataclass
+class OpenedTurn:
+    start: TurnStart
+    ack_seq: int | None  # None: a duplicate, nothing was stored
+    history: list[dict[str, str]]
+
+
+def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
+              conversation_id: str | None, project_id: int | None, mode: str | None, worker_id: int | None,
+              ack: Any) -> OpenedTurn:
+    """`start_turn`, its `ack` event (`ack(start) -> payload`) and the history before it, in one transaction:
+    one round trip per new turn instead of three, which is what a burst of turns queues on."""
+    with db.service() as conn:
+        start = _start_turn(conn, caller, persona=persona, text=text, client_id=client_id,
+                            conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id)
+        if start.duplicate:
+            return OpenedTurn(start, None, [])
+        seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
+                                      ack(start))])[0]
+        return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id))
+
+
+def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,  # type: ignore[no-untyped-def]
+                conversation_id: str | None, project_id: int | None, mode: str | None,
+                worker_id: int | None) -> TurnStart:
+    if conversation_id is None:
+        conversation_id = str(uuid.uuid4())
+        conn.execute(
+            """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id, project_id, mode)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            (conversation_id, caller.user_id, persona, " ".join(text.split())[:80], caller.site_id,
+             caller.visitor_id, project_id, mode or "chat"))
+        context = (project_id, mode or "chat")
+    else:
+        row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()
+        if not _owned(row, caller):
+            raise NotFound(f"conversation {conversation_id} not found")
+        if row["persona"] != persona:
+            raise PersonaMismatch(f"this conversation is with {row['persona']}; start a new conversation to "
+                                  f"talk to {persona}")
+        context = (project_id or row["project_id"], mode or row["mode"])
+        if context != (row["project_id"], row["mode"]):
+            conn.execute("UPDATE conversations SET project_id = %s, mode = %s WHERE id = %s",
+                         (*context, conversation_id))
+    # checked again under the conversation's row lock: a concurrent re-send must not slip through
+    existing = _duplicate(conn, caller, client_id, conversation_id)
+    if existing and existing.status == "error":
+        # Re-sending a message whose answer failed is a retry: a new answer to the same stored message.
         reply = conn.execute(
-            """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to)
-               VALUES (%s, %s, 'assistant', '', 'streaming', %s) RETURNING id""",
-            (conversation_id, caller.user_id, user_msg)).fetchone()["id"]
-        return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming",
+            """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to, worker_id)
+               VALUES (%s, %s, 'assistant', '', 'streaming', %s, %s) RETURNING id""",
+            (conversation_id, caller.user_id, existing.user_message_id, worker_id)).fetchone()["id"]
+        return TurnStart(conversation_id, existing.user_message_id, reply, duplicate=False, status="streaming",
                          project_id=context[0], mode=context[1])
+    if existing:
+        return existing
+    user_msg = conn.execute(
+        """INSERT INTO messages (conversation_id, user_id, role, content, client_id, status)
+           VALUES (%s, %s, 'user', %s, %s, 'complete') RETURNING id""",
+        (conversation_id, caller.user_id, text, client_id)).fetchone()["id"]
+    reply = conn.execute(
+        """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to, worker_id)
+           VALUES (%s, %s, 'assistant', '', 'streaming', %s, %s) RETURNING id""",
+        (conversation_id, caller.user_id, user_msg, worker_id)).fetchone()["id"]
+    return TurnStart(conversation_id, user_msg, reply, duplicate=False, status="streaming",
+                     project_id=context[0], mode=context[1])
 
 
 @dataclass
@@ -160,55 +200,77 @@ def append_event(db: Database, conversation_id: str, user_id: int | None, messag
     return append_events(db, [NewEvent(conversation_id, user_id, message_id, event)])[0]
 
 
-def append_events(db: Database, items: list[NewEvent]) -> list[int]:
+def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) -> list[int]:
     """Store many events, of any conversations, in one transaction (group commit); return their seqs.
 
-    Each conversation's seqs are taken in one UPDATE of its `last_seq` (rows locked in id order, so
-    concurrent writers cannot deadlock) and handed out in the order the items came.
+    `notify`: tell every worker's listener (LISTEN mentor_events) which conversations have new events, at
+    commit — how a client following a conversation on another worker learns there is more to read.
     """
+    with db.service() as conn:
+        seqs = _append(conn, items)
+        if notify:
+            for payload in notify_payloads(sorted({i.conversation_id for i in items})):
+                conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
+        return seqs
+
+
+def notify_payloads(conversation_ids: list[str], limit: int = 7800) -> list[str]:
+    """Conversation ids, space separated, in as few NOTIFY payloads (< 8000 bytes each) as fit."""
+    payloads, current = [], ""
+    for cid in conversation_ids:
+        if current and len(current) + len(cid) + 1 > limit:
+            payloads.append(current)
+            current = ""
+        current = f"{current} {cid}" if current else cid
+    return payloads + ([current] if current else [])
+
+
+def _append(conn, items: list[NewEvent]) -> list[int]:  # type: ignore[no-untyped-def]
+    """Each conversation's seqs are taken in one UPDATE of its `last_seq` (rows locked in id order, so
+    concurrent writers cannot deadlock) and handed out in the order the items came; the events go in
+    with one INSERT over arrays."""
     counts: dict[str, int] = {}
     for item in items:
         counts[item.conversation_id] = counts.get(item.conversation_id, 0) + 1
-    with db.service() as conn:
-        ids = sorted(counts)
-        conn.execute("SELECT id FROM conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (ids,))
-        rows = conn.execute(
-            """UPDATE conversations c SET last_seq = c.last_seq + v.n, updated_at = now()
-               FROM unnest(%s::uuid[], %s::int[]) AS v(id, n) WHERE c.id = v.id
-               RETURNING c.id, c.last_seq""", (ids, [counts[i] for i in ids])).fetchall()
-        next_seq = {str(r["id"]): r["last_seq"] - counts[str(r["id"])] + 1 for r in rows}
-        if len(next_seq) != len(counts):
-            raise NotFound(f"conversation {sorted(set(counts) - set(next_seq))[0]} not found")
-        seqs = []
-        for item in items:
-            seqs.append(next_seq[item.conversation_id])
-            next_seq[item.conversation_id] += 1
-        with conn.cursor() as cur:
+    ids = sorted(counts)
+    conn.execute("SELECT id FROM conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (ids,))
+    rows = conn.execute(
+        """UPDATE conversations c SET last_seq = c.last_seq + v.n, updated_at = now()
+           FROM unnest(%s::uuid[], %s::int[]) AS v(id, n) WHERE c.id = v.id
+           RETURNING c.id, c.last_seq""", (ids, [counts[i] for i in ids])).fetchall()
+    next_seq = {str(r["id"]): r["last_seq"] - counts[str(r["id"])] + 1 for r in rows}
+    if len(next_seq) != len(counts):
+        raise NotFound(f"conversation {sorted(set(counts) - set(next_seq))[0]} not found")
+    seqs = []
+    for item in items:
+        seqs.append(next_seq[item.conversation_id])
+        next_seq[item.conversation_id] += 1
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
+               SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::text[], %s::jsonb[])""",
+            ([i.conversation_id for i in items], seqs, [i.user_id for i in items], [i.message_id for i in items],
+             [i.event["type"] for i in items], [json.dumps(i.event, default=str) for i in items]))
+        tools = [i for i in items if i.event["type"] == "tool_result"]
+        if tools:
             cur.executemany(
-                """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
-                   VALUES (%s, %s, %s, %s, %s, %s)""",
-                [(i.conversation_id, seq, i.user_id, i.message_id, i.event["type"], json.dumps(i.event, default=str))
-                 for i, seq in zip(items, seqs, strict=True)])
-            tools = [i for i in items if i.event["type"] == "tool_result"]
-            if tools:
-                cur.executemany(
-                    """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                    [(i.message_id, i.conversation_id, i.user_id, i.event["name"], json.dumps(i.event.get("args", {})),
-                      json.dumps(i.event.get("data"), default=str), i.event.get("error")) for i in tools])
-            cites = [i for i in items if i.event["type"] == "citation"]
-            if cites:
-                cur.executemany(
-                    """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
-                       VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
-                    [(i.message_id, i.conversation_id, i.user_id, i.event["chunk_id"], i.event["source"],
-                      i.event["title"], i.event["snippet"]) for i in cites])
-            finished = [i for i in items if i.finish is not None]
-            if finished:
-                cur.executemany(
-                    "UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
-                    [(i.finish[0], i.finish[1], json.dumps(i.finish[2]) if i.finish[2] else None, i.message_id)
-                     for i in finished])
+                """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                [(i.message_id, i.conversation_id, i.user_id, i.event["name"], json.dumps(i.event.get("args", {})),
+                  json.dumps(i.event.get("data"), default=str), i.event.get("error")) for i in tools])
+        cites = [i for i in items if i.event["type"] == "citation"]
+        if cites:
+            cur.executemany(
+                """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
+                   VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
+                [(i.message_id, i.conversation_id, i.user_id, i.event["chunk_id"], i.event["source"],
+                  i.event["title"], i.event["snippet"]) for i in cites])
+        finished = [i for i in items if i.finish is not None]
+        if finished:
+            cur.executemany(
+                "UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
+                [(i.finish[0], i.finish[1], json.dumps(i.finish[2]) if i.finish[2] else None, i.message_id)
+                 for i in finished])
     return seqs
 
 
@@ -229,6 +291,16 @@ def events_after(db: Database, conversation_id: str, after_seq: int, limit: int 
             for r in rows]
 
 
+def read_on(db: Database, conversation_id: str, after_seq: int) -> tuple[list[dict], int | None]:
+    """For a follower: the answer still streaming (read first), then the events after `after_seq`.
+
+    An answer's last event and its status change commit together, so when no answer is streaming the
+    events read afterwards include everything it will ever have.
+    """
+    streaming = latest_streaming_message(db, conversation_id)
+    return events_after(db, conversation_id, after_seq), streaming
+
+
 def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
     with db.service() as conn:
         row = conn.execute(
@@ -240,24 +312,32 @@ def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
 def history(db: Database, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:
     """Earlier finished messages, oldest first, for the model's context."""
     with db.service() as conn:
-        rows = conn.execute(
-            """SELECT role, content FROM messages
-               WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant')
-                 AND status IN ('complete', 'cancelled') AND content <> ''
-               ORDER BY id DESC LIMIT %s""", (conversation_id, before_message_id, limit)).fetchall()
+        return _history(conn, conversation_id, before_message_id, limit)
+
+
+def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    rows = conn.execute(
+        """SELECT role, content FROM messages
+           WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant')
+             AND status IN ('complete', 'cancelled') AND content <> ''
+           ORDER BY id DESC LIMIT %s""", (conversation_id, before_message_id, limit)).fetchall()
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
 
 
 def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
     """Tokens the caller's conversation has used (0 for a conversation that is not theirs)."""
     with db.service() as conn:
-        conv = conn.execute("SELECT user_id, visitor_id, site_id FROM conversations WHERE id = %s",
-                            (conversation_id,)).fetchone()
-        if not _owned(conv, caller):
-            return 0
-        row = conn.execute(
-            "SELECT coalesce(sum((usage->>'total_tokens')::int), 0) AS n FROM messages WHERE conversation_id = %s",
-            (conversation_id,)).fetchone()
+        return _tokens_used(conn, conversation_id, caller)
+
+
+def _tokens_used(conn, conversation_id: str, caller: Caller) -> int:  # type: ignore[no-untyped-def]
+    conv = conn.execute("SELECT user_id, visitor_id, site_id FROM conversations WHERE id = %s",
+                        (conversation_id,)).fetchone()
+    if not _owned(conv, caller):
+        return 0
+    row = conn.execute(
+        "SELECT coalesce(sum((usage->>'total_tokens')::int), 0) AS n FROM messages WHERE conversation_id = %s",
+        (conversation_id,)).fetchone()
     return int(row["n"])
 
 
@@ -283,3 +363,44 @@ def save_feedback(db: Database, user_id: int, message_id: int, *, rating: int, c
     if row is None:
         raise NotFound(f"message {message_id} not found")
     return row["id"]
+
+
+INTERRUPTED = {"type": "error", "code": "interrupted", "retryable": True, "retry_after": 0,
+               "message": "the worker streaming this answer stopped; send the message again to retry"}
+
+
+def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[str]:
+    """Close answers left streaming by a worker that died; return their conversations.
+
+    A worker holds a session advisory lock on its id while it lives (server/hub.py), so a lock we can
+    take belongs to a dead worker. Its answer ends as an `interrupted` error (retryable: re-sending the
+    same client id retries it) and `done`, and keeps what had streamed. Only answers quiet for `quiet_s`
+    are touched, so a worker briefly reconnecting to the database keeps its live turns.
+    """
+    with db.service() as conn:
+        rows = conn.execute(
+            """SELECT m.id, m.conversation_id, m.user_id FROM messages m
+               JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.status = 'streaming' AND m.role = 'assistant'
+                 AND m.worker_id IS DISTINCT FROM %(me)s
+                 AND c.updated_at < now() - make_interval(secs => %(quiet)s)
+                 AND (m.worker_id IS NULL OR pg_try_advisory_xact_lock(m.worker_id))
+               ORDER BY m.id FOR UPDATE OF m SKIP LOCKED""", {"me": live_worker, "quiet": quiet_s}).fetchall()
+        if not rows:
+            return []
+        done = {"type": "done", "finish_reason": "error", "provider": None, "grounding": None,
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "counted": "tiktoken"}}
+        items = []
+        for row in rows:
+            cid = str(row["conversation_id"])
+            partial = conn.execute(
+                """SELECT coalesce(string_agg(payload->>'delta', '' ORDER BY seq), '') AS text
+                   FROM conversation_events WHERE message_id = %s AND type = 'token'""", (row["id"],)).fetchone()
+            items += [NewEvent(cid, row["user_id"], row["id"], dict(INTERRUPTED)),
+                      NewEvent(cid, row["user_id"], row["id"], {**done, "message_id": row["id"]},
+                               finish=(partial["text"], "error", None))]
+        _append(conn, items)
+        conversations = sorted({i.conversation_id for i in items})
+        for payload in notify_payloads(conversations):
+            conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
+        return conversations

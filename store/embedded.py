@@ -43,7 +43,6 @@ from psycopg.conninfo import make_conninfo
 from store.errors import DatabaseUnavailable, DataDirInUse
 from store.secrets import read_or_create_secret
 
-SOCKET_FILE = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes; keep a margin
 USERNS_UID = 65534  # "nobody" inside the namespace: exists in /etc/passwd, which initdb looks up
 SUPERUSER = "postgres"
@@ -92,8 +91,12 @@ def _own_tree(path: Path) -> None:
 
 
 class EmbeddedServer:
-    def __init__(self, home: Path) -> None:
+    """`tcp_port`: also listen on 127.0.0.1 at that port (a real TCP server, e.g. for several hosts' workers
+    in the scale-out test); the Unix socket is always there."""
+
+    def __init__(self, home: Path, tcp_port: int | None = None) -> None:
         self.home = home
+        self.tcp_port = tcp_port
         self.pgdata = home / "pgdata"
         self.run_dir = home / "run"
         self.password_file = home / "db_password"
@@ -104,7 +107,7 @@ class EmbeddedServer:
     @property
     def socket_dir(self) -> Path:
         """The directory given to PostgreSQL: the run directory, or a short symlink to it."""
-        if len(str(self.run_dir / SOCKET_FILE)) <= MAX_SOCKET_PATH:
+        if len(str(self.run_dir / f".s.PGSQL.{self.port}")) <= MAX_SOCKET_PATH:
             return self.run_dir
         short = _private_dir(Path("/tmp") / f"mentor-{os.geteuid()}")
         link = short / hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
@@ -122,7 +125,19 @@ class EmbeddedServer:
         """A postgresql:// URI over the Unix socket (what DATABASE_URL would hold for this server)."""
         secret = password if password is not None else self.password
         return (f"postgresql://{quote(user, safe='')}:{quote(secret, safe='')}@/{quote(dbname, safe='')}"
-                f"?host={quote(str(self.socket_dir), safe='')}&port=5432")
+                f"?host={quote(str(self.socket_dir), safe='')}&port={self.port}")
+
+    @property
+    def port(self) -> int:
+        return self.tcp_port or 5432
+
+    def tcp_uri(self, dbname: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+        """A postgresql:// URI over TCP to 127.0.0.1 (only with `tcp_port`)."""
+        if self.tcp_port is None:
+            raise DatabaseUnavailable("this embedded server listens on its Unix socket only")
+        secret = password if password is not None else self.password
+        return (f"postgresql://{quote(user, safe='')}:{quote(secret, safe='')}@127.0.0.1:{self.tcp_port}/"
+                f"{quote(dbname, safe='')}")
 
     # -- running ----------------------------------------------------------------------------------
     def _command(self, name: str, *args: str) -> list[str]:
@@ -170,8 +185,9 @@ class EmbeddedServer:
 
     def _start_postmaster(self) -> None:
         socket_dir = self.socket_dir
+        listen = f"-h 127.0.0.1 -p {self.tcp_port}" if self.tcp_port else "-h ''"
         self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log),
-                  "-o", f"-k {socket_dir} -h '' -c unix_socket_permissions=0700", "start", timeout=90)
+                  "-o", f"-k {socket_dir} {listen} -c unix_socket_permissions=0700", "start", timeout=90)
 
     def _stop_postmaster(self, pid: int, timeout: float = 30) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -187,7 +203,7 @@ class EmbeddedServer:
     def _secure_legacy_cluster(self) -> None:
         """A cluster initialised with trust authentication: set the password, then require it."""
         self._start_postmaster()
-        with psycopg.connect(make_conninfo(host=str(self.socket_dir), port="5432", dbname="postgres",
+        with psycopg.connect(make_conninfo(host=str(self.socket_dir), port=str(self.port), dbname="postgres",
                                            user=SUPERUSER), autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER),
                                                                     sql.Literal(self.password)))

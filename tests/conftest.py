@@ -20,11 +20,20 @@ REPO = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mentor-test-"))
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[object]:
-    from store.embedded import embedded_server
+    """The session's PostgreSQL, on its Unix socket and on 127.0.0.1 (the scale-out test's workers use TCP)."""
+    from store.embedded import EmbeddedServer
 
-    server = embedded_server(_SESSION_HOME)
+    server = EmbeddedServer(_SESSION_HOME.resolve(), tcp_port=free_port())
     assert server.start()
     yield server
     server.stop()

@@ -1,0 +1,198 @@
+"""A burst of users: N signed-in conversations start within one second, each a full turn.
+
+The whole path a user takes: WebSocket connect and sign-in, the message, the persona's up-front tools
+and retrieval (marcus: profile, learning ROI, curriculum search), the model's stream relayed token by
+token, every event stored before it is sent. The model is `evals/mock_llm.py`: --tokens words at
+--rate words/s after --ttft, so an ideal answer takes ttft + (tokens-1)/rate seconds and anything
+above that is queueing in the service. Questions differ per conversation (a skill and a phrasing
+each), so nothing is answered from a cache.
+
+    .venv/bin/python benchmarks/burst_bench.py --home /tmp/benchhome --conns 300 --workers 1
+
+`--home` must be a set-up MENTOR_HOME (`mentor setup`). Prints JSON; asserts nothing. Targets (issue
+12): first token p95 <= 1 s, answer time p95 <= 1.3x ideal, no token lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, wait_http  # noqa: E402
+from evals.mock_llm import expected_answer  # noqa: E402
+from evals.stats import percentile as pct  # noqa: E402
+
+PHRASINGS = ["How do I find my first clients as a {skill} freelancer?",
+             "What should I learn next to grow my {skill} business?",
+             "How can I raise my rates for {skill} work?",
+             "Which niche should a {skill} freelancer pick?",
+             "How do I get repeat clients for {skill} projects?",
+             "Is my {skill} learning paying off?"]
+SKILLS = ["React", "WordPress", "Python", "copywriting", "product design", "SEO", "Node.js", "data analysis",
+          "UX research", "Shopify", "video editing", "DevOps"]
+
+
+def questions(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    pairs = [(p, s) for p in PHRASINGS for s in SKILLS]
+    rng.shuffle(pairs)
+    return [pairs[i % len(pairs)][0].format(skill=pairs[i % len(pairs)][1]) + ("" if i < len(pairs) else f" ({i})")
+            for i in range(n)]
+
+
+async def one(url: str, text: str, persona: str, delay: float, go: asyncio.Event, connected: list[int]) -> dict:
+    async with websockets.connect(url, max_size=2**22, open_timeout=120, ping_interval=None) as ws:
+        json.loads(await ws.recv())  # ready
+        connected.append(1)
+        await go.wait()
+        await asyncio.sleep(delay)
+        sent = time.perf_counter()
+        await ws.send(json.dumps({"type": "message", "client_id": uuid.uuid4().hex, "persona": persona,
+                                  "text": text}))
+        tokens, first, errors, seqs = [], None, [], []
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), timeout=600))
+            if event.get("seq") is not None:
+                seqs.append(event["seq"])
+            if event["type"] == "token":
+                first = first or time.perf_counter()
+                tokens.append(event["delta"])
+            elif event["type"] == "error":
+                errors.append(event["code"])
+            elif event["type"] == "done":
+                return {"first": (first - sent) if first else None, "answer": time.perf_counter() - sent,
+                        "text": "".join(tokens), "errors": errors, "seqs": seqs}
+
+
+async def burst(args: argparse.Namespace, port: int, pids: list[int]) -> dict:
+    from server.auth import issue_token
+    from store.settings import Settings
+
+    settings = Settings(mentor_home=args.home)
+    users = list(range(1, args.users + 1))
+    base = f"ws://127.0.0.1:{port}/ws/chat"
+    urls = [f"{base}?token={issue_token(settings, users[i % len(users)])}" for i in range(args.conns)]
+    texts = questions(args.conns)
+    # warm-up: one turn, so first-use costs (imports, pools) are not counted
+    go, connected = asyncio.Event(), []
+    go.set()
+    await one(urls[0], "How do I find clients?", args.persona, 0, go, connected)
+
+    go, connected = asyncio.Event(), []
+    rng = random.Random(1)
+    tasks = [asyncio.create_task(one(urls[i], texts[i], args.persona, rng.uniform(0, args.spread), go, connected))
+             for i in range(args.conns)]
+    while len(connected) < args.conns and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
+    cpu_before = cpu_seconds(pids)
+    rss_before = sum(rss_mb(p) for p in pids)
+    began = time.perf_counter()
+    go.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    wall = time.perf_counter() - began
+    cpu = cpu_seconds(pids) - cpu_before
+    turns = [r for r in results if isinstance(r, dict)]
+    failures = [repr(r) for r in results if not isinstance(r, dict)]
+    ideal = args.ttft + (args.tokens - 1) / args.rate
+    want = expected_answer(args.tokens)
+    firsts = [t["first"] for t in turns if t["first"] is not None]
+    ratios = [t["answer"] / ideal for t in turns]
+    relayed = sum(len(t["seqs"]) for t in turns)
+    return {
+        "conversations": args.conns, "workers": args.workers, "persona": args.persona,
+        "started_within_s": args.spread, "ideal_answer_s": round(ideal, 2),
+        "completed": len(turns), "failed_connections": len(failures), "failures": failures[:3],
+        "errors": sum(len(t["errors"]) for t in turns),
+        "answers_exact": sum(t["text"] == want for t in turns),
+        "first_token_s": {"p50": pct(firsts, 50, 3), "p95": pct(firsts, 95, 3), "max": round(max(firsts), 3)
+                          if firsts else None},
+        "answer_time_x_ideal": {"p50": pct(ratios, 50, 3), "p95": pct(ratios, 95, 3),
+                                "max": round(max(ratios), 3) if ratios else None},
+        "burst_wall_s": round(wall, 1),
+        "server_cpu_s": round(cpu, 1), "events_relayed": relayed,
+        "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
+        "server_rss_mb_before": round(rss_before, 1),
+    }
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The serving process and its children (uvicorn's worker processes), not PostgreSQL."""
+    pids, frontier = [server_pid], [server_pid]
+    while frontier:
+        parent = frontier.pop()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == parent and b"postgres" not in cmd[:200]:
+                pids.append(int(proc.name))
+                frontier.append(int(proc.name))
+    return pids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True, help="a set-up MENTOR_HOME")
+    parser.add_argument("--conns", type=int, default=300)
+    parser.add_argument("--spread", type=float, default=1.0, help="seconds over which the messages are sent")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--users", type=int, default=100, help="distinct signed-in users the conversations use")
+    parser.add_argument("--persona", default="marcus")
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--ttft", type=float, default=0.05)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of worker 1 (.svg)")
+    args = parser.parse_args()
+
+    mock_port, port = free_port(), free_port()
+    env = {**os.environ, "MENTOR_HOME": str(args.home), "MENTOR_LLM": "openai",
+           "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
+           "MENTOR_MODEL": "mock", "MENTOR_USER_RATE": "10000", "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    py = sys.executable
+    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
+                             "--rate", str(args.rate), "--ttft", str(args.ttft)], cwd=ROOT, env=env)
+    serve = [str(Path(py).parent / "mentor"), "serve", "--port", str(port)]
+    if args.workers != 1:
+        serve += ["--workers", str(args.workers)]
+    with open(args.home / "burst-serve.log", "w") as log:
+        server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    spy = None
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
+        pids = worker_pids(server.pid)
+        if args.profile:
+            spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "--pid", str(pids[-1]),
+                                    "--rate", "50", "--nonblocking"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        print(json.dumps(asyncio.run(burst(args, port, pids)), indent=2))
+    finally:
+        if spy:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        server.terminate()
+        mock.terminate()
+        server.wait(timeout=60)
+        mock.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

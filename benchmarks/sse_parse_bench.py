@@ -1,0 +1,81 @@
+"""CPU per streamed chunk: LangChain's ChatOpenAI.astream against our reading of the same SSE stream.
+
+Both go through the `openai` async client to a mocked endpoint (respx, no network), so the difference
+is what happens per chunk: LangChain builds an openai pydantic chunk, an AIMessageChunk and merges it
+into the running total; ours does one `json.loads`. Prints microseconds of CPU per chunk.
+
+    .venv/bin/python benchmarks/sse_parse_bench.py --chunks 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import respx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BASE = "http://llm.bench/v1"
+
+
+def body(chunks: int) -> bytes:
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+    return ("".join(chunk({"content": f" w{i}"}) for i in range(chunks)) + chunk({}, "stop")
+            + "data: [DONE]\n\n").encode()
+
+
+async def langchain_run(chunks: int) -> int:
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model="m", api_key="x", base_url=BASE, streaming=True, stream_usage=True)
+    total, n = None, 0
+    async for part in chat.astream([HumanMessage("hi")]):
+        total = part if total is None else total + part
+        n += 1
+    return n
+
+
+async def ours_run(chunks: int) -> int:
+    from langchain_core.messages import HumanMessage
+
+    from agents.llm import OpenAICompatibleProvider
+    from store.settings import Settings
+
+    provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="m"))
+    return sum([1 async for piece in provider.astream([HumanMessage("hi")]) if isinstance(piece, str)])
+
+
+def measure(fn, chunks: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    payload = body(chunks)
+    with respx.mock() as router:
+        router.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(
+            200, content=payload, headers={"content-type": "text/event-stream"}))
+        asyncio.run(fn(chunks))  # warm-up: imports, client
+        started = time.process_time()
+        for _ in range(rounds):
+            asyncio.run(fn(chunks))
+        return (time.process_time() - started) / (rounds * chunks) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    result = {"chunks": args.chunks, "cpu_us_per_chunk": {
+        "langchain_astream": round(measure(langchain_run, args.chunks, args.rounds), 1),
+        "openai_client_raw_sse": round(measure(ours_run, args.chunks, args.rounds), 1)}}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

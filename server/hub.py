@@ -1,0 +1,126 @@
+"""This worker's link to the other workers: PostgreSQL LISTEN/NOTIFY, no other infrastructure.
+
+- `mentor_events` (payload: conversation ids): new events were stored. A client following a
+  conversation (resume, a second tab, a re-sent message) waits here instead of polling, whichever
+  worker streams the turn.
+- `mentor_cancel` (payload: a conversation id): stop the turn streaming in it, if it runs here. The
+  sender has already checked that the caller owns the conversation.
+- Liveness: while the worker lives, its listening session holds an advisory lock on the worker's id
+  (stored on each answer it streams). A killed worker's session ends, the lock is free, and every
+  worker's janitor closes that worker's unfinished answers as `interrupted` (store.conversations.close_orphans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+
+import psycopg
+
+from agents.aio import run_blocking
+from store import conversations as convs
+from store.db import Database
+from store.errors import MentorError
+
+log = logging.getLogger("mentor.hub")
+JANITOR_S = 2.0  # how often orphaned answers are looked for
+FALLBACK_S = 2.0  # a follower re-reads at least this often, in case a notification was missed
+
+
+class Hub:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.worker_id = secrets.randbits(62) + 1  # positive bigint, unique per process start
+        self.on_cancel: Callable[[str], None] = lambda conversation_id: None
+        self.listening: asyncio.Event | None = None  # created on the serving loop in start()
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # -- followers ------------------------------------------------------------------------------
+    def watch(self, conversation_id: str) -> asyncio.Event:
+        """Register before reading, so a notification arriving in between is not missed."""
+        event = asyncio.Event()
+        self._watchers.setdefault(conversation_id, set()).add(event)
+        return event
+
+    def unwatch(self, conversation_id: str, event: asyncio.Event) -> None:
+        watchers = self._watchers.get(conversation_id)
+        if watchers is not None:
+            watchers.discard(event)
+            if not watchers:
+                del self._watchers[conversation_id]
+
+    def signal(self, conversation_ids: set[str] | list[str]) -> None:
+        """New events in these conversations (from this worker's writer, or a notification)."""
+        if not self._watchers:
+            return
+        for cid in conversation_ids:
+            for event in self._watchers.get(cid, ()):
+                event.set()
+
+    async def cancel_elsewhere(self, conversation_id: str) -> None:
+        def notify() -> None:
+            with self.db.service() as conn:
+                conn.execute("SELECT pg_notify('mentor_cancel', %s)", (conversation_id,))
+
+        await run_blocking(notify)
+
+    # -- running --------------------------------------------------------------------------------
+    async def start(self, timeout: float = 10.0) -> None:
+        """Start listening (and holding the liveness lock) and the janitor; wait until listening."""
+        self.listening = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen"),
+                       asyncio.create_task(self._janitor(), name="hub-janitor")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), timeout)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def _listen(self) -> None:
+        assert self.listening is not None
+        while True:
+            try:
+                url = await run_blocking(self.db.service_url)
+                conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+                async with conn:
+                    await conn.execute("SELECT pg_advisory_lock(%s)", (self.worker_id,))
+                    await conn.execute("LISTEN mentor_events")
+                    await conn.execute("LISTEN mentor_cancel")
+                    self.listening.set()
+                    self.signal(list(self._watchers))  # anything missed while disconnected: read again
+                    async for note in conn.notifies():
+                        if note.channel == "mentor_events":
+                            self.signal(note.payload.split())
+                        elif note.channel == "mentor_cancel":
+                            self.on_cancel(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, MentorError, OSError) as exc:
+                if self.listening.is_set():
+                    log.warning("lost the notification connection; reconnecting: %s", str(exc).splitlines()[0]
+                                if str(exc) else type(exc).__name__)
+                self.listening.clear()
+                await asyncio.sleep(1.0)
+
+    async def _janitor(self) -> None:
+        while True:
+            await asyncio.sleep(JANITOR_S)
+            try:
+                closed = await run_blocking(convs.close_orphans, self.db, self.worker_id)
+            except MentorError:
+                continue  # the database is away; the next round tries again
+            except Exception:  # noqa: BLE001 - the janitor must live on
+                log.exception("closing orphaned answers failed")
+                continue
+            if closed:
+                log.warning("closed answers of a stopped worker", extra={"conversations": len(closed)})
+                self.signal(closed)

@@ -1,0 +1,336 @@
+"""The turn service: what every transport (the WebSocket, `/v1`) does with a user's message.
+
+Transports are thin adapters over it: they parse their own frames or bodies, call `begin`, and relay
+the stored events. The service owns the rest, once for all of them:
+- limits: the persona may serve this caller, rate limits (per user; per visitor, address and site),
+  the conversation's token budget;
+- dedupe: a re-sent client id replays the turn it started (or, if that answer failed, retries it);
+- persistence: the user's message, the answer and every event are stored — with the conversation's
+  next seq — before any client sees them (the event writer, group commit);
+- cancellation from any connection on any worker, and following a conversation (resume, a second
+  tab) through LISTEN/NOTIFY (server/hub.py).
+
+A turn runs as its own task: a client that goes away does not stop it; it can resume anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.aio import run_blocking
+from agents.hooks import PROJECT_REF
+from agents.personas import get_persona
+from agents.runtime import HistoryMessage, TurnRequest, arun_turn
+from retrieval.tokens import count_tokens
+from server import metrics
+from server.event_writer import Pending
+from server.hub import FALLBACK_S
+from store import conversations as convs
+from store.conversations import Caller
+from store.errors import DatabaseUnavailable, MentorError, NotFound
+
+log = logging.getLogger("mentor.turns")
+_END = object()
+
+
+class TurnRejected(MentorError):
+    """A message the service will not start a turn for (typed; nothing was stored)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code, self.retryable, self.retry_after = code, retryable, retry_after
+
+
+@dataclass
+class TurnInput:
+    text: str
+    client_id: str
+    persona: str | None = None  # default: support for visitors, marcus for users
+    conversation_id: str | None = None
+    project_id: int | None = None
+    mode: str | None = None
+    history: list[HistoryMessage] | None = None  # stateless callers (/v1) send theirs; else the conversation's
+
+
+@dataclass
+class Duplicate:
+    """The client id already started a turn: replay it (`TurnService.follow(..., only_message=...)`)."""
+
+    start: convs.TurnStart
+
+
+@dataclass
+class RunningTurn:
+    """A started turn: its stored `ack`, then its events as they are stored (each with its seq)."""
+
+    start: convs.TurnStart
+    ack: dict[str, Any]
+    owner: str
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    task: asyncio.Task | None = None
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        while (event := await self.queue.get()) is not _END:
+            yield event
+
+    def cancel(self) -> None:
+        self.cancel_flag.set()
+
+    def done(self) -> bool:
+        return self.task is None or self.task.done()
+
+
+def owner_of(caller: Caller) -> str:
+    return f"user:{caller.user_id}" if not caller.anonymous else f"visitor:{caller.visitor_id}"
+
+
+class TurnService:
+    def __init__(self, services: Any) -> None:
+        self.s = services
+        self.running: dict[str, RunningTurn] = {}  # conversation id -> the turn streaming in it, on this worker
+        services.hub.on_cancel = self.cancel_here
+
+    # -- starting ---------------------------------------------------------------------------------
+    async def begin(self, caller: Caller, inp: TurnInput) -> RunningTurn | Duplicate:
+        """Check, dedupe, store and start a turn. Raises TurnRejected, NotFound, PersonaMismatch or
+        DatabaseUnavailable (all typed) with nothing stored."""
+        s = self.s
+        persona_id = inp.persona or ("support" if caller.anonymous else "marcus")
+        try:
+            persona = get_persona(persona_id)
+        except NotFound as exc:
+            raise TurnRejected("unknown_persona", str(exc)) from None
+        if caller.anonymous and not persona.anonymous:
+            raise TurnRejected("forbidden", f"{persona.name} needs a signed-in user; widget visitors talk to support")
+        duplicate, used = await run_blocking(convs.preflight, s.db, caller, inp.client_id, inp.conversation_id)
+        conversation_id = inp.conversation_id
+        if duplicate is not None and duplicate.status == "error":
+            conversation_id = duplicate.conversation_id  # a retry of a failed answer: same message, new attempt
+        elif duplicate is not None:  # a re-sent message starts nothing, so no limit applies to it
+            return Duplicate(duplicate)
+        wait = self.rate_limited(caller)
+        if wait is not None:
+            raise TurnRejected("rate_limited", f"too many messages; retry in {wait} s", retryable=True,
+                               retry_after=wait)
+        if inp.history is not None:
+            used += sum(count_tokens(h.content) for h in inp.history) + count_tokens(inp.text)
+        if used >= s.settings.conversation_token_budget:
+            raise TurnRejected("token_budget_exceeded", f"this conversation used {used} tokens (limit "
+                               f"{s.settings.conversation_token_budget}); start a new conversation")
+        named = PROJECT_REF.search(inp.text)  # "project 42" in the text moves the conversation to it
+        project = inp.project_id or (int(named.group(1)) if named else None)
+
+        def ack(start: convs.TurnStart) -> dict[str, Any]:
+            # the ack carries the user's own words, so a replay of the events alone rebuilds the conversation
+            return {"type": "ack", "client_id": inp.client_id, "message_id": start.assistant_message_id,
+                    "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id,
+                    "text": inp.text, "project_id": start.project_id, "mode": start.mode}
+
+        opened = await run_blocking(lambda: convs.open_turn(
+            s.db, caller, persona=persona_id, text=inp.text, client_id=inp.client_id,
+            conversation_id=conversation_id, project_id=project, mode=inp.mode, worker_id=s.hub.worker_id, ack=ack))
+        start = opened.start
+        if start.duplicate:  # a concurrent re-send won the race to insert
+            return Duplicate(start)
+        history = inp.history if inp.history is not None else [HistoryMessage(**h) for h in opened.history]
+        req = TurnRequest(persona=persona_id, text=inp.text, user_id=caller.user_id, history=history,
+                          project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id)
+        turn = RunningTurn(start, {**ack(start), "seq": opened.ack_seq, "conversation_id": start.conversation_id},
+                           owner_of(caller))
+        self.running[start.conversation_id] = turn
+        turn.task = asyncio.create_task(self._run(caller, turn, req), name=f"turn-{start.assistant_message_id}")
+        return turn
+
+    def rate_limited(self, caller: Caller) -> float | None:
+        """Seconds to wait, or None. A visitor is limited per visitor, per network address and per site,
+        because an Origin header can be copied: one client cannot use up a whole site's allowance."""
+        s = self.s
+        if not caller.anonymous:
+            return s.limiter.hit(f"user:{caller.user_id}", s.settings.user_messages_per_minute)
+        buckets = [(f"visitor:{caller.visitor_id}", s.settings.visitor_messages_per_minute),
+                   (f"address:{caller.address}", s.settings.address_messages_per_minute),
+                   (f"site:{caller.site_id}", s.settings.site_messages_per_minute)]
+        for key, per_minute in buckets:
+            if (wait := s.limiter.hit(key, per_minute)) is not None:
+                return wait
+        return None
+
+    # -- running ----------------------------------------------------------------------------------
+    async def _run(self, caller: Caller, turn: RunningTurn, req: TurnRequest) -> None:
+        s = self.s
+        out = TurnLog(s, caller, turn)
+        started = time.perf_counter()
+        first = True
+        call_args: dict[str, dict] = {}
+        metrics.TURNS.labels(req.persona).inc()
+        try:
+            async for event in arun_turn(req, db=s.db, provider=s.provider, cancel=turn.cancel_flag,
+                                         grounding=s.settings.grounding):
+                if out.failed:
+                    break
+                payload = event.model_dump()
+                kind = payload["type"]
+                if kind == "token":
+                    out.answer.append(payload["delta"])
+                    if first:
+                        metrics.FIRST_EVENT_SECONDS.observe(time.perf_counter() - started)
+                        first = False
+                elif kind == "answer_replaced":  # strict grounding: what was streamed so far is withdrawn
+                    out.answer.clear()
+                elif kind == "tool_call":
+                    call_args[payload["id"]] = payload["args"]
+                elif kind == "tool_result":
+                    payload["args"] = call_args.get(payload["id"], {})
+                    metrics.TOOL_CALLS.labels(payload["name"], "error" if payload["error"] else "ok").inc()
+                elif kind == "error":
+                    metrics.ERRORS.labels(payload["code"]).inc()
+                elif kind == "done":
+                    payload["message_id"] = turn.start.assistant_message_id
+                    usage = payload["usage"]
+                    metrics.TOKENS.labels("prompt").inc(usage["prompt_tokens"])
+                    metrics.TOKENS.labels("completion").inc(usage["completion_tokens"])
+                    status = {"cancelled": "cancelled", "error": "error"}.get(payload["finish_reason"], "complete")
+                    out.store(payload, finish=("".join(out.answer), status, usage))
+                    continue
+                out.store(payload)
+        except DatabaseUnavailable as exc:  # a tool or retrieval could not reach the database
+            await out.drain()
+            out.lost(exc)
+        except Exception as exc:  # never leave a message "streaming" forever
+            log.exception("turn failed", extra={"conversation_id": out.conv})
+            metrics.ERRORS.labels("internal").inc()
+            out.store({"type": "error", "code": "internal", "message": f"the turn failed: {type(exc).__name__}",
+                       "retryable": False, "retry_after": None})
+            out.store({"type": "done", "message_id": out.msg, "finish_reason": "error", "provider": s.provider.name,
+                       "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                                 "counted": "tiktoken"}},
+                      finish=("".join(out.answer), "error", None))
+        finally:
+            await out.drain()
+            turn.queue.put_nowait(_END)
+            if self.running.get(out.conv) is turn:
+                del self.running[out.conv]
+            elapsed = time.perf_counter() - started
+            metrics.TURN_SECONDS.observe(elapsed)
+            log.info("turn finished", extra={"conversation_id": out.conv, "persona": req.persona,
+                                             "duration_ms": round(elapsed * 1000, 1)})
+
+    # -- cancelling and following -----------------------------------------------------------------
+    async def cancel(self, caller: Caller, conversation_ids: list[str]) -> bool:
+        """Stop the caller's turns in these conversations, on whichever worker runs them; False if none ran."""
+        owner, found = owner_of(caller), False
+        for cid in conversation_ids:
+            turn = self.running.get(cid)
+            if turn is not None:
+                if turn.owner == owner:  # a conversation id seen elsewhere (a log line) cancels nothing
+                    turn.cancel()
+                    found = True
+                continue
+            try:
+                await run_blocking(convs.get_conversation, self.s.db, cid, caller)
+            except NotFound:
+                continue
+            if await run_blocking(convs.latest_streaming_message, self.s.db, cid) is not None:
+                await self.s.hub.cancel_elsewhere(cid)
+                found = True
+        return found
+
+    def cancel_here(self, conversation_id: str) -> None:
+        """A cancel notification from another worker (ownership already checked there)."""
+        turn = self.running.get(conversation_id)
+        if turn is not None:
+            turn.cancel()
+
+    async def follow(self, conversation_id: str, after_seq: int,
+                     only_message: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Stored events after `after_seq`, then new ones as they are stored, while an answer streams
+        (only `only_message`'s, if given). Waits on notifications, not a polling loop."""
+        hub, last = self.s.hub, after_seq
+        while True:
+            wake = hub.watch(conversation_id)
+            try:
+                events, streaming = await run_blocking(convs.read_on, self.s.db, conversation_id, last)
+                for event in events:
+                    last = event["seq"]
+                    if only_message is None or event["message_id"] == only_message:
+                        yield event
+                if streaming is None or (only_message is not None and streaming != only_message):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), FALLBACK_S)
+            finally:
+                hub.unwatch(conversation_id, wake)
+
+
+class TurnLog:
+    """A turn's events on their way out: to the event writer, and once stored (with a seq) to the turn's queue.
+
+    If storing fails (the database went away), the model is stopped, the client gets one typed error
+    without a seq, and the message is closed with its partial answer once the database is back.
+    """
+
+    def __init__(self, s: Any, caller: Caller, turn: RunningTurn) -> None:
+        self.s, self.user_id, self.turn = s, caller.user_id, turn
+        self.conv, self.msg = turn.start.conversation_id, turn.start.assistant_message_id
+        self.answer: list[str] = []
+        self.broken = threading.Event()  # set by the writer the moment an event of this turn is not stored
+        self.reported = False
+        self.last: Pending | None = None
+        self.loop = asyncio.get_running_loop()
+
+    @property
+    def failed(self) -> bool:
+        return self.broken.is_set()
+
+    def store(self, payload: dict[str, Any], finish: tuple[str, str, dict | None] | None = None) -> None:
+        if self.failed:
+            return
+        extra = {"conversation_id": self.conv} if payload["type"] == "done" else \
+            {"conversation_id": self.conv, "message_id": self.msg}
+        queue = self.turn.queue
+        self.last = self.s.writer.submit(Pending(
+            convs.NewEvent(self.conv, self.user_id, self.msg, payload, finish), self.loop,
+            on_stored=lambda seq: queue.put_nowait({**payload, "seq": seq, **extra}), on_error=self.lost,
+            broken=self.broken))
+
+    def lost(self, exc: Exception) -> None:
+        """On the loop, for each event that could not be stored; acts on the first."""
+        if self.reported:
+            return
+        self.reported = True
+        self.broken.set()
+        self.turn.cancel()
+        code = exc.code if isinstance(exc, MentorError) else "internal"
+        log.warning("turn events could not be stored: %s", exc, extra={"conversation_id": self.conv, "code": code})
+        metrics.ERRORS.labels(code).inc()
+        self.turn.queue.put_nowait({
+            "type": "error", "code": code, "retryable": isinstance(exc, DatabaseUnavailable), "retry_after": 1.0,
+            "message": str(exc) if isinstance(exc, MentorError) else "the turn could not be stored", "seq": None,
+            "conversation_id": self.conv, "message_id": self.msg})
+        threading.Thread(target=_close_when_back, args=(self.s.db, self.msg, "".join(self.answer)), daemon=True,
+                         name=f"close-{self.msg}").start()
+
+    async def drain(self) -> None:
+        """Wait until the writer has handled everything this turn handed it (so `done` is the last item)."""
+        if self.last is not None:
+            await self.last.stored
+
+
+def _close_when_back(db: Any, message_id: int, partial: str, give_up_s: float = 3600.0) -> None:
+    """Mark a turn cut off by a database outage as failed, keeping its partial answer, once writes work again."""
+    deadline = time.monotonic() + give_up_s
+    while time.monotonic() < deadline:
+        try:
+            convs.fail_message(db, message_id, partial)
+            return
+        except DatabaseUnavailable:
+            time.sleep(1.0)
+    log.error("could not close message after the outage", extra={"message_id": message_id})

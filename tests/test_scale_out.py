@@ -1,0 +1,186 @@
+"""Scale-out for real: three `mentor serve` workers behind Debian's HAProxy (deploy/haproxy.cfg), the
+database reached over TCP through DATABASE_URL, a model that streams for seconds — and one worker
+killed with SIGKILL while it streams.
+
+Every client must end with exactly one complete answer: the ones on the killed worker reconnect
+through the balancer, resume from the last seq they saw, receive their turn's typed retryable
+`interrupted` error (written by a surviving worker once the dead one's liveness lock is gone), and
+re-send the same message, which retries it. No message lost, no answer duplicated, no seq skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from evals.mock_llm import expected_answer
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (run.sh test "
+                                                                          "installs it as root)")
+CONVERSATIONS = 200
+TOKENS, RATE = 60, 20.0  # each answer streams for ~3 s
+
+
+def _wait(url: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up")
+
+
+class Cluster:
+    """The mock model, three workers and HAProxy, as real processes."""
+
+    def __init__(self, database_url: str, logs: Path) -> None:
+        self.mock_port, self.lb_port = free_port(), free_port()
+        self.ports = [free_port() for _ in range(3)]
+        env = {**os.environ, "DATABASE_URL": database_url, "MENTOR_LLM": "openai", "MENTOR_MODEL": "mock",
+               "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
+               "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1"}
+        self.procs: list[subprocess.Popen] = []
+        self.mock = self._spawn([sys.executable, "-m", "evals.mock_llm", "--port", str(self.mock_port),
+                                 "--tokens", str(TOKENS), "--rate", str(RATE), "--ttft", "0.05"], env, logs / "mock")
+        mentor = str(Path(sys.executable).parent / "mentor")
+        self.workers = [self._spawn([mentor, "serve", "--port", str(p)], env, logs / f"worker{i + 1}")
+                        for i, p in enumerate(self.ports)]
+        for port in self.ports:
+            _wait(f"http://127.0.0.1:{port}/readyz")
+        lb_env = {**env, "MENTOR_LB_BIND": f"127.0.0.1:{self.lb_port}",
+                  **{f"MENTOR_WORKER_{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(self.ports)}}
+        self.balancer = self._spawn(["haproxy", "-db", "-f", str(REPO / "deploy" / "haproxy.cfg")], lb_env,
+                                    logs / "haproxy")
+        _wait(f"http://127.0.0.1:{self.lb_port}/healthz", timeout=30)
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def converse(url: str, index: int, started: list[int]) -> dict:
+    """One user's conversation through the balancer, reconnecting and resuming (or re-sending) as needed."""
+    client_id, text = f"scale-{index}-{uuid.uuid4().hex[:8]}", f"How do I find clients for project type {index}?"
+    conversation, last_seq, seqs, tokens = None, 0, [], []
+    answers, interrupted, reconnects, errors = [], 0, 0, []
+    resend = True
+    while True:
+        try:
+            async with websockets.connect(url, open_timeout=30, ping_interval=None, max_size=2**22) as ws:
+                assert json.loads(await ws.recv())["type"] == "ready"
+                if resend:
+                    frame = {"type": "message", "client_id": client_id, "persona": "marcus", "text": text}
+                    await ws.send(json.dumps(frame | ({"conversation_id": conversation} if conversation else {})))
+                    resend = False
+                else:
+                    await ws.send(json.dumps({"type": "resume", "conversation_id": conversation,
+                                              "after_seq": last_seq}))
+                while True:
+                    event = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+                    if event.get("seq") is not None:
+                        seqs.append(event["seq"])
+                        last_seq = event["seq"]
+                    kind = event["type"]
+                    if kind == "ack":
+                        conversation, tokens = event["conversation_id"], []
+                    elif kind == "token":
+                        if not tokens:
+                            started.append(index)
+                        tokens.append(event["delta"])
+                    elif kind == "error" and event.get("code") == "interrupted":
+                        assert event["retryable"] is True
+                        interrupted += 1
+                    elif kind == "error":
+                        errors.append(event.get("code"))
+                    elif kind == "done" and event["finish_reason"] == "stop":
+                        answers.append("".join(tokens))
+                        return {"conversation": conversation, "seqs": seqs, "answers": answers,
+                                "interrupted": interrupted, "reconnects": reconnects, "errors": errors}
+                    elif kind == "done":  # the interrupted attempt is closed: send the same message again
+                        await ws.send(json.dumps({"type": "message", "client_id": client_id, "persona": "marcus",
+                                                  "text": text, "conversation_id": conversation}))
+        except (websockets.WebSocketException, OSError, TimeoutError):  # dropped, or 502/503 while a worker dies
+            reconnects += 1
+            resend = resend or conversation is None  # no ack seen: the re-sent message is deduplicated
+            await asyncio.sleep(0.2 + random.random() * 0.3)
+            if reconnects > 20:
+                raise
+
+
+def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from server.auth import issue_token
+    from store.settings import get_settings
+
+    with knowledge.admin() as conn:
+        users = [r["id"] for r in conn.execute(
+            "SELECT id FROM users WHERE NOT is_demo AND role = 'freelancer' ORDER BY id LIMIT 40")]
+    settings = get_settings()
+    cluster = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path)
+    try:
+        base = f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
+
+        async def scenario() -> list[dict]:
+            started: list[int] = []
+            tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started))
+                     for i in range(CONVERSATIONS)]
+            deadline = time.time() + 60
+            while len(started) < CONVERSATIONS // 2 and time.time() < deadline:
+                await asyncio.sleep(0.05)
+            cluster.workers[1].send_signal(signal.SIGKILL)  # mid-stream: half the answers have begun
+            return await asyncio.wait_for(asyncio.gather(*tasks), timeout=240)
+
+        results = asyncio.run(scenario())
+    finally:
+        cluster.stop()
+
+    want = expected_answer(TOKENS)
+    assert len(results) == CONVERSATIONS
+    for r in results:
+        assert r["answers"] == [want], r  # exactly one complete answer, every token in order
+        assert r["seqs"] == list(range(1, len(r["seqs"]) + 1)), r  # from the first seq, no gap, no repeat
+        assert not r["errors"], r
+    interrupted = [r for r in results if r["interrupted"]]
+    assert interrupted, "the killed worker was streaming answers"
+    assert all(r["reconnects"] for r in interrupted)
+    ids = [r["conversation"] for r in results]
+    with knowledge.admin() as conn:
+        rows = conn.execute(
+            """SELECT conversation_id::text AS c,
+                      count(*) FILTER (WHERE role = 'user') AS asked,
+                      count(*) FILTER (WHERE role = 'assistant' AND status = 'complete') AS complete,
+                      count(*) FILTER (WHERE role = 'assistant' AND status = 'streaming') AS streaming
+               FROM messages WHERE conversation_id = ANY(%s::uuid[]) GROUP BY conversation_id""", (ids,)).fetchall()
+    assert len(rows) == CONVERSATIONS
+    assert all(r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0 for r in rows), \
+        [r for r in rows if not (r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0)][:3]
+    print(f"{len(interrupted)} of {CONVERSATIONS} conversations were on the killed worker; all resumed and retried")
