@@ -117,6 +117,7 @@ class OpenAICompatibleProvider(ChatProvider):
         self._options = dict(api_key=settings.openai_api_key or "not-needed",  # local servers accept any key
                              base_url=settings.openai_base_url, timeout=settings.llm_timeout_s,
                              max_retries=settings.llm_max_retries)
+        self._transport = settings.llm_http
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def _client(self) -> Any:
@@ -126,9 +127,19 @@ class OpenAICompatibleProvider(ChatProvider):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = openai.AsyncOpenAI(
-                **self._options, http_client=httpx.AsyncClient(limits=httpx.Limits(
-                    max_connections=None, max_keepalive_connections=512), timeout=self._options["timeout"]))
+            limits = httpx.Limits(max_connections=100_000, max_keepalive_connections=512)  # streams are long-lived
+            transport = None
+            if self._transport == "aiohttp":
+                # per streamed chunk: 34 us of CPU through aiohttp, 76 us through httpcore's own reads
+                # (one chunk per read, as at 20 tokens/s; benchmarks/sse_parse_bench.py --http)
+                from httpx_aiohttp import AiohttpTransport
+
+                transport = AiohttpTransport(limits=limits)
+            client = self._clients[loop] = openai.AsyncOpenAI(**self._options, http_client=httpx.AsyncClient(
+                transport=transport, limits=limits, timeout=self._options["timeout"]))
+            from agents.aio import on_loop_close
+
+            on_loop_close(loop, client.close)
         return client
 
     async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
@@ -142,7 +153,13 @@ class OpenAICompatibleProvider(ChatProvider):
             body["tools"] = tools
         reply = _ReplyBuilder()
         try:
-            async with self._client().chat.completions.with_streaming_response.create(**body) as response:
+            # The client's generic POST (its retries, timeouts, error types) with our body as is: the typed
+            # `chat.completions.create` re-walks every message and tool schema against its TypedDicts first
+            # (~1/6 of the server's time in a burst of 300 turns, py-spy). The stream comes back unread.
+            response = await self._client().post(
+                "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
+                stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
+            try:
                 async for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -155,6 +172,8 @@ class OpenAICompatibleProvider(ChatProvider):
                     if cancel is not None and cancel.is_set():
                         reply.finish_reason = "cancelled"
                         break
+            finally:
+                await response.close()
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500
             raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None

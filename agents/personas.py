@@ -106,7 +106,7 @@ class Persona(BaseModel):
         path = self.folder / (name or self.prompt)
         if not path.exists():
             path = BUILTIN_DIR / (name or self.prompt)
-        return path.read_text().strip()
+        return _read(path)
 
     def system_prompt(self) -> str:
         parts = [self.read_prompt()]
@@ -115,11 +115,21 @@ class Persona(BaseModel):
         return "\n\n".join(parts)
 
 
+def _read(path: Path) -> str:
+    """A prompt file's text, read again only when the file changes (every turn builds a system prompt)."""
+    return _read_version(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _read_version(path: Path, mtime_ns: int) -> str:
+    return path.read_text().strip()
+
+
 def _fragment(folder: Path, name: str) -> str:
     for base in (folder, BUILTIN_DIR):
         path = base / "fragments" / f"{name}.md"
         if path.exists():
-            return path.read_text().strip()
+            return _read(path)
     raise ConfigError(f"prompt fragment {name!r} not found in {folder}/fragments or {BUILTIN_DIR}/fragments")
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from agents.aio import drive, iterate_blocking, iterate_in_pool, run_blocking
+from agents.aio import Wait, drive, iterate_blocking, iterate_in_pool, run_blocking
 from agents.context import count_message_tokens, records_block, sources_block, trim_history
 from agents.events import (
     AnswerReplacedEvent,
@@ -158,11 +158,12 @@ class Turn:
             return None
         return get_embedder().submit_query(self.req.text)
 
-    def retrieve(self, query: str, vector: Future[np.ndarray] | None = None) -> Iterator[Event]:
+    def retrieve(self, query: str, vector: Future[np.ndarray] | None = None) -> Generator[Any, Any, None]:
         if not self.persona.corpora or not self.persona.retrieval_k:
             return
-        embedded = vector.result() if vector else None
-        if embedded is not None and query == self.req.text:
+        # the embedding is awaited on the event loop (`Wait`), not by a pool thread blocking on it
+        embedded = yield Wait(vector or get_embedder().submit_query(query))
+        if query == self.req.text:
             self.question_vector = embedded  # the composer scores its quotes against the same vector
         # each corpus searched on its own, then taken in turn: market data cannot crowd out the lessons
         k = self.persona.retrieval_k
@@ -291,7 +292,7 @@ class Turn:
             self.completion_tokens += reply.completion_tokens
 
     def grounding(self) -> Grounding:
-        return check(self.answer, self.evidence().index())
+        return check(self.answer, lambda: self.evidence().index())
 
     def prepare(self) -> Generator[Event, None, list[BaseMessage]]:
         """Everything before the answer (synchronous: checks, tools, retrieval); returns the model's messages."""
@@ -326,7 +327,7 @@ class Turn:
                 yield event
             async for event in self.generate(returned[0]):
                 yield event
-            async for event in iterate_in_pool(self.after_answer()):
+            async for event in drive(self.after_answer(), []):
                 yield event
         except LLMError as exc:
             yield ErrorEvent(code=exc.code, message=str(exc), retryable=exc.retryable)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import psycopg
@@ -60,10 +61,15 @@ class Tool:
     private: bool = True  # needs a signed-in caller
 
     def openai_schema(self) -> dict[str, Any]:
-        schema = self.args.model_json_schema()
-        schema.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description,
-                                                 "parameters": schema}}
+        return _schema(self.name, self.description, self.args)
+
+
+@lru_cache(maxsize=128)
+def _schema(name: str, description: str, args: type[Args]) -> dict[str, Any]:
+    """Built once per tool: every turn that offers tools sends them."""
+    schema = args.model_json_schema()
+    schema.pop("title", None)
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
 
 
 def jsonable(value: Any) -> Any:

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -175,6 +176,8 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: 
         "first_token_overhead_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
         "server_rss_mb": {"before": round(base, 1), "connected_idle": round(idle, 1), "peak": round(peak, 1)},
         "cpu_seconds_during_streaming": cpu,
+        "server_cpu_ms_per_relayed_token": round(cpu["server"] * 1000 / max(1, sum(len(t["tokens"]) for t in turns)),
+                                                 3),
         "rss_per_connection_kb": {"idle": round((idle - base) * 1024 / max(1, args.conns), 1),
                                   "streaming_peak": round((peak - base) * 1024 / max(1, args.conns), 1)},
     }
@@ -190,7 +193,9 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.2, help="mock seconds to first token")
     parser.add_argument("--ttft-turns", type=int, default=30)
     parser.add_argument("--persona", default="david", help="persona for the first-token measurement")
-    parser.add_argument("--concurrent-persona", default="support")
+    # marcus flags unsupported figures; support (strict grounding) holds tokens until a sentence ends,
+    # and the mock's " w0 w1 ..." has none, so its answer would arrive as one piece
+    parser.add_argument("--concurrent-persona", default="marcus")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write a py-spy profile of the server here (.svg flame graph, .txt collapsed stacks)")
     args = parser.parse_args()
@@ -199,7 +204,8 @@ def main() -> None:
         spy = None
         if args.profile:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
-            spy = subprocess.Popen(["py-spy", "record", "-o", str(args.profile), "--pid", str(server.pid),
+            spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")  # pip install py-spy
+            spy = subprocess.Popen([spy_bin, "record", "-o", str(args.profile), "--pid", str(server.pid),
                                     "--format", fmt, "--gil", "--nonblocking", "--rate", "50"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

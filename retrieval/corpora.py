@@ -11,12 +11,20 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 
 
 def list_corpora(db: Database) -> dict[str, str]:
-    with db.admin() as conn:
+    with db.service() as conn:
         return {r["name"]: r["description"] for r in conn.execute("SELECT name, description FROM corpora ORDER BY 1")}
 
 
+_known: dict[str, set[str]] = {}  # database url -> corpus names seen to exist (corpora are never removed)
+
+
 def require_corpora(db: Database, names: list[str]) -> None:
+    """Every name must be a registered corpus. Names once seen are remembered (every search checks them);
+    an unknown name is looked up again before it is refused, so a corpus added meanwhile is found."""
+    if set(names) <= _known.get(db.url, set()):
+        return
     known = list_corpora(db)
+    _known[db.url] = set(known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UnknownCorpus(

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import jwt
@@ -35,7 +36,13 @@ def jwt_secret(settings: Settings) -> str:
     """MENTOR_JWT_SECRET, or a random secret created once in MENTOR_HOME (so tokens survive restarts)."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    return read_or_create_secret(Path(settings.mentor_home) / "jwt_secret", 48)
+    return _secret_file(Path(settings.mentor_home) / "jwt_secret")
+
+
+@lru_cache(maxsize=8)
+def _secret_file(path: Path) -> str:
+    """Read once per process: every sign-in verifies a token with it."""
+    return read_or_create_secret(path, 48)
 
 
 def issue_token(settings: Settings, user_id: int, ttl_s: int | None = None) -> str:

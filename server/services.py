@@ -56,4 +56,7 @@ class Services:
         await self.hub.start()
 
     async def stop(self) -> None:
+        from agents.aio import close_loop_resources
+
         await self.hub.stop()
+        await close_loop_resources()  # e.g. the model client's HTTP sessions

@@ -110,21 +110,6 @@ class TurnService:
             raise TurnRejected("unknown_persona", str(exc)) from None
         if caller.anonymous and not persona.anonymous:
             raise TurnRejected("forbidden", f"{persona.name} needs a signed-in user; widget visitors talk to support")
-        duplicate, used = await run_blocking(convs.preflight, s.db, caller, inp.client_id, inp.conversation_id)
-        conversation_id = inp.conversation_id
-        if duplicate is not None and duplicate.status == "error":
-            conversation_id = duplicate.conversation_id  # a retry of a failed answer: same message, new attempt
-        elif duplicate is not None:  # a re-sent message starts nothing, so no limit applies to it
-            return Duplicate(duplicate)
-        wait = self.rate_limited(caller)
-        if wait is not None:
-            raise TurnRejected("rate_limited", f"too many messages; retry in {wait} s", retryable=True,
-                               retry_after=wait)
-        if inp.history is not None:
-            used += sum(count_tokens(h.content) for h in inp.history) + count_tokens(inp.text)
-        if used >= s.settings.conversation_token_budget:
-            raise TurnRejected("token_budget_exceeded", f"this conversation used {used} tokens (limit "
-                               f"{s.settings.conversation_token_budget}); start a new conversation")
         named = PROJECT_REF.search(inp.text)  # "project 42" in the text moves the conversation to it
         project = inp.project_id or (int(named.group(1)) if named else None)
 
@@ -134,9 +119,26 @@ class TurnService:
                     "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id,
                     "text": inp.text, "project_id": start.project_id, "mode": start.mode}
 
+        def admit(duplicate: convs.TurnStart | None, used: int) -> str | None:
+            """In the opening transaction: refuse (raise) or continue, in which conversation."""
+            wait = self.rate_limited(caller)
+            if wait is not None:
+                raise TurnRejected("rate_limited", f"too many messages; retry in {wait} s", retryable=True,
+                                   retry_after=wait)
+            if inp.history is not None:
+                used += sum(count_tokens(h.content) for h in inp.history) + count_tokens(inp.text)
+            if used >= s.settings.conversation_token_budget:
+                raise TurnRejected("token_budget_exceeded", f"this conversation used {used} tokens (limit "
+                                   f"{s.settings.conversation_token_budget}); start a new conversation")
+            if duplicate is not None:  # a retry of a failed answer: same message, new attempt
+                return duplicate.conversation_id
+            return inp.conversation_id
+
+        # one pool job, one transaction: dedupe, limits, the stored message, its ack and the history
         opened = await run_blocking(lambda: convs.open_turn(
             s.db, caller, persona=persona_id, text=inp.text, client_id=inp.client_id,
-            conversation_id=conversation_id, project_id=project, mode=inp.mode, worker_id=s.hub.worker_id, ack=ack))
+            conversation_id=inp.conversation_id, project_id=project, mode=inp.mode, worker_id=s.hub.worker_id,
+            ack=ack, admit=admit))
         start = opened.start
         if start.duplicate:  # a concurrent re-send won the race to insert
             return Duplicate(start)

@@ -37,6 +37,7 @@ from server.turns import Duplicate, RunningTurn, TurnInput, TurnRejected
 from store import conversations as convs
 from store.conversations import Caller
 from store.errors import MentorError, NotFound
+from store.jsonfast import dumps
 
 log = logging.getLogger("mentor.ws")
 FRAMES = TypeAdapter(ClientFrame)
@@ -63,7 +64,7 @@ class ChatSession:
             return
         try:
             async with self.send_lock:
-                await self.ws.send_text(json.dumps(event, default=str))
+                await self.ws.send_text(dumps(event))
         except (WebSocketDisconnect, RuntimeError):
             pass  # the turn goes on and is stored; the client can resume
 

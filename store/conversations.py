@@ -17,6 +17,7 @@ from typing import Any
 
 from store.db import Database
 from store.errors import MentorError, NotFound
+from store.jsonfast import dumps
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,6 @@ def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id
         return _duplicate(conn, caller, client_id, conversation_id)
 
 
-def preflight(db: Database, caller: Caller, client_id: str,
-              conversation_id: str | None) -> tuple[TurnStart | None, int]:
-    """Before a new turn, in one transaction: the turn this client id already started (if any) and the
-    tokens the caller's conversation has used (0 for a new conversation or one that is not theirs)."""
-    with db.service() as conn:
-        duplicate = _duplicate(conn, caller, client_id, conversation_id)
-        return duplicate, (_tokens_used(conn, conversation_id, caller) if conversation_id else 0)
-
-
 def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
     row = conn.execute(
         """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
@@ -124,10 +116,21 @@ class OpenedTurn:
 
 def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
               conversation_id: str | None, project_id: int | None, mode: str | None, worker_id: int | None,
-              ack: Any) -> OpenedTurn:
-    """`start_turn`, its `ack` event (`ack(start) -> payload`) and the history before it, in one transaction:
-    one round trip per new turn instead of three, which is what a burst of turns queues on."""
+              ack: Any, admit: Any = None) -> OpenedTurn:
+    """A new turn in one transaction — one round trip of work where a burst of turns queues:
+
+    - the turn this client id already started, if any: a duplicate is returned as such, nothing stored;
+    - `admit(duplicate_or_None, tokens_used) -> conversation_id` (the caller's limits; it raises to
+      refuse, and everything rolls back) — skipped for a plain duplicate;
+    - `start_turn`, its `ack` event (`ack(start) -> payload`) and the history before it.
+    """
     with db.service() as conn:
+        duplicate = _duplicate(conn, caller, client_id, conversation_id)
+        if duplicate is not None and duplicate.status != "error":
+            return OpenedTurn(duplicate, None, [])
+        if admit is not None:
+            used = _tokens_used(conn, conversation_id, caller) if conversation_id else 0
+            conversation_id = admit(duplicate, used)
         start = _start_turn(conn, caller, persona=persona, text=text, client_id=client_id,
                             conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id)
         if start.duplicate:
@@ -246,11 +249,13 @@ def _append(conn, items: list[NewEvent]) -> list[int]:  # type: ignore[no-untype
         seqs.append(next_seq[item.conversation_id])
         next_seq[item.conversation_id] += 1
     with conn.cursor() as cur:
+        # the whole batch as one JSON document, unpacked by PostgreSQL: one parameter, one orjson call
+        rows = [{"c": i.conversation_id, "s": seq, "u": i.user_id, "m": i.message_id, "t": i.event["type"],
+                 "p": i.event} for i, seq in zip(items, seqs, strict=True)]
         cur.execute(
             """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
-               SELECT * FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::text[], %s::jsonb[])""",
-            ([i.conversation_id for i in items], seqs, [i.user_id for i in items], [i.message_id for i in items],
-             [i.event["type"] for i in items], [json.dumps(i.event, default=str) for i in items]))
+               SELECT c, s, u, m, t, p FROM jsonb_to_recordset(%s::jsonb)
+                      AS x(c uuid, s int, u bigint, m bigint, t text, p jsonb)""", (dumps(rows),))
         tools = [i for i in items if i.event["type"] == "tool_result"]
         if tools:
             cur.executemany(

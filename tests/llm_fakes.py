@@ -76,5 +76,7 @@ def make_provider(retries: int = 2):  # type: ignore[no-untyped-def]
     from agents.llm import OpenAICompatibleProvider
     from store.settings import Settings
 
+    # httpx's own transport: respx intercepts it (the server's default, aiohttp, it cannot see)
     return OpenAICompatibleProvider(Settings(openai_base_url=BASE_URL, openai_api_key="sk-test",
-                                             mentor_model="gpt-test", llm_max_retries=retries, llm_timeout_s=5))
+                                             mentor_model="gpt-test", llm_max_retries=retries, llm_timeout_s=5,
+                                             llm_http="httpx"))

@@ -363,6 +363,7 @@ def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) 
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("MENTOR_LLM_HTTP", "httpx")  # the transport respx intercepts
     get_settings.cache_clear()
     try:
         with respx.mock() as router:
@@ -386,6 +387,7 @@ def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("MENTOR_LLM_HTTP", "httpx")  # the transport respx intercepts
     get_settings.cache_clear()
     try:
         with respx.mock() as router:
