@@ -32,7 +32,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, wait_http  # noqa: E402
+from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, wait_http, worker_pids  # noqa: E402
 from evals.mock_llm import expected_answer  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
 
@@ -97,10 +97,11 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     base = f"ws://127.0.0.1:{port}/ws/chat"
     urls = [f"{base}?token={issue_token(settings, users[i % len(users)])}" for i in range(args.conns)]
     texts = questions(args.conns)
-    # warm-up: one turn, so first-use costs (imports, pools) are not counted
+    # warm-up: a few turns at once (so every worker gets some), first-use costs (pools, caches) not counted
     go, connected = asyncio.Event(), []
     go.set()
-    await one(urls[0], "How do I find clients?", args.persona, 0, go, connected)
+    await asyncio.gather(*[one(urls[i], "How do I find clients?", args.persona, 0, go, connected)
+                           for i in range(4 * args.workers)])
 
     go, connected = asyncio.Event(), []
     rng = random.Random(1)
@@ -111,12 +112,14 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     others = {"postgres": postgres_pids(), "mock_llm": [mock_pid], "bench_client": [os.getpid()]}
     others_before = {k: cpu_seconds(v) for k, v in others.items()}
     cpu_before = cpu_seconds(pids)
+    per_pid_before = {p: cpu_seconds([p]) for p in pids}
     rss_before = sum(rss_mb(p) for p in pids)
     began = time.perf_counter()
     go.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - began
     cpu = cpu_seconds(pids) - cpu_before
+    per_process = {_name(p): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
     others_cpu = {k: round(cpu_seconds(v) - others_before[k], 1) for k, v in others.items()}
     turns = [r for r in results if isinstance(r, dict)]
     failures = [repr(r) for r in results if not isinstance(r, dict)]
@@ -140,30 +143,21 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
         "answer_time_x_ideal": {"p50": pct(ratios, 50, 3), "p95": pct(ratios, 95, 3),
                                 "max": round(max(ratios), 3) if ratios else None},
         "burst_wall_s": round(wall, 1),
-        "server_cpu_s": round(cpu, 1), "events_relayed": relayed,
+        "server_cpu_s": round(cpu, 1), "server_cpu_by_process_s": per_process, "events_relayed": relayed,
         "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
         "server_rss_mb_before": round(rss_before, 1),
         "other_cpu_s": others_cpu, "cores": os.cpu_count(),
     }
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    """The serving process and its children (uvicorn's worker processes), not PostgreSQL."""
-    pids, frontier = [server_pid], [server_pid]
-    while frontier:
-        parent = frontier.pop()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == parent and b"postgres" not in cmd[:200]:
-                pids.append(int(proc.name))
-                frontier.append(int(proc.name))
-    return pids
+def _name(pid: int) -> str:
+    """A process's role: the server (or uvicorn's supervisor), a worker, or an embedding child."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return str(pid)
+    role = "embedder" if "multiprocessing" in cmd and "spawn_main" in cmd and "tracker" not in cmd else "server"
+    return f"{role}:{pid}"
 
 
 def main() -> None:

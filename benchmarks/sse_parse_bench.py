@@ -5,6 +5,10 @@ is what happens per chunk: LangChain builds an openai pydantic chunk, an AIMessa
 into the running total; ours does one `json.loads`. Prints microseconds of CPU per chunk.
 
     .venv/bin/python benchmarks/sse_parse_bench.py --chunks 4000
+
+`--http`: the transport instead, over real HTTP: 200 streams from `evals/mock_llm.py` at 50 chunks/s
+each (one chunk per socket read, as in production), read through the openai client with httpx's own
+transport and with aiohttp's (httpx-aiohttp); client CPU per chunk.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ async def ours_run(chunks: int) -> int:
     from agents.llm import OpenAICompatibleProvider
     from store.settings import Settings
 
-    provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="m"))
+    # httpx's own transport, like LangChain's client: respx intercepts it, and only the parsing differs
+    provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="m",
+                                                 llm_http="httpx"))
     return sum([1 async for piece in provider.astream([HumanMessage("hi")]) if isinstance(piece, str)])
 
 
@@ -66,11 +72,49 @@ def measure(fn, chunks: int, rounds: int) -> float:  # type: ignore[no-untyped-d
         return (time.process_time() - started) / (rounds * chunks) * 1e6
 
 
+async def transport_run(transport: str, base_url: str, streams: int) -> float:
+    from langchain_core.messages import HumanMessage
+
+    from agents.llm import OpenAICompatibleProvider
+    from store.settings import Settings
+
+    provider = OpenAICompatibleProvider(Settings(openai_base_url=base_url, openai_api_key="x", mentor_model="m",
+                                                 llm_http=transport))
+
+    async def one() -> int:
+        return sum([1 async for piece in provider.astream([HumanMessage("hi")]) if isinstance(piece, str)])
+
+    from agents.aio import close_loop_resources
+
+    await asyncio.gather(*[one() for _ in range(2)])  # warm-up: client, connections
+    started = time.thread_time()
+    chunks = sum(await asyncio.gather(*[one() for _ in range(streams)]))
+    spent = (time.thread_time() - started) / chunks * 1e6
+    await close_loop_resources()
+    return spent
+
+
+def transports(streams: int) -> dict:
+    from evals.mock_llm import MockLLM, MockServer
+
+    mock = MockServer(MockLLM(tokens=100, rate=50, ttft=0))  # a thread: its CPU is not the client's
+    try:
+        return {"streams": streams, "chunks_per_stream": 100, "cpu_us_per_chunk": {
+            name: round(asyncio.run(transport_run(name, mock.base_url, streams)), 1) for name in ("httpx", "aiohttp")}}
+    finally:
+        mock.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--http", action="store_true", help="compare HTTP transports over a real socket")
+    parser.add_argument("--streams", type=int, default=200)
     args = parser.parse_args()
+    if args.http:
+        print(json.dumps(transports(args.streams), indent=2))
+        return
     result = {"chunks": args.chunks, "cpu_us_per_chunk": {
         "langchain_astream": round(measure(langchain_run, args.chunks, args.rounds), 1),
         "openai_client_raw_sse": round(measure(ours_run, args.chunks, args.rounds), 1)}}

@@ -7,9 +7,12 @@ tokens) and `mentor serve` (one worker) pointed at it, then measures:
    persona's retrieval and up-front tools on (sequential turns, default persona david);
 2. --conns concurrent conversations, all streaming at once: lost or reordered tokens (each
    answer must equal the mock's token sequence), gaps between seqs, added inter-token delay
-   (observed gap minus the mock's 1/rate), and the server's memory per connection (RSS).
+   (observed gap minus the mock's 1/rate) over the whole run and in the steady state (all conversations
+   streaming; start them over --ramp seconds), server CPU per relayed token, and memory per
+   connection (RSS).
 
     .venv/bin/python benchmarks/ws_stream_bench.py --home /tmp/evalhome --conns 500 --rate 20
+    .venv/bin/python benchmarks/ws_stream_bench.py --home /tmp/evalhome --conns 500 --rate 20 --tokens 400 --ramp 5
 
 `--home` must be a set-up MENTOR_HOME (`mentor setup`). Prints JSON; asserts nothing.
 """
@@ -69,10 +72,30 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def worker_pids(server_pid: int) -> list[int]:
+    """The serving process and its children (uvicorn's worker processes), not PostgreSQL."""
+    pids, frontier = [server_pid], [server_pid]
+    while frontier:
+        parent = frontier.pop()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == parent and b"postgres" not in cmd[:200]:
+                pids.append(int(proc.name))
+                frontier.append(int(proc.name))
+    return pids
+
+
 def process_groups(server_pid: int, mock_pid: int) -> dict[str, list[int]]:
     postgres = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
                 and b"postgres" in (p / "cmdline").read_bytes()[:200]] if Path("/proc").exists() else []
-    return {"server": [server_pid], "mock_llm": [mock_pid], "bench_client": [os.getpid()], "postgres": postgres}
+    return {"server": worker_pids(server_pid), "mock_llm": [mock_pid], "bench_client": [os.getpid()],
+            "postgres": postgres}
 
 
 def wait_http(url: str, timeout: float = 120) -> None:
@@ -88,13 +111,14 @@ def wait_http(url: str, timeout: float = 120) -> None:
 
 
 async def one_turn(url: str, persona: str, *, start: asyncio.Event | None = None,
-                   connected: list[int] | None = None) -> dict:
+                   connected: list[int] | None = None, delay: float = 0.0) -> dict:
     async with websockets.connect(url, max_size=2**22, open_timeout=60, ping_interval=None) as ws:
         json.loads(await ws.recv())  # ready
         if connected is not None:
             connected.append(1)
         if start is not None:
             await start.wait()
+        await asyncio.sleep(delay)
         sent = time.perf_counter()
         await ws.send(json.dumps({"type": "message", "client_id": uuid.uuid4().hex, "persona": persona,
                                   "text": QUESTIONS[persona]}))
@@ -138,7 +162,8 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: 
     base = rss_mb(server_pid)
     start, connected = asyncio.Event(), []
     tasks = [asyncio.create_task(one_turn(urls[i % len(urls)], args.concurrent_persona, start=start,
-                                          connected=connected)) for i in range(args.conns)]
+                                          connected=connected, delay=args.ramp * i / args.conns))
+             for i in range(args.conns)]
     while len(connected) < args.conns:
         if any(t.done() for t in tasks):
             break
@@ -162,6 +187,11 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: 
     added = [((b - a) * 1000 - interval)
              for turn in turns for a, b in zip(turn["times"], turn["times"][1:], strict=False)]
     first = [(turn["times"][0] - turn["sent"] - args.ttft) * 1000 for turn in turns if turn["times"]]
+    # steady state: every conversation is streaming (after the last one's first token, before the first ends)
+    window = (max((t["times"][0] for t in turns if t["times"]), default=0),
+              min((t["done"] for t in turns), default=0))
+    steady = [((b - a) * 1000 - interval) for turn in turns
+              for a, b in zip(turn["times"], turn["times"][1:], strict=False) if window[0] <= a and b <= window[1]]
     results["concurrent"] = {
         "conversations": args.conns, "persona": args.concurrent_persona, "completed": len(turns),
         "failed_connections": len(failures), "failures": failures[:3],
@@ -174,6 +204,9 @@ async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: 
         "added_inter_token_delay_ms": {"p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99),
                                        "max": round(max(added), 1) if added else None},
         "first_token_overhead_ms": {"p50": pct(first, 50), "p95": pct(first, 95)},
+        "ramp_s": args.ramp, "steady_window_s": round(max(0.0, window[1] - window[0]), 1),
+        "steady_added_inter_token_delay_ms": {"gaps": len(steady), "p50": pct(steady, 50), "p95": pct(steady, 95),
+                                              "p99": pct(steady, 99), "max": round(max(steady), 1) if steady else None},
         "server_rss_mb": {"before": round(base, 1), "connected_idle": round(idle, 1), "peak": round(peak, 1)},
         "cpu_seconds_during_streaming": cpu,
         "server_cpu_ms_per_relayed_token": round(cpu["server"] * 1000 / max(1, sum(len(t["tokens"]) for t in turns)),
@@ -192,6 +225,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="mock tokens per second per conversation")
     parser.add_argument("--ttft", type=float, default=0.2, help="mock seconds to first token")
     parser.add_argument("--ttft-turns", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="mentor serve --workers N")
+    parser.add_argument("--ramp", type=float, default=0.0,
+                        help="spread the conversations' starts over this many seconds (steady-state streaming)")
     parser.add_argument("--persona", default="david", help="persona for the first-token measurement")
     # marcus flags unsupported figures; support (strict grounding) holds tokens until a sentence ends,
     # and the mock's " w0 w1 ..." has none, so its answer would arrive as one piece
@@ -200,7 +236,8 @@ def main() -> None:
                         help="write a py-spy profile of the server here (.svg flame graph, .txt collapsed stacks)")
     args = parser.parse_args()
 
-    with service_stack(args.home, tokens=args.tokens, rate=args.rate, ttft=args.ttft) as (server, mock, port):
+    with service_stack(args.home, tokens=args.tokens, rate=args.rate, ttft=args.ttft,
+                       workers=args.workers) as (server, mock, port):
         spy = None
         if args.profile:
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
@@ -218,7 +255,8 @@ def main() -> None:
 
 
 @contextmanager
-def service_stack(home: Path, *, tokens: int, rate: float, ttft: float) -> Iterator[tuple[Any, Any, int]]:
+def service_stack(home: Path, *, tokens: int, rate: float, ttft: float,
+                  workers: int = 1) -> Iterator[tuple[Any, Any, int]]:
     """The mock model and `mentor serve` (one worker, limits raised) as subprocesses; yields both and the port."""
     mock_port, port = free_port(), free_port()
     env = {**os.environ, "MENTOR_HOME": str(home), "MENTOR_LLM": "openai",
@@ -230,7 +268,8 @@ def service_stack(home: Path, *, tokens: int, rate: float, ttft: float) -> Itera
     mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(tokens),
                              "--rate", str(rate), "--ttft", str(ttft)], cwd=ROOT, env=env)
     with open(home / "bench-serve.log", "w") as server_log:
-        server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port)], cwd=ROOT,
+        extra = ["--workers", str(workers)] if workers != 1 else []
+        server = subprocess.Popen([str(Path(py).parent / "mentor"), "serve", "--port", str(port), *extra], cwd=ROOT,
                                   env=env, stdout=subprocess.DEVNULL, stderr=server_log)
         try:
             wait_http(f"http://127.0.0.1:{mock_port}/v1/models")

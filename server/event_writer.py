@@ -29,7 +29,7 @@ MAX_BATCH = 2000
 
 @dataclass
 class Pending:
-    """An event to store; `on_stored(seq)` or `on_error(exc)` then runs on `loop`, and `stored` resolves.
+    """An event to store; `on_stored(seq)` or `on_error(exc)` then runs on `loop`.
 
     `broken` (shared by a turn's events) is set by the writer the moment one of them fails, so the turn
     stops at once and its later events fail fast instead of each waiting for the database.
@@ -40,10 +40,6 @@ class Pending:
     on_stored: Callable[[int], None]
     on_error: Callable[[Exception], None]
     broken: threading.Event = field(default_factory=threading.Event)
-    stored: asyncio.Future = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.stored = self.loop.create_future()
 
     def settle(self, seq: int | None, exc: Exception | None) -> None:
         """On the loop: hand the outcome to the turn (a consumer's bug must not lose the others)."""
@@ -54,9 +50,6 @@ class Pending:
                 self.on_error(exc)
         except Exception:  # noqa: BLE001
             log.exception("event consumer failed")
-        finally:
-            if not self.stored.done():
-                self.stored.set_result(seq)
 
 
 def _settle_all(outcomes: list[tuple[Pending, int | None, Exception | None]]) -> None:

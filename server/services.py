@@ -54,6 +54,9 @@ class Services:
     async def start(self) -> None:
         """On the serving loop: listen for the other workers (and hold this worker's liveness lock)."""
         await self.hub.start()
+        warm_up = getattr(self.provider, "warm_up", None)
+        if warm_up is not None:
+            await warm_up()
 
     async def stop(self) -> None:
         from agents.aio import close_loop_resources

@@ -178,7 +178,8 @@ class TurnService:
                                          grounding=s.settings.grounding):
                 if out.failed:
                     break
-                payload = event.model_dump()
+                # tokens are most of a turn's events: build their payload directly, not through pydantic
+                payload = {"type": "token", "delta": event.delta} if event.type == "token" else event.model_dump()
                 kind = payload["type"]
                 if kind == "token":
                     out.answer.append(payload["delta"])
@@ -285,7 +286,8 @@ class TurnLog:
         self.answer: list[str] = []
         self.broken = threading.Event()  # set by the writer the moment an event of this turn is not stored
         self.reported = False
-        self.last: Pending | None = None
+        self.outstanding = 0  # events handed to the writer and not settled yet
+        self.settled = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
     @property
@@ -298,10 +300,25 @@ class TurnLog:
         extra = {"conversation_id": self.conv} if payload["type"] == "done" else \
             {"conversation_id": self.conv, "message_id": self.msg}
         queue = self.turn.queue
-        self.last = self.s.writer.submit(Pending(
-            convs.NewEvent(self.conv, self.user_id, self.msg, payload, finish), self.loop,
-            on_stored=lambda seq: queue.put_nowait({**payload, "seq": seq, **extra}), on_error=self.lost,
-            broken=self.broken))
+
+        def stored(seq: int) -> None:
+            payload.update(seq=seq, **extra)
+            queue.put_nowait(payload)
+            self._settled()
+
+        def failed(exc: Exception) -> None:
+            self.lost(exc)
+            self._settled()
+
+        self.outstanding += 1
+        self.settled.clear()
+        self.s.writer.submit(Pending(convs.NewEvent(self.conv, self.user_id, self.msg, payload, finish), self.loop,
+                                     on_stored=stored, on_error=failed, broken=self.broken))
+
+    def _settled(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == 0:
+            self.settled.set()
 
     def lost(self, exc: Exception) -> None:
         """On the loop, for each event that could not be stored; acts on the first."""
@@ -322,8 +339,8 @@ class TurnLog:
 
     async def drain(self) -> None:
         """Wait until the writer has handled everything this turn handed it (so `done` is the last item)."""
-        if self.last is not None:
-            await self.last.stored
+        if self.outstanding:
+            await self.settled.wait()
 
 
 def _close_when_back(db: Any, message_id: int, partial: str, give_up_s: float = 3600.0) -> None:

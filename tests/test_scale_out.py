@@ -57,6 +57,13 @@ class Cluster:
                "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
                "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1"}
         self.procs: list[subprocess.Popen] = []
+        try:
+            self._start(env, logs)
+        except BaseException:
+            self.stop()  # nothing left running when start-up fails
+            raise
+
+    def _start(self, env: dict[str, str], logs: Path) -> None:
         self.mock = self._spawn([sys.executable, "-m", "evals.mock_llm", "--port", str(self.mock_port),
                                  "--tokens", str(TOKENS), "--rate", str(RATE), "--ttft", "0.05"], env, logs / "mock")
         mentor = str(Path(sys.executable).parent / "mentor")
