@@ -32,8 +32,8 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, wait_http, worker_pids  # noqa: E402
-from evals.mock_llm import expected_answer  # noqa: E402
+from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, worker_pids  # noqa: E402
+from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
 
 PHRASINGS = ["How do I find my first clients as a {skill} freelancer?",

@@ -34,13 +34,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evals.mock_llm import expected_answer  # noqa: E402
+from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
 
 QUESTIONS = {"david": "What do React developers charge per hour?", "marcus": "How do I find my first clients?",
@@ -96,18 +95,6 @@ def process_groups(server_pid: int, mock_pid: int) -> dict[str, list[int]]:
                 and b"postgres" in (p / "cmdline").read_bytes()[:200]] if Path("/proc").exists() else []
     return {"server": worker_pids(server_pid), "mock_llm": [mock_pid], "bench_client": [os.getpid()],
             "postgres": postgres}
-
-
-def wait_http(url: str, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up")
 
 
 async def one_turn(url: str, persona: str, *, start: asyncio.Event | None = None,

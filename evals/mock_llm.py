@@ -134,6 +134,21 @@ def _sse(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
+def wait_http(url: str, timeout: float = 120) -> None:
+    """Until `url` answers 200 (a server started as a process: the mock, `mentor serve`, a balancer)."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not come up within {timeout:.0f} s")
+
+
 class ThreadedServer:
     """An ASGI app under uvicorn in a background thread on a free loopback port (tests, this mock)."""
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.aio import run_blocking
 from agents.hooks import PROJECT_REF
@@ -35,6 +35,9 @@ from server.hub import FALLBACK_S
 from store import conversations as convs
 from store.conversations import Caller
 from store.errors import DatabaseUnavailable, MentorError, NotFound
+
+if TYPE_CHECKING:
+    from server.services import Services
 
 log = logging.getLogger("mentor.turns")
 _END = object()
@@ -93,7 +96,7 @@ def owner_of(caller: Caller) -> str:
 
 
 class TurnService:
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.s = services
         self.running: dict[str, RunningTurn] = {}  # conversation id -> the turn streaming in it, on this worker
         services.hub.on_cancel = self.cancel_here
@@ -280,7 +283,7 @@ class TurnLog:
     without a seq, and the message is closed with its partial answer once the database is back.
     """
 
-    def __init__(self, s: Any, caller: Caller, turn: RunningTurn) -> None:
+    def __init__(self, s: Services, caller: Caller, turn: RunningTurn) -> None:
         self.s, self.user_id, self.turn = s, caller.user_id, turn
         self.conv, self.msg = turn.start.conversation_id, turn.start.assistant_message_id
         self.answer: list[str] = []

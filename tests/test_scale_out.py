@@ -22,29 +22,16 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import websockets
 
-from evals.mock_llm import expected_answer
+from evals.mock_llm import expected_answer, wait_http
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (run.sh test "
                                                                           "installs it as root)")
 CONVERSATIONS = 200
 TOKENS, RATE = 60, 20.0  # each answer streams for ~3 s
-
-
-def _wait(url: str, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
 
 
 class Cluster:
@@ -70,12 +57,12 @@ class Cluster:
         self.workers = [self._spawn([mentor, "serve", "--port", str(p)], env, logs / f"worker{i + 1}")
                         for i, p in enumerate(self.ports)]
         for port in self.ports:
-            _wait(f"http://127.0.0.1:{port}/readyz")
+            wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         lb_env = {**env, "MENTOR_LB_BIND": f"127.0.0.1:{self.lb_port}",
                   **{f"MENTOR_WORKER_{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(self.ports)}}
         self.balancer = self._spawn(["haproxy", "-db", "-f", str(REPO / "deploy" / "haproxy.cfg")], lb_env,
                                     logs / "haproxy")
-        _wait(f"http://127.0.0.1:{self.lb_port}/healthz", timeout=30)
+        wait_http(f"http://127.0.0.1:{self.lb_port}/healthz", timeout=30)
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         with open(log, "w") as out:
