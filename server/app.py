@@ -8,6 +8,7 @@ which LLM backend is active.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import html
 import logging
@@ -26,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import metrics
+from server.inbox import router as inbox_router
 from server.openai_api import router as openai_router
 from server.rest import router as rest_router
 from server.services import Services
@@ -100,6 +102,7 @@ def create_app(services: Services | None = None) -> FastAPI:
                               "(docs/protocol.md in the repository).")
     app.state.services = services
     app.include_router(rest_router)
+    app.include_router(inbox_router)
     app.include_router(openai_router)
 
     @app.exception_handler(RequestValidationError)
@@ -202,6 +205,11 @@ def create_app(services: Services | None = None) -> FastAPI:
         if wanted and not hmac.compare_digest(given.encode(), f"Bearer {wanted}".encode()):
             return JSONResponse({"detail": {"code": "unauthorized", "message": "metrics need the metrics token"}},
                                 status_code=401)
+        from store.handoffs import queue_length
+
+        # the queue is in the database: every worker reports the same figure (if it is away, the last one)
+        with contextlib.suppress(MentorError):
+            metrics.HANDOFF_QUEUE.set(queue_length(request.app.state.services.db))
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)

@@ -14,3 +14,8 @@ TURN_SECONDS = Histogram("mentor_turn_seconds", "Turn duration", registry=REGIST
                          buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160))
 FIRST_EVENT_SECONDS = Histogram("mentor_first_token_seconds", "Time to the first token", registry=REGISTRY,
                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20))
+HANDOFF_QUEUE = Gauge("mentor_handoff_queue", "Conversations handed to a person and waiting for one (read at scrape)",
+                      registry=REGISTRY)
+FIRST_HUMAN_REPLY_SECONDS = Histogram("mentor_first_human_reply_seconds",
+                                      "From the handoff to the first reply of a person", registry=REGISTRY,
+                                      buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400))

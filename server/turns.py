@@ -70,6 +70,15 @@ class Duplicate:
 
 
 @dataclass
+class HumanOwned:
+    """A support agent owns the conversation: the message is stored (its `ack` has the seq) for them to
+    answer, and the bot stays silent. The agent's replies arrive as conversation events (`follow`)."""
+
+    start: convs.TurnStart
+    ack: dict[str, Any]
+
+
+@dataclass
 class RunningTurn:
     """A started turn: its stored `ack`, then its events as they are stored (each with its seq)."""
 
@@ -102,7 +111,7 @@ class TurnService:
         services.hub.on_cancel = self.cancel_here
 
     # -- starting ---------------------------------------------------------------------------------
-    async def begin(self, caller: Caller, inp: TurnInput) -> RunningTurn | Duplicate:
+    async def begin(self, caller: Caller, inp: TurnInput) -> RunningTurn | Duplicate | HumanOwned:
         """Check, dedupe, store and start a turn. Raises TurnRejected, NotFound, PersonaMismatch or
         DatabaseUnavailable (all typed) with nothing stored."""
         s = self.s
@@ -145,6 +154,8 @@ class TurnService:
         start = opened.start
         if start.duplicate:  # a concurrent re-send won the race to insert
             return Duplicate(start)
+        if opened.human is not None:
+            return HumanOwned(start, {**ack(start), "seq": opened.ack_seq, "conversation_id": start.conversation_id})
         history = inp.history if inp.history is not None else [HistoryMessage(**h) for h in opened.history]
         req = TurnRequest(persona=persona_id, text=inp.text, user_id=caller.user_id, history=history,
                           project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id)
@@ -255,10 +266,11 @@ class TurnService:
         if turn is not None:
             turn.cancel()
 
-    async def follow(self, conversation_id: str, after_seq: int,
-                     only_message: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def follow(self, conversation_id: str, after_seq: int, only_message: int | None = None,
+                     forever: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stored events after `after_seq`, then new ones as they are stored, while an answer streams
-        (only `only_message`'s, if given). Waits on notifications, not a polling loop."""
+        (only `only_message`'s, if given) — or, with `forever`, until the caller stops (a conversation a
+        person may write into at any time). Waits on notifications, not a polling loop."""
         hub, last = self.s.hub, after_seq
         while True:
             wake = hub.watch(conversation_id)
@@ -268,7 +280,7 @@ class TurnService:
                     last = event["seq"]
                     if only_message is None or event["message_id"] == only_message:
                         yield event
-                if streaming is None or (only_message is not None and streaming != only_message):
+                if not forever and (streaming is None or (only_message is not None and streaming != only_message)):
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), FALLBACK_S)

@@ -33,7 +33,7 @@ from server.protocol import (
     ResumeFrame,
 )
 from server.services import Services
-from server.turns import Duplicate, RunningTurn, TurnInput, TurnRejected
+from server.turns import Duplicate, HumanOwned, RunningTurn, TurnInput, TurnRejected
 from store import conversations as convs
 from store.conversations import Caller
 from store.errors import MentorError, NotFound
@@ -42,6 +42,7 @@ from store.jsonfast import dumps
 log = logging.getLogger("mentor.ws")
 FRAMES = TypeAdapter(ClientFrame)
 MAX_STRIKES = 20  # consecutive bad frames before the connection is closed as abusive
+HANDOFF_EVENTS = ("handoff", "agent_joined", "agent_message", "agent_left")  # a person is (or will be) here
 
 
 def _error(code: str, message: str, *, retryable: bool = False, retry_after: float | None = None,
@@ -57,11 +58,22 @@ class ChatSession:
         self.send_lock = asyncio.Lock()
         self.active: dict[str, RunningTurn] = {}  # conversation id -> a turn this connection started
         self.pumps: set[asyncio.Task] = set()  # relaying events to this socket
+        self.seen: dict[str, int] = {}  # conversation id -> the highest seq sent on this socket
+        self.watching: set[str] = set()  # conversations followed for a person's messages
         self.strikes = 0
 
-    async def send(self, event: dict[str, Any]) -> None:
+    async def send(self, event: dict[str, Any], fresh_only: bool = False) -> None:
+        """`fresh_only`: skip an event this socket already got (a turn's relay and a watch may both have it;
+        each sends in seq order, so skipping the older never loses one). Replays asked for are sent as is."""
         if self.ws.client_state != WebSocketState.CONNECTED:
             return
+        conversation, seq = event.get("conversation_id"), event.get("seq")
+        if conversation is not None and seq is not None:
+            if fresh_only and seq <= self.seen.get(conversation, 0):
+                return
+            self.seen[conversation] = max(seq, self.seen.get(conversation, 0))
+            if event["type"] in HANDOFF_EVENTS:
+                self.watch(conversation)
         try:
             async with self.send_lock:
                 await self.ws.send_text(dumps(event))
@@ -185,6 +197,15 @@ class ChatSession:
         except NotFound as exc:
             await self.send(_error("not_found", str(exc), client_id=frame.client_id))
             return
+        if isinstance(begun, HumanOwned):  # a person answers: their replies come through the watch
+            await self.send(begun.ack)
+            self.watch(begun.start.conversation_id)
+            return
+        if isinstance(begun, Duplicate) and begun.start.assistant_message_id is None:
+            await self.send({"type": "ack", "seq": None, "conversation_id": begun.start.conversation_id,
+                             "client_id": frame.client_id, "message_id": None,
+                             "user_message_id": begun.start.user_message_id, "duplicate": True})
+            return
         if isinstance(begun, Duplicate):
             await self.send({"type": "ack", "seq": None, "conversation_id": begun.start.conversation_id,
                              "client_id": frame.client_id, "message_id": begun.start.assistant_message_id,
@@ -194,13 +215,23 @@ class ChatSession:
             return
         await self.send(begun.ack)
         self.active[begun.start.conversation_id] = begun
-        self.pump(begun.events())
+        self.pump(begun.events(), fresh_only=True)
 
-    def pump(self, events: AsyncIterator[dict[str, Any]]) -> None:
+    def watch(self, conversation_id: str) -> None:
+        """Keep this socket up to date with a conversation a person takes part in (a handoff): the agent's
+        messages arrive whenever they are written, on whichever worker. Once per conversation."""
+        if conversation_id in self.watching:
+            return
+        self.watching.add(conversation_id)
+
+        self.pump(self.s.turns.follow(conversation_id, self.seen.get(conversation_id, 0), forever=True),
+                  fresh_only=True)
+
+    def pump(self, events: AsyncIterator[dict[str, Any]], fresh_only: bool = False) -> None:
         """Relay events to this socket in the background; the turn itself lives on if the socket goes."""
         async def relay() -> None:
             async for event in events:
-                await self.send(event)
+                await self.send(event, fresh_only)
 
         task = asyncio.create_task(relay())
         self.pumps.add(task)

@@ -36,7 +36,7 @@ class Caller:
 class TurnStart:
     conversation_id: str
     user_message_id: int
-    assistant_message_id: int
+    assistant_message_id: int | None  # None: a person owns the conversation, the bot does not answer
     duplicate: bool
     status: str
     project_id: int | None = None  # what the conversation is about (remembered across follow-ups)
@@ -76,14 +76,15 @@ def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id
 
 def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
     row = conn.execute(
-        """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id, a.status
-           FROM messages u JOIN messages a ON a.reply_to = u.id
+        """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id,
+                  coalesce(a.status, 'complete') AS status
+           FROM messages u LEFT JOIN messages a ON a.reply_to = u.id
            JOIN conversations c ON c.id = u.conversation_id
            WHERE u.client_id = %(client)s AND u.role = 'user'
              AND (%(conv)s::uuid IS NULL OR u.conversation_id = %(conv)s::uuid)
              AND (c.user_id = %(user)s OR (%(user)s::bigint IS NULL AND c.user_id IS NULL
                                             AND c.visitor_id = %(visitor)s))
-           ORDER BY u.id DESC, a.id DESC LIMIT 1""",
+           ORDER BY u.id DESC, a.id DESC NULLS LAST LIMIT 1""",
         {"client": client_id, "conv": conversation_id, "user": caller.user_id,
          "visitor": caller.visitor_id}).fetchone()
     if row is None:
@@ -112,6 +113,7 @@ class OpenedTurn:
     start: TurnStart
     ack_seq: int | None  # None: a duplicate, nothing was stored
     history: list[dict[str, str]]
+    human: int | None = None  # the agent who owns the conversation: the message is theirs to answer
 
 
 def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_id: str,
@@ -131,18 +133,27 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
         if admit is not None:
             used = _tokens_used(conn, conversation_id, caller) if conversation_id else 0
             conversation_id = admit(duplicate, used)
+        human = None
+        if conversation_id is not None:
+            from store.handoffs import human_owner
+
+            human = human_owner(conn, conversation_id)
         start = _start_turn(conn, caller, persona=persona, text=text, client_id=client_id,
-                            conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id)
+                            conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id,
+                            answer=human is None)
         if start.duplicate:
             return OpenedTurn(start, None, [])
         seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
                                       ack(start))])[0]
-        return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id))
+        if human is not None:  # every worker's followers of this conversation (the agent's) read on
+            for note in notify_payloads([start.conversation_id]):
+                conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+        return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id), human)
 
 
 def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,  # type: ignore[no-untyped-def]
                 conversation_id: str | None, project_id: int | None, mode: str | None,
-                worker_id: int | None) -> TurnStart:
+                worker_id: int | None, answer: bool = True) -> TurnStart:
     if conversation_id is None:
         conversation_id = str(uuid.uuid4())
         conn.execute(
@@ -164,6 +175,9 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
                          (*context, conversation_id))
     # checked again under the conversation's row lock: a concurrent re-send must not slip through
     existing = _duplicate(conn, caller, client_id, conversation_id)
+    if existing and existing.status == "error" and not answer:  # the failed answer is now a person's to give
+        return TurnStart(conversation_id, existing.user_message_id, None, duplicate=False, status="complete",
+                         project_id=context[0], mode=context[1])
     if existing and existing.status == "error":
         # Re-sending a message whose answer failed is a retry: a new answer to the same stored message.
         reply = conn.execute(
@@ -178,6 +192,9 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
         """INSERT INTO messages (conversation_id, user_id, role, content, client_id, status)
            VALUES (%s, %s, 'user', %s, %s, 'complete') RETURNING id""",
         (conversation_id, caller.user_id, text, client_id)).fetchone()["id"]
+    if not answer:  # a person answers this one
+        return TurnStart(conversation_id, user_msg, None, duplicate=False, status="complete",
+                         project_id=context[0], mode=context[1])
     reply = conn.execute(
         """INSERT INTO messages (conversation_id, user_id, role, content, status, reply_to, worker_id)
            VALUES (%s, %s, 'assistant', '', 'streaming', %s, %s) RETURNING id""",
@@ -321,9 +338,9 @@ def history(db: Database, conversation_id: str, before_message_id: int, limit: i
 
 
 def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    rows = conn.execute(
-        """SELECT role, content FROM messages
-           WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant')
+    rows = conn.execute(  # a support agent's replies are the assistant's side of the transcript
+        """SELECT CASE role WHEN 'agent' THEN 'assistant' ELSE role END AS role, content FROM messages
+           WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant', 'agent')
              AND status IN ('complete', 'cancelled') AND content <> ''
            ORDER BY id DESC LIMIT %s""", (conversation_id, before_message_id, limit)).fetchall()
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]

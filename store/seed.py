@@ -86,6 +86,12 @@ DEMO_USERS = [
              "Client: runs Acme Outdoor Co., hires developers and designers on the marketplace"),
 ]
 
+# Support staff (issue 13): answer handed-over conversations in the inbox.
+DEMO_STAFF = [
+    DemoUser("ana", "Ana Ruiz", "agent", "free",
+             "Support agent: answers the conversations the support bot hands to a person (/inbox)"),
+]
+
 
 @dataclass
 class SeedSummary:
@@ -466,7 +472,12 @@ class _Generator:
         self.learning_and_revenue()
         self.marketplace()
         self.gigs_and_withdrawals()
+        self.staff()  # last: the data before it (and its ids) stay exactly as they were
         return self.r
+
+    def staff(self) -> None:
+        for demo in DEMO_STAFF:
+            self._user(demo.handle, demo.name, demo.role, demo.plan, demo.note)
 
 
 def _write(conn, rows: _Rows, totals: dict[int, tuple[Decimal, int, Decimal | None]]) -> None:  # type: ignore[no-untyped-def]
@@ -490,6 +501,19 @@ def _write(conn, rows: _Rows, totals: dict[int, tuple[Decimal, int, Decimal | No
             )
 
 
+def ensure_demo_staff(db: Database) -> None:
+    """Demo data seeded before support agents existed gets them too (ids after everyone else's)."""
+    with db.admin() as conn:
+        for demo in DEMO_STAFF:
+            conn.execute(
+                """INSERT INTO users (id, handle, name, email, role, plan_id, country, verified, is_demo, demo_note)
+                   SELECT (SELECT max(id) + 1 FROM users), %s, %s, %s, %s, %s, 'IE', true, true, %s
+                   WHERE EXISTS (SELECT 1 FROM users WHERE is_demo)
+                     AND NOT EXISTS (SELECT 1 FROM users WHERE handle = %s)""",
+                (demo.handle, demo.name, f"{demo.handle}@example.com", demo.role, demo.plan, demo.note, demo.handle))
+        conn.execute("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))")
+
+
 def is_seeded(db: Database) -> bool:
     with db.admin() as conn:
         return conn.execute("SELECT EXISTS (SELECT 1 FROM users) AS s").fetchone()["s"]
@@ -500,6 +524,7 @@ def seed(db: Database, *, scale: float = 1.0, seed_value: int = 42, reset: bool 
     if not 0.01 <= scale <= 50:
         raise InvalidArgument(f"--scale must be between 0.01 and 50, got {scale}")
     if is_seeded(db) and not reset:
+        ensure_demo_staff(db)
         return SeedSummary(counts=table_counts(db), already_seeded=True)
     generator = _Generator(scale, seed_value)
     rows = generator.build()

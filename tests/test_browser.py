@@ -326,6 +326,44 @@ def test_journey_widget_handoff_with_an_email_survives_a_reload(live_composer, p
     page.locator(f"#mentor-support-widget >> .ticket[data-ticket='{ticket_id}']").wait_for(timeout=20_000)
 
 
+def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_composer, page, db: Database,
+                                                                          demo_ids) -> None:
+    """A widget visitor asks for a person; Ana (support agent) joins and replies from the inbox API; the
+    visitor sees her, keeps her reply across a reload, and gets the bot back once she releases."""
+    from server.auth import issue_token
+
+    page.goto(f"{live_composer.http}/widget/demo")
+    page.click("#mentor-support-widget >> .launcher")
+    page.click("#mentor-support-widget >> button.human")
+    ticket = page.locator("#mentor-support-widget >> .ticket").first
+    ticket.wait_for(timeout=20_000)
+    with db.admin() as conn:
+        conversation = str(conn.execute("SELECT conversation_id FROM support_tickets WHERE id = %s",
+                                        (int(ticket.get_attribute("data-ticket")),)).fetchone()["conversation_id"])
+    ana = {"Authorization": f"Bearer {issue_token(live_composer.services.settings, demo_ids['ana'])}"}
+    inbox = f"{live_composer.http}/api/inbox/{conversation}"
+    assert httpx.post(f"{inbox}/claim", headers=ana, timeout=10).status_code == 200
+    joined = page.locator("#mentor-support-widget >> .msg.note", has_text="Ana Ruiz from support joined")
+    joined.wait_for(timeout=10_000)
+    sent = httpx.post(f"{inbox}/messages", headers=ana, json={"text": "Hi, I am Ana. What went wrong?"}, timeout=10)
+    assert sent.status_code == 201
+    said = page.locator("#mentor-support-widget >> .msg.agent", has_text="What went wrong?")
+    said.wait_for(timeout=10_000)
+    assert "Ana Ruiz" in said.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "widget-agent.png"))
+
+    page.reload()  # the reply is stored: a reload (a dropped connection) loses nothing
+    page.click("#mentor-support-widget >> .launcher")
+    page.locator("#mentor-support-widget >> .msg.agent", has_text="What went wrong?").wait_for(timeout=20_000)
+
+    assert httpx.post(f"{inbox}/release", headers=ana, timeout=10).status_code == 200
+    page.locator("#mentor-support-widget >> .msg.note", has_text="back to the assistant").wait_for(timeout=10_000)
+    answered = page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").count()
+    page.fill("#mentor-support-widget >> form.composer input", "How long do withdrawals take?")
+    page.press("#mentor-support-widget >> form.composer input", "Enter")
+    page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").nth(answered).wait_for(timeout=30_000)
+
+
 def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = phone.new_page()

@@ -46,8 +46,9 @@ def test_users_json(db: Database) -> None:
     assert proc.returncode == 0, proc.stderr
     users = json.loads(proc.stdout)
     assert {"id", "name", "role"} <= set(users[0])
-    assert {u["role"] for u in users} == {"freelancer", "client"}
+    assert {u["role"] for u in users} == {"freelancer", "client", "agent"}
     assert any(u["name"] == "Mateo Alvarez" for u in users)
+    assert any(u["handle"] == "ana" and u["role"] == "agent" for u in users)  # the support agent
 
 
 def test_search_json(knowledge: Database) -> None:

@@ -62,6 +62,17 @@ function bubble(role, html) {
   return el;
 }
 
+// A support agent's part of a handed-over conversation (docs/protocol.md, "Human handoff").
+function agentEvent(ev, add) {
+  const who = ev.agent ? escapeHtml(ev.agent.name) : "The agent";
+  if (ev.type === "agent_joined") add("system", `<div class="note agent-note">${who} from support joined the conversation.</div>`);
+  else if (ev.type === "agent_message") add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`);
+  else if (ev.type === "agent_left") add("system", `<div class="note agent-note">${who} handed the conversation back to the assistant.</div>`);
+  else if (ev.type === "handoff_resolved") add("system", '<div class="note agent-note">Support marked this as resolved.</div>');
+  else return false;
+  return true;
+}
+
 function assistantBubble(messageId, persona) {
   if (!bubbles[messageId]) {
     const el = bubble("assistant", `<div class="cards"></div><div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div><div class="feedback"></div>`);
@@ -98,10 +109,12 @@ function onEvent(ev) {
   if (ev.type === "ack") {
     if (ev.text && !localClientIds.has(ev.client_id)) bubble("user", renderMarkdown(ev.text));
     if (ev.conversation_id) remember({ id: ev.conversation_id, persona: ev.persona || $("persona").value, mode: ev.mode, project_id: ev.project_id });
+    if (ev.message_id === null) return;  // a support agent owns the conversation: they answer, not the bot
     assistantBubble(ev.message_id, ev.persona);
     $("cancel").hidden = false;
     return;
   }
+  if (agentEvent(ev, bubble)) return;
   const b = ev.message_id ? assistantBubble(ev.message_id) : null;
   if (ev.type === "token") {
     b.text += ev.delta;

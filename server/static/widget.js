@@ -32,6 +32,8 @@
           .msgs { flex: 1; overflow: auto; padding: 10px; background: #f5f6f8; min-height: 200px; }
           .msg { margin: 6px 0; padding: 8px 10px; border-radius: 10px; background: #fff; overflow-wrap: anywhere; }
           .msg.user { background: #dbe7ff; margin-left: 30px; }
+          .msg.agent { background: #e7f6ec; border-left: 3px solid #1f7a3f; } .msg .who { font-size: 12px; font-weight: 700; color: #1a5c30; }
+          .msg.note { background: none; border-left: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; }
           .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
           .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; }
@@ -87,8 +89,14 @@
           if (ev.type === "ack") {
             if (ev.conversation_id) localStorage.setItem(conversationKey, ev.conversation_id);
             if (ev.text && !mine.has(ev.client_id)) add("user", renderMarkdown(ev.text)); // a replay after a reload
-            reply(ev.message_id); return;
+            if (ev.message_id !== null) reply(ev.message_id); // null: a person from support answers this one
+            return;
           }
+          const who = ev.agent ? escapeHtml(ev.agent.name) : "Support";
+          if (ev.type === "agent_joined") { add("note", `${who} from support joined the conversation.`); return; }
+          if (ev.type === "agent_message") { add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`); return; }
+          if (ev.type === "agent_left") { add("note", `${who} handed you back to the assistant.`); return; }
+          if (ev.type === "handoff_resolved") { add("note", "Support marked this as resolved."); return; }
           if (ev.type === "error" && !ev.message_id) {
             if (ev.code === "not_found" && !ev.client_id) { localStorage.removeItem(conversationKey); client.newConversation(); return; }
             add("bot", `<span class="err" role="alert">${escapeHtml(ev.message)}</span>`); return;

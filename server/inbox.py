@@ -1,0 +1,88 @@
+"""`/api/inbox`: support agents answer the conversations the bot handed to a person.
+
+Only users with the role `agent` or `admin` get past `current_staff` (everyone else: 403). What an agent
+may read is decided by row-level security (store/handoffs.py); what they may change is checked against
+the handoff's state under a row lock (409 when another agent owns it or it is resolved). Every change
+is an event in the customer's conversation, delivered live to the customer on any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from server import metrics
+from server.rest import Svc, User
+from store import handoffs
+from store.errors import NotFound
+
+router = APIRouter(prefix="/api/inbox", tags=["inbox"])
+
+
+def current_staff(user: User, s: Svc) -> handoffs.Staff:
+    staff = handoffs.staff_member(s.db, user)
+    if staff is None:
+        raise HTTPException(403, detail={"code": "forbidden", "message": "the inbox is for support agents"})
+    return staff
+
+
+Staff = Annotated[handoffs.Staff, Depends(current_staff)]
+
+
+class ReplyBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000, description="what the customer will read")
+
+
+class ResolveBody(BaseModel):
+    outcome: str = Field(min_length=1, max_length=500, description="how it ended, for the record")
+
+
+async def _act(fn, *args: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except NotFound as exc:
+        raise HTTPException(404, detail={"code": "not_found", "message": str(exc)}) from None
+    except handoffs.HandoffConflict as exc:
+        raise HTTPException(409, detail={"code": "conflict", "message": str(exc)}) from None
+
+
+@router.get("")
+async def inbox(staff: Staff, s: Svc, status: Literal["open", "mine", "resolved"] = "open") -> list[dict[str, Any]]:
+    """Handoffs waiting for a person (`open`), the agent's own (`mine`) or closed (`resolved`), oldest first."""
+    return await asyncio.to_thread(handoffs.inbox, s.db, staff, status)
+
+
+@router.get("/{conversation_id}")
+async def conversation(conversation_id: str, staff: Staff, s: Svc, after_seq: int = 0) -> dict[str, Any]:
+    """The handoff and the whole transcript (the customer's messages, the bot's events, tool results)."""
+    return await _act(handoffs.transcript, s.db, staff, conversation_id, after_seq)
+
+
+@router.post("/{conversation_id}/claim")
+async def claim(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+    """Own the conversation: the bot stays silent and the customer sees the agent join (409 if taken)."""
+    return await _act(handoffs.claim, s.db, staff, conversation_id)
+
+
+@router.post("/{conversation_id}/messages", status_code=201)
+async def reply(conversation_id: str, body: ReplyBody, staff: Staff, s: Svc) -> dict[str, Any]:
+    """Send the customer a message (claim first)."""
+    sent = await _act(handoffs.reply, s.db, staff, conversation_id, body.text)
+    if sent["first_reply_after_s"] is not None:
+        metrics.FIRST_HUMAN_REPLY_SECONDS.observe(sent["first_reply_after_s"])
+    return sent
+
+
+@router.post("/{conversation_id}/release")
+async def release(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+    """Hand the conversation back to the bot; it answers the next message with the whole transcript."""
+    return await _act(handoffs.release, s.db, staff, conversation_id)
+
+
+@router.post("/{conversation_id}/resolve")
+async def resolve(conversation_id: str, body: ResolveBody, staff: Staff, s: Svc) -> dict[str, Any]:
+    """Close the handoff and its ticket."""
+    return await _act(handoffs.resolve, s.db, staff, conversation_id, body.outcome)

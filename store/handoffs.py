@@ -1,0 +1,185 @@
+"""The inbox of conversations handed to a person, and what support staff do with them.
+
+Reads run as the agent under row-level security (`staff_may_read`: a waiting handoff, or one the agent
+owns). Writes run as the service, after checking the handoff's state under a row lock, and each leaves
+an event in the conversation (with its seq, NOTIFYing every worker) so the customer sees it live and
+after a reconnect: `agent_joined`, `agent_message`, `agent_left`, `handoff_resolved`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from store.conversations import NewEvent, _append, notify_payloads
+from store.db import Database
+from store.errors import MentorError, NotFound
+
+STAFF_ROLES = ("agent", "admin")
+InboxView = Literal["open", "mine", "resolved"]
+
+
+class HandoffConflict(MentorError):
+    """The handoff is not in a state that allows this (another agent owns it, it is resolved)."""
+
+    code = "conflict"
+
+
+@dataclass
+class Staff:
+    id: int
+    name: str
+    role: str
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name}
+
+
+def staff_member(db: Database, user_id: int) -> Staff | None:
+    """The user as support staff, or None if they are not an agent or admin."""
+    with db.service() as conn:
+        row = conn.execute("SELECT id, name, role FROM users WHERE id = %s", (user_id,)).fetchone()
+    if row is None or row["role"] not in STAFF_ROLES:
+        return None
+    return Staff(row["id"], row["name"], row["role"])
+
+
+def inbox(db: Database, staff: Staff, view: InboxView = "open") -> list[dict[str, Any]]:
+    """Handoffs for this view, oldest waiting first; what RLS lets the agent see."""
+    where = {"open": "h.status = 'open'", "mine": "h.status = 'claimed' AND h.agent_id = app_user_id()",
+             "resolved": "h.status = 'resolved'"}[view]
+    with db.as_user(staff.id) as conn:
+        return conn.execute(
+            f"""SELECT h.conversation_id, h.ticket_id, h.reason, h.status, h.agent_id,
+                       round(extract(epoch FROM now() - h.created_at))::int AS waiting_s,
+                       jsonb_build_object('user_id', c.user_id, 'visitor_id', c.visitor_id, 'site_id', c.site_id)
+                           AS customer,
+                       (SELECT jsonb_build_object('role', m.role, 'text', left(m.content, 300), 'at', m.created_at)
+                          FROM messages m WHERE m.conversation_id = h.conversation_id AND m.content <> ''
+                         ORDER BY m.id DESC LIMIT 1) AS last_message
+                FROM handoffs h JOIN conversations c ON c.id = h.conversation_id
+                WHERE {where} ORDER BY h.created_at, h.conversation_id""").fetchall()
+
+
+def transcript(db: Database, staff: Staff, conversation_id: str, after_seq: int = 0) -> dict[str, Any]:
+    """The handoff and the conversation's events, if the agent may read them (else NotFound)."""
+    with db.as_user(staff.id) as conn:
+        handoff = conn.execute("SELECT * FROM handoffs WHERE conversation_id = %s", (conversation_id,)).fetchone()
+        if handoff is None:
+            raise NotFound(f"no handoff in conversation {conversation_id}")
+        events = conn.execute(
+            """SELECT seq, message_id, payload FROM conversation_events
+               WHERE conversation_id = %s AND seq > %s ORDER BY seq""", (conversation_id, after_seq)).fetchall()
+    return {"handoff": handoff, "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"]}
+                                           for e in events]}
+
+
+def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
+    row = conn.execute("""SELECT h.*, c.user_id AS customer_id FROM handoffs h
+                          JOIN conversations c ON c.id = h.conversation_id
+                          WHERE h.conversation_id = %s FOR UPDATE OF h""", (conversation_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no handoff in conversation {conversation_id}")
+    return row
+
+
+def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:  # type: ignore[no-untyped-def]
+    cid = str(handoff["conversation_id"])
+    seq = _append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)])[0]
+    for note in notify_payloads([cid]):
+        conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+    return seq
+
+
+def _visible(db: Database, staff: Staff, conversation_id: str) -> None:
+    """The agent may act only on a handoff RLS shows them (a waiting one, or their own)."""
+    with db.as_user(staff.id) as conn:
+        if conn.execute("SELECT 1 FROM handoffs WHERE conversation_id = %s", (conversation_id,)).fetchone() is None:
+            raise NotFound(f"no handoff in conversation {conversation_id}")
+
+
+def claim(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
+    """The agent owns the conversation from now on: the bot stays silent until it is released.
+
+    Any agent may claim a waiting handoff (they all see those); one another agent owns is a conflict."""
+    with db.service() as conn:
+        handoff = _locked(conn, conversation_id)
+        if handoff["status"] == "resolved":
+            raise HandoffConflict("this handoff is resolved")
+        if handoff["status"] == "claimed":
+            if handoff["agent_id"] != staff.id:
+                raise HandoffConflict("another agent has claimed this conversation")
+            return {"status": "claimed", "seq": None}
+        conn.execute("""UPDATE handoffs SET status = 'claimed', agent_id = %s, claimed_at = now()
+                        WHERE conversation_id = %s""", (staff.id, conversation_id))
+        seq = _event(conn, handoff, {"type": "agent_joined", "agent": staff.public()})
+    return {"status": "claimed", "seq": seq}
+
+
+def _owned(conn, staff: Staff, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
+    handoff = _locked(conn, conversation_id)
+    if handoff["status"] != "claimed" or handoff["agent_id"] != staff.id:
+        raise HandoffConflict("claim this conversation first")
+    return handoff
+
+
+def reply(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[str, Any]:
+    """The agent's message: stored in the customer's conversation and delivered to them.
+
+    Returns its seq and, for the first human reply, how long the customer waited for it."""
+    _visible(db, staff, conversation_id)
+    with db.service() as conn:
+        handoff = _owned(conn, staff, conversation_id)
+        message_id = conn.execute(
+            """INSERT INTO messages (conversation_id, user_id, role, content, status, author_id)
+               VALUES (%s, %s, 'agent', %s, 'complete', %s) RETURNING id""",
+            (conversation_id, handoff["customer_id"], text, staff.id)).fetchone()["id"]
+        waited = None
+        if handoff["first_reply_at"] is None:
+            waited = conn.execute(
+                """UPDATE handoffs SET first_reply_at = now() WHERE conversation_id = %s
+                   RETURNING extract(epoch FROM now() - created_at)::float AS waited""",
+                (conversation_id,)).fetchone()["waited"]
+        seq = _event(conn, handoff, {"type": "agent_message", "text": text, "agent": staff.public()}, message_id)
+    return {"message_id": message_id, "seq": seq, "first_reply_after_s": waited}
+
+
+def release(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
+    """Hand the conversation back to the bot (it answers the next message, with the whole transcript)."""
+    _visible(db, staff, conversation_id)
+    with db.service() as conn:
+        handoff = _owned(conn, staff, conversation_id)
+        conn.execute("UPDATE handoffs SET status = 'open', agent_id = NULL WHERE conversation_id = %s",
+                     (conversation_id,))
+        seq = _event(conn, handoff, {"type": "agent_left", "agent": staff.public()})
+    return {"status": "open", "seq": seq}
+
+
+def resolve(db: Database, staff: Staff, conversation_id: str, outcome: str) -> dict[str, Any]:
+    """Close the handoff (and its ticket); the bot answers again if the customer writes."""
+    _visible(db, staff, conversation_id)
+    with db.service() as conn:
+        handoff = _locked(conn, conversation_id)
+        if handoff["status"] == "resolved":
+            raise HandoffConflict("this handoff is already resolved")
+        if handoff["status"] == "claimed" and handoff["agent_id"] != staff.id:
+            raise HandoffConflict("another agent has claimed this conversation")
+        conn.execute("""UPDATE handoffs SET status = 'resolved', outcome = %s, resolved_at = now(),
+                        agent_id = coalesce(agent_id, %s) WHERE conversation_id = %s""",
+                     (outcome, staff.id, conversation_id))
+        if handoff["ticket_id"] is not None:
+            conn.execute("UPDATE support_tickets SET status = 'solved' WHERE id = %s", (handoff["ticket_id"],))
+        seq = _event(conn, handoff, {"type": "handoff_resolved", "outcome": outcome})
+    return {"status": "resolved", "seq": seq}
+
+
+def human_owner(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
+    """The agent who owns the conversation right now (the bot must stay silent), if any."""
+    row = conn.execute("SELECT agent_id FROM handoffs WHERE conversation_id = %s AND status = 'claimed'",
+                       (conversation_id,)).fetchone()
+    return row["agent_id"] if row else None
+
+
+def queue_length(db: Database) -> int:
+    with db.service() as conn:
+        return conn.execute("SELECT count(*) AS n FROM handoffs WHERE status = 'open'").fetchone()["n"]

@@ -1,0 +1,123 @@
+"""Human handoff: the support bot hands a conversation to a person, who answers it from the inbox.
+
+The customer is on one worker, the agent's requests go to another: everything reaches the customer
+through the database (LISTEN/NOTIFY). While the agent owns the conversation the bot is silent; after
+release it answers again, with the agent's replies in its history.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from server.auth import issue_token
+from store import conversations as convs
+from tests.test_server import message, open_ws, recv, send, until
+
+
+@pytest.fixture(scope="module")
+def staff(live, demo_ids, knowledge):  # type: ignore[no-untyped-def]
+    """Ana (seeded) and a second agent, with their tokens."""
+    with knowledge.admin() as conn:
+        row = conn.execute("SELECT id FROM users WHERE handle = 'ben_agent'").fetchone()
+        if row is None:
+            row = conn.execute(
+                """INSERT INTO users (id, handle, name, email, role, plan_id, country)
+                   VALUES ((SELECT max(id) + 1 FROM users), 'ben_agent', 'Ben Okafor', 'ben@example.com', 'agent',
+                           'free', 'IE') RETURNING id""").fetchone()
+    settings = live.services.settings
+    return {"ana": issue_token(settings, demo_ids["ana"]), "ben": issue_token(settings, row["id"]),
+            "mateo": issue_token(settings, demo_ids["mateo"])}
+
+
+def api(server, token: str, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    return httpx.request(method, f"{server.http}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=20,
+                         **kwargs)
+
+
+def test_ana_is_a_seeded_support_agent(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    from store.users import list_demo_users
+
+    ana = next(u for u in list_demo_users(db) if u["handle"] == "ana")
+    assert ana["role"] == "agent" and ana["id"] == demo_ids["ana"]
+
+
+def test_only_support_staff_may_use_the_inbox(live, staff) -> None:  # type: ignore[no-untyped-def]
+    assert api(live, staff["mateo"], "GET", "/api/inbox").status_code == 403
+    assert httpx.get(f"{live.http}/api/inbox", timeout=10).status_code == 401
+    assert api(live, staff["ana"], "GET", "/api/inbox").status_code == 200
+
+
+def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    customer, _ = open_ws(live, staff["mateo"])
+    message(customer, "I want to talk to a person about a refund", persona="support")
+    first = until(customer, "done")
+    conversation = first[0]["conversation_id"]
+    assert any(e["type"] == "handoff" and e["reason"] == "user_request" for e in first)
+
+    # the conversation waits in the inbox; an unrelated one of the same customer stays invisible to staff
+    queue = api(live_other_worker, staff["ana"], "GET", "/api/inbox").json()
+    waiting = next(h for h in queue if h["conversation_id"] == conversation)
+    assert waiting["reason"] == "user_request" and waiting["status"] == "open" and waiting["waiting_s"] >= 0
+    message(customer, "How do withdrawals work?", persona="support")
+    private = until(customer, "done")[0]["conversation_id"]
+    assert api(live_other_worker, staff["ana"], "GET", f"/api/inbox/{private}").status_code == 404
+    with knowledge.as_user(demo_ids["ana"]) as conn:  # row-level security, not just the API
+        assert conn.execute("SELECT count(*) AS n FROM messages WHERE conversation_id = %s",
+                            (private,)).fetchone()["n"] == 0
+
+    # Ana claims it on the other worker: the customer sees her join; a second agent is refused
+    claimed = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/claim")
+    assert claimed.status_code == 200, claimed.text
+    joined = until(customer, "agent_joined", timeout=10)[-1]
+    assert joined["agent"]["name"] == "Ana Ruiz" and joined["seq"] == claimed.json()["seq"]
+    assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 409
+
+    # while she owns it, the bot is silent: the message is stored for her, nothing streams
+    message(customer, "Thanks. My payout of last week is missing.", persona="support", conversation_id=conversation)
+    ack = recv(customer)
+    assert ack["type"] == "ack" and ack["message_id"] is None and ack["seq"] > joined["seq"]
+    with pytest.raises(TimeoutError):
+        recv(customer, timeout=1.5)
+    seen = api(live_other_worker, staff["ana"], "GET", f"/api/inbox/{conversation}").json()
+    assert any(e["type"] == "ack" and "payout of last week" in e["text"] for e in seen["events"])
+
+    # her reply reaches the customer live, and again after a reconnect
+    sent = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/messages",
+               json={"text": "I found it: it is on its way and arrives tomorrow."})
+    assert sent.status_code == 201, sent.text
+    delivered = until(customer, "agent_message", timeout=10)[-1]
+    assert delivered["text"].startswith("I found it") and delivered["seq"] == ack["seq"] + 1
+    customer.close()
+    customer, _ = open_ws(live, staff["mateo"])
+    send(customer, type="resume", conversation_id=conversation, after_seq=ack["seq"])
+    assert until(customer, "agent_message", timeout=10)[-1]["seq"] == delivered["seq"]
+
+    # released: the bot answers the next message, with Ana's reply in its history
+    assert api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/release").status_code == 200
+    until(customer, "agent_left", timeout=10)
+    message(customer, "Great, and how long do withdrawals take?", persona="support", conversation_id=conversation)
+    answer = until(customer, "done", timeout=30)
+    assert answer[-1]["finish_reason"] == "stop" and any(e["type"] == "token" for e in answer)
+    history = convs.history(knowledge, conversation, answer[0]["message_id"])
+    assert {"role": "assistant", "content": "I found it: it is on its way and arrives tomorrow."} in history
+
+    resolved = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/resolve",
+                   json={"outcome": "payout located"})
+    assert resolved.status_code == 200
+    assert conversation in [h["conversation_id"] for h in
+                            api(live, staff["ana"], "GET", "/api/inbox", params={"status": "resolved"}).json()]
+    customer.close()
+
+    metrics = httpx.get(f"{live_other_worker.http}/metrics", timeout=10).text
+    assert "mentor_handoff_queue" in metrics
+    assert "mentor_first_human_reply_seconds_count 1.0" in metrics
+
+
+def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: ignore[no-untyped-def]
+    customer, _ = open_ws(live, staff["mateo"])
+    message(customer, "Can I speak to a human please", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    customer.close()
+    refused = api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/messages", json={"text": "hello"})
+    assert refused.status_code == 409 and refused.json()["detail"]["code"] == "conflict"
