@@ -88,11 +88,11 @@ def valid_visitor_id(settings: Settings, site_id: int, visitor_id: str | None) -
 
 
 def protocol_credentials(header: str | None) -> dict[str, str]:
-    """`Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>, visitor.<id>` -> {"bearer": ..., "visitor": ...}."""
+    """`Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>, visitor.<id>, user.<site-signed jwt>` -> a dict."""
     found: dict[str, str] = {}
     for item in (header or "").split(","):
         kind, _, value = item.strip().partition(".")
-        if kind in ("bearer", "visitor") and value:
+        if kind in ("bearer", "visitor", "user") and value:
             found[kind] = value
     return found
 
@@ -102,9 +102,9 @@ def add_site(db: Database, name: str, origins: list[str]) -> dict:
     if bad or not origins:
         raise MentorError(f"origins must look like https://example.com (no trailing slash): {bad or origins}")
     key = "site_" + secrets.token_urlsafe(18)
-    with db.admin() as conn:
-        return conn.execute("INSERT INTO sites (site_key, name, origins) VALUES (%s, %s, %s) RETURNING *",
-                            (key, name, origins)).fetchone()
+    with db.admin() as conn:  # the secret is returned this once (the CLI prints it) and never listed
+        return conn.execute("INSERT INTO sites (site_key, name, origins, secret) VALUES (%s, %s, %s, %s) RETURNING *",
+                            (key, name, origins, secrets.token_urlsafe(32))).fetchone()
 
 
 def list_sites(db: Database) -> list[dict]:
@@ -113,18 +113,48 @@ def list_sites(db: Database) -> list[dict]:
 
 
 def site_caller(db: Database, settings: Settings, site_key: str, origin: str | None, visitor_id: str | None,
-                address: str | None = None) -> Caller:
+                address: str | None = None, user_token: str | None = None) -> Caller:
     """A widget visitor: the site key and the page's Origin must match; a visitor id this server did not
-    issue for this site (copied from another site, or made up) is replaced by a fresh one."""
+    issue for this site (copied from another site, or made up) is replaced by a fresh one.
+
+    `user_token`: the host page's own signed-in user, in a token the site signed with its secret; the
+    visitor is then that user (account tools run as them). A bad token is refused, never ignored."""
     with db.service() as conn:
         site = conn.execute("SELECT * FROM sites WHERE site_key = %s", (site_key[:100],)).fetchone()
     if site is None:
         raise AuthError("unknown site key")
     if origin not in site["origins"]:
         raise AuthError(f"origin {origin!r} is not allowed for this site")
+    if user_token is not None:
+        user_id = verified_site_user(site, user_token)
+        user_exists(db, user_id)
+        return Caller(user_id=user_id, site_id=site["id"], visitor_id=None, address=address)
     visitor = visitor_id if valid_visitor_id(settings, site["id"], visitor_id) else issue_visitor_id(settings,
                                                                                                       site["id"])
     return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)
+
+
+def verified_site_user(site: dict, token: str) -> int:
+    """The user id a site vouches for: an HS256 JWT signed with the site's secret, with `sub` and `exp`.
+    Anything else — another algorithm (`none` included), another site's secret, expired — is refused."""
+    if not site.get("secret"):
+        raise AuthError("this site has no secret for signed-in users; register it again with `mentor sites add`")
+    try:
+        algorithm = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise AuthError("the user token is malformed") from None
+    if algorithm != "HS256":
+        raise AuthError(f"the user token must be signed with HS256, not {str(algorithm)[:20]!r}")
+    try:
+        claims = jwt.decode(token, site["secret"], algorithms=["HS256"], options={"require": ["sub", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the user token has expired") from None
+    except jwt.PyJWTError:
+        raise AuthError("the user token is not signed with this site's secret") from None
+    sub = str(claims["sub"])
+    if not sub.isdigit() or len(sub) > 18:
+        raise AuthError("the user token's sub must be a user id")
+    return int(sub)
 
 
 def user_exists(db: Database, user_id: int) -> dict:

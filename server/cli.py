@@ -368,11 +368,13 @@ def sites_add(
     origin: Annotated[list[str], typer.Option(help="Allowed page origin, e.g. https://example.com (repeatable).")],
     name: Annotated[str, typer.Option(help="A name for the site.")] = "site",
 ) -> None:
-    """Register a site: prints its site key for the widget's data-site-key."""
+    """Register a site: prints its site key (the widget's data-site-key), then its secret, shown this once:
+    the site signs its signed-in users' tokens with it (HS256, `sub` = user id, `exp`) for data-user-token."""
     from server.auth import add_site
 
     site = add_site(_db(), name, origin)
     typer.echo(site["site_key"])
+    typer.echo(f"secret (shown once; sign your users' widget tokens with it): {site['secret']}")
 
 
 @sites_app.command("list")

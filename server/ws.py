@@ -286,7 +286,10 @@ async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict 
         if params.get("site_key"):
             visitor = carried.get("visitor") or params.get("visitor_id")
             caller = await asyncio.to_thread(site_caller, services.db, services.settings, params["site_key"],
-                                             ws.headers.get("origin"), visitor, ws.client.host if ws.client else None)
+                                             ws.headers.get("origin"), visitor, ws.client.host if ws.client else None,
+                                             carried.get("user"))
+            if caller.user_id is not None:  # the site vouched for its signed-in user
+                return caller, dict(await asyncio.to_thread(user_exists, services.db, caller.user_id))
             return caller, None
         raise AuthError("sign in with a token, or connect from a registered site with its site_key")
     except (AuthError, NotFound) as exc:

@@ -16,6 +16,7 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from server.auth import add_site, issue_token
@@ -396,3 +397,62 @@ def test_only_public_corpora_are_served_and_metrics_can_need_a_token(live, knowl
         assert ok.status_code == 200 and "mentor_" in ok.text
     finally:
         live.services.settings = settings
+
+
+# 7. Verified identity in the widget and the agents' inbox ------------------------------------------------------
+
+def _widget(live, site: dict, origin: str, user_token: str | None = None):  # type: ignore[no-untyped-def]
+    """The widget's connection: site key in the URL, the site-signed user token in the protocol header."""
+    protocols = ["mentor.v1"] + ([f"user.{user_token}"] if user_token else [])
+    ws = connect(f"{live.ws}?site_key={site['site_key']}", origin=origin, subprotocols=protocols, open_timeout=10)
+    return ws, recv(ws)
+
+
+def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    site = add_site(db, "market", ["https://market.example"])
+    mateo = demo_ids["mateo"]
+    token = jwt.encode({"sub": str(mateo), "exp": int(time.time()) + 600}, site["secret"], algorithm="HS256")
+    ws, ready = _widget(live, site, "https://market.example", token)
+    assert ready["type"] == "ready" and ready["user"]["id"] == mateo and ready["visitor_id"] is None
+    message(ws, "Which plan am I on and what are its fees?", persona="support")
+    events = until(ws, "done")
+    account = next(e for e in events if e["type"] == "tool_result" and e["name"] == "my_account")
+    assert account["error"] is None and account["data"]["user"]["id"] == mateo  # run as that user, under RLS
+    ws.close()
+
+
+@pytest.mark.parametrize("case", ["other_site", "expired", "alg_none", "forged", "no_exp"])
+def test_a_bad_widget_user_token_is_refused_not_downgraded(live, db: Database, demo_ids, case: str) -> None:  # type: ignore[no-untyped-def]
+    site = add_site(db, f"shop-{case}", ["https://shop.example"])
+    other = add_site(db, f"elsewhere-{case}", ["https://elsewhere.example"])
+    claims = {"sub": str(demo_ids["mateo"]), "exp": int(time.time()) + 600}
+    token = {
+        "other_site": lambda: jwt.encode(claims, other["secret"], algorithm="HS256"),
+        "expired": lambda: jwt.encode({**claims, "exp": int(time.time()) - 5}, site["secret"], algorithm="HS256"),
+        "alg_none": lambda: jwt.encode(claims, None, algorithm="none"),
+        "forged": lambda: jwt.encode(claims, "x" * 43, algorithm="HS256"),
+        "no_exp": lambda: jwt.encode({"sub": claims["sub"]}, site["secret"], algorithm="HS256"),
+    }[case]()
+    ws, reply = _widget(live, site, "https://shop.example", token)
+    assert reply["type"] == "error" and reply["code"] == "unauthorized", reply
+    with pytest.raises(ConnectionClosed) as closed:  # never an anonymous session instead
+        ws.recv(timeout=5)
+    assert closed.value.rcvd.code == 4401
+
+
+def test_a_freelancer_cannot_open_the_inbox_and_an_agent_sees_only_handoffs(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    settings = live.services.settings
+    mateo = {"Authorization": f"Bearer {issue_token(settings, demo_ids['mateo'])}"}
+    ana = {"Authorization": f"Bearer {issue_token(settings, demo_ids['ana'])}"}
+    assert httpx.get(f"{live.http}/api/inbox", headers=mateo, timeout=10).status_code == 403
+    ws, _ = open_ws(live, issue_token(settings, demo_ids["sofia"]))
+    message(ws, "How do withdrawals work?", persona="support")
+    private = until(ws, "done")[0]["conversation_id"]
+    ws.close()
+    assert httpx.get(f"{live.http}/api/inbox/{private}", headers=ana, timeout=10).status_code == 404
+    assert httpx.post(f"{live.http}/api/inbox/{private}/claim", headers=ana, timeout=10).status_code == 404
+    with db.as_user(demo_ids["ana"]) as conn:
+        for table in ("conversations", "messages", "conversation_events", "tool_calls", "citations"):
+            column = "id" if table == "conversations" else "conversation_id"
+            assert conn.execute(f"SELECT count(*) AS n FROM {table} WHERE {column} = %s",
+                                (private,)).fetchone()["n"] == 0, table

@@ -1,4 +1,5 @@
 // Support widget: <script src="https://YOUR-MENTOR-HOST/widget.js" data-site-key="site_..."></script>
+// For a signed-in user of the host site add data-user-token="<HS256 JWT signed with the site's secret>".
 // Renders a floating button and a chat panel inside a Shadow DOM, so the host page's CSS cannot reach it.
 // The visitor id the server issued and the current conversation are kept in localStorage, so a reload
 // reopens the conversation (rebuilt from its stored events). Escape closes the panel; focus stays inside it
@@ -7,6 +8,7 @@
   const script = document.currentScript;
   const siteKey = script && script.dataset.siteKey;
   if (!siteKey) { console.error("mentor widget: data-site-key is missing"); return; }
+  const userToken = script.dataset.userToken || null;  // optional: the host site's own signed-in user
   const base = new URL(script.src).origin;
   const visitorKey = `mentor_visitor_${siteKey}`;
   const conversationKey = `mentor_conversation_${siteKey}`;
@@ -76,7 +78,8 @@
 
       const client = new ChatClient(`${base.startsWith("https") ? "wss" : "ws"}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}`, {
         // the visitor id the server issued (signed, bound to this site) rides in the protocol header, not the URL
-        credentials: () => { const v = localStorage.getItem(visitorKey); return v ? [`visitor.${v}`] : []; },
+        // a host page's signed-in user: a token the site signed with its secret (data-user-token)
+        credentials: () => { const v = localStorage.getItem(visitorKey); return [...(v ? [`visitor.${v}`] : []), ...(userToken ? [`user.${userToken}`] : [])]; },
         onStatus: (s) => { $(".status").textContent = s === "connected" ? "" : s; },
         onEvent: (ev) => {
           if (ev.type === "ready") { if (ev.visitor_id) localStorage.setItem(visitorKey, ev.visitor_id); return; }
