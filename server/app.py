@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import metrics
 from server.inbox import router as inbox_router
+from server.inbox_ws import inbox_endpoint
 from server.openai_api import router as openai_router
 from server.rest import router as rest_router
 from server.services import Services
@@ -182,6 +183,10 @@ def create_app(services: Services | None = None) -> FastAPI:
     async def ws_chat(websocket: WebSocket) -> None:
         await chat_endpoint(websocket, websocket.app.state.services)
 
+    @app.websocket("/ws/inbox")
+    async def ws_inbox(websocket: WebSocket) -> None:
+        await inbox_endpoint(websocket, websocket.app.state.services)
+
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok"}
@@ -215,6 +220,11 @@ def create_app(services: Services | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/inbox", response_class=HTMLResponse)
+    def inbox_page() -> FileResponse:
+        """The support agents' inbox (the API behind it checks the role; the page itself is static)."""
+        return FileResponse(STATIC / "inbox.html")
 
     @app.get("/static/{name}")
     def static(name: str) -> FileResponse:

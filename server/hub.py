@@ -3,6 +3,7 @@
 - `mentor_events` (payload: conversation ids): new events were stored. A client following a
   conversation (resume, a second tab, a re-sent message) waits here instead of polling, whichever
   worker streams the turn.
+- `mentor_signal` (payload: JSON with a conversation id): what is not stored — someone is typing.
 - `mentor_cancel` (payload: a conversation id): stop the turn streaming in it, if it runs here. The
   sender has already checked that the caller owns the conversation.
 - Liveness: while the worker lives, its listening session holds an advisory lock on the worker's id
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -37,6 +39,7 @@ class Hub:
         self.on_cancel: Callable[[str], None] = lambda conversation_id: None
         self.listening: asyncio.Event | None = None  # created on the serving loop in start()
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._signals: dict[str, set[Callable[[dict], None]]] = {}  # conversation -> typing listeners
         self._tasks: list[asyncio.Task] = []
 
     # -- followers ------------------------------------------------------------------------------
@@ -60,6 +63,35 @@ class Hub:
         for cid in conversation_ids:
             for event in self._watchers.get(cid, ()):
                 event.set()
+
+    # -- signals: typing, which is not stored --------------------------------------------------------
+    def listen_signals(self, conversation_id: str, callback: Callable[[dict], None]) -> None:
+        self._signals.setdefault(conversation_id, set()).add(callback)
+
+    def stop_signals(self, conversation_id: str, callback: Callable[[dict], None]) -> None:
+        listeners = self._signals.get(conversation_id)
+        if listeners is not None:
+            listeners.discard(callback)
+            if not listeners:
+                del self._signals[conversation_id]
+
+    async def send_signal(self, conversation_id: str, signal: dict) -> None:
+        """Tell every worker's sockets following the conversation (e.g. `{"type": "typing", "who": "agent"}`)."""
+        payload = json.dumps({"conversation_id": conversation_id, **signal})
+
+        def notify() -> None:
+            with self.db.service() as conn:
+                conn.execute("SELECT pg_notify('mentor_signal', %s)", (payload,))
+
+        await run_blocking(notify)
+
+    def _deliver_signal(self, payload: str) -> None:
+        try:
+            signal = json.loads(payload)
+        except ValueError:
+            return
+        for callback in list(self._signals.get(str(signal.get("conversation_id")), ())):
+            callback(signal)
 
     async def cancel_elsewhere(self, conversation_id: str) -> None:
         def notify() -> None:
@@ -95,6 +127,7 @@ class Hub:
                     await conn.execute("SELECT pg_advisory_lock(%s)", (self.worker_id,))
                     await conn.execute("LISTEN mentor_events")
                     await conn.execute("LISTEN mentor_cancel")
+                    await conn.execute("LISTEN mentor_signal")
                     self.listening.set()
                     self.signal(list(self._watchers))  # anything missed while disconnected: read again
                     async for note in conn.notifies():
@@ -102,6 +135,8 @@ class Hub:
                             self.signal(note.payload.split())
                         elif note.channel == "mentor_cancel":
                             self.on_cancel(note.payload)
+                        elif note.channel == "mentor_signal":
+                            self._deliver_signal(note.payload)
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, MentorError, OSError) as exc:

@@ -64,9 +64,34 @@ class PingFrame(Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[MessageFrame | CancelFrame | FeedbackFrame | ResumeFrame | ContactFrame | PingFrame,
-                        Field(discriminator="type")]
-CLIENT_TYPES = ("message", "cancel", "feedback", "resume", "contact", "ping")
+class TypingFrame(Frame):
+    """The customer (or, on /ws/inbox, the agent) is typing in a handed-over conversation: not stored."""
+
+    type: Literal["typing"]
+    conversation_id: UUID
+
+
+class ReadFrame(Frame):
+    """Everything up to this seq has been seen: stored, so the other side's "seen" marks survive a reload."""
+
+    type: Literal["read"]
+    conversation_id: UUID
+    upto_seq: int = Field(ge=1, le=2**63 - 1)
+
+
+class WatchFrame(Frame):
+    """/ws/inbox: follow a handed-over conversation from this seq on."""
+
+    type: Literal["watch"]
+    conversation_id: UUID
+    after_seq: int = Field(0, ge=0, le=2**63 - 1)
+
+
+ClientFrame = Annotated[MessageFrame | CancelFrame | FeedbackFrame | ResumeFrame | ContactFrame | PingFrame
+                        | TypingFrame | ReadFrame, Field(discriminator="type")]
+CLIENT_TYPES = ("message", "cancel", "feedback", "resume", "contact", "ping", "typing", "read")
+AgentFrame = Annotated[WatchFrame | TypingFrame | ReadFrame | PingFrame, Field(discriminator="type")]
+AGENT_TYPES = ("watch", "typing", "read", "ping")
 
 
 class FeedbackBody(BaseModel):

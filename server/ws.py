@@ -30,7 +30,9 @@ from server.protocol import (
     ContactFrame,
     FeedbackFrame,
     MessageFrame,
+    ReadFrame,
     ResumeFrame,
+    TypingFrame,
 )
 from server.services import Services
 from server.turns import Duplicate, HumanOwned, RunningTurn, TurnInput, TurnRejected
@@ -53,6 +55,11 @@ def _error(code: str, message: str, *, retryable: bool = False, retry_after: flo
 
 
 class ChatSession:
+    FRAMES = FRAMES
+    TYPES = CLIENT_TYPES
+    role = "customer"  # who this socket speaks for in a handed-over conversation (typing, read receipts)
+    TYPING_EVERY_S = 2.0  # at most one typing signal per conversation this often
+
     def __init__(self, ws: WebSocket, services: Services, caller: Caller, user: dict | None) -> None:
         self.ws, self.s, self.caller, self.user = ws, services, caller, user
         self.send_lock = asyncio.Lock()
@@ -60,6 +67,8 @@ class ChatSession:
         self.pumps: set[asyncio.Task] = set()  # relaying events to this socket
         self.seen: dict[str, int] = {}  # conversation id -> the highest seq sent on this socket
         self.watching: set[str] = set()  # conversations followed for a person's messages
+        self.signal_listeners: dict[str, Any] = {}  # conversation -> its typing listener
+        self.typed_at: dict[str, float] = {}
         self.strikes = 0
 
     async def send(self, event: dict[str, Any], fresh_only: bool = False) -> None:
@@ -82,13 +91,6 @@ class ChatSession:
 
     # -- receiving ------------------------------------------------------------------------------
     async def serve(self) -> None:
-        try:
-            await self.receive_frames()
-        finally:
-            for task in list(self.pumps):  # stop relaying to a closed socket; the turns go on
-                task.cancel()
-
-    async def receive_frames(self) -> None:
         personas = [p for p in all_personas().values() if self.user or p.anonymous]
         await self.send({"type": "ready", "protocol": 1, "seq": None, "user": self.user,
                          "visitor_id": self.caller.visitor_id if self.caller.anonymous else None,
@@ -97,6 +99,18 @@ class ChatSession:
                                     "max_frame_bytes": self.s.settings.max_frame_bytes,
                                     "messages_per_minute": self.s.settings.user_messages_per_minute,
                                     "max_turns_per_connection": self.s.settings.max_turns_per_connection}})
+        await self.receive_frames_until_closed()
+
+    async def receive_frames_until_closed(self) -> None:
+        try:
+            await self.receive_frames()
+        finally:
+            for task in list(self.pumps):  # stop relaying to a closed socket; the turns go on
+                task.cancel()
+            for conversation, listener in self.signal_listeners.items():
+                self.s.hub.stop_signals(conversation, listener)
+
+    async def receive_frames(self) -> None:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -142,9 +156,9 @@ class ChatSession:
         if not isinstance(data, dict) or "type" not in data:
             await self.send(_error("invalid_frame", "a frame is a JSON object with a 'type'"))
             return None
-        if data["type"] not in CLIENT_TYPES:
+        if data["type"] not in self.TYPES:
             await self.send(_error("unknown_type", f"unknown frame type {str(data['type'])[:40]!r}; "
-                                                   f"expected one of {', '.join(CLIENT_TYPES)}"))
+                                                   f"expected one of {', '.join(self.TYPES)}"))
             return None
         if data["type"] == "message" and isinstance(data.get("text"), str) \
                 and len(data["text"]) > self.s.settings.max_message_chars:
@@ -152,7 +166,7 @@ class ChatSession:
                                                     "characters", client_id=data.get("client_id")))
             return None
         try:
-            return FRAMES.validate_python(data)
+            return self.FRAMES.validate_python(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
@@ -170,6 +184,10 @@ class ChatSession:
             await self.on_resume(frame)
         elif isinstance(frame, FeedbackFrame):
             await self.on_feedback(frame)
+        elif isinstance(frame, TypingFrame):
+            await self.on_typing(frame)
+        elif isinstance(frame, ReadFrame):
+            await self.on_read(frame)
         elif isinstance(frame, ContactFrame):
             try:
                 await asyncio.to_thread(convs.save_contact, self.s.db, self.caller, frame.ticket_id, frame.email)
@@ -218,11 +236,18 @@ class ChatSession:
         self.pump(begun.events(), fresh_only=True)
 
     def watch(self, conversation_id: str) -> None:
-        """Keep this socket up to date with a conversation a person takes part in (a handoff): the agent's
-        messages arrive whenever they are written, on whichever worker. Once per conversation."""
+        """Keep this socket up to date with a conversation a person takes part in (a handoff): the other
+        side's messages, read receipts and typing arrive whenever they happen, on whichever worker."""
         if conversation_id in self.watching:
             return
         self.watching.add(conversation_id)
+
+        def on_signal(signal: dict[str, Any]) -> None:
+            if signal.get("who") != self.role:  # the other side is typing
+                asyncio.create_task(self.send({**signal, "seq": None}))
+
+        self.signal_listeners[conversation_id] = on_signal
+        self.s.hub.listen_signals(conversation_id, on_signal)
 
         self.pump(self.s.turns.follow(conversation_id, self.seen.get(conversation_id, 0), forever=True),
                   fresh_only=True)
@@ -236,6 +261,25 @@ class ChatSession:
         task = asyncio.create_task(relay())
         self.pumps.add(task)
         task.add_done_callback(self.pumps.discard)
+
+    async def on_typing(self, frame: TypingFrame) -> None:
+        conversation = str(frame.conversation_id)
+        if conversation not in self.watching:  # only a handed-over conversation this socket follows
+            await self.send(_error("not_found", f"no handed-over conversation {conversation} here"))
+            return
+        now = time.monotonic()
+        if now - self.typed_at.get(conversation, 0.0) < self.TYPING_EVERY_S:
+            return
+        self.typed_at[conversation] = now
+        name = (self.user or {}).get("name") if self.role == "agent" else None
+        await self.s.hub.send_signal(conversation, {"type": "typing", "who": self.role, "name": name})
+
+    async def on_read(self, frame: ReadFrame) -> None:
+        conversation = str(frame.conversation_id)
+        if conversation not in self.watching:
+            await self.send(_error("not_found", f"no handed-over conversation {conversation} here"))
+            return
+        await asyncio.to_thread(convs.append_read, self.s.db, conversation, self.role, frame.upto_seq)
 
     async def on_cancel(self, frame: CancelFrame) -> None:
         targets = [str(frame.conversation_id)] if frame.conversation_id else \

@@ -296,6 +296,19 @@ def _append(conn, items: list[NewEvent]) -> list[int]:  # type: ignore[no-untype
     return seqs
 
 
+def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> int:
+    """A read receipt (`who` saw everything up to `upto_seq`), stored like any event and announced."""
+    with db.service() as conn:
+        row = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        seq = _append(conn, [NewEvent(conversation_id, row["user_id"], None,
+                                      {"type": "read", "who": who, "upto_seq": upto_seq})])[0]
+        for note in notify_payloads([conversation_id]):
+            conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+        return seq
+
+
 def fail_message(db: Database, message_id: int, partial: str) -> None:
     """Close a message whose turn was cut off (kept as status 'error' with what had streamed)."""
     with db.service() as conn:

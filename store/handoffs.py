@@ -70,8 +70,14 @@ def transcript(db: Database, staff: Staff, conversation_id: str, after_seq: int 
         events = conn.execute(
             """SELECT seq, message_id, payload FROM conversation_events
                WHERE conversation_id = %s AND seq > %s ORDER BY seq""", (conversation_id, after_seq)).fetchall()
-    return {"handoff": handoff, "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"]}
-                                           for e in events]}
+    with db.service() as conn:  # who the customer is (their users row is not the agent's to read under RLS)
+        customer = conn.execute(
+            """SELECT u.name AS customer_name, u.plan_id AS customer_plan, c.visitor_id IS NOT NULL AS visitor
+               FROM conversations c LEFT JOIN users u ON u.id = c.user_id WHERE c.id = %s""",
+            (conversation_id,)).fetchone()
+    return {"handoff": {**handoff, **(customer or {})},
+            "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"],
+                        "conversation_id": conversation_id} for e in events]}
 
 
 def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
@@ -91,7 +97,7 @@ def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None 
     return seq
 
 
-def _visible(db: Database, staff: Staff, conversation_id: str) -> None:
+def visible(db: Database, staff: Staff, conversation_id: str) -> None:
     """The agent may act only on a handoff RLS shows them (a waiting one, or their own)."""
     with db.as_user(staff.id) as conn:
         if conn.execute("SELECT 1 FROM handoffs WHERE conversation_id = %s", (conversation_id,)).fetchone() is None:
@@ -127,7 +133,7 @@ def reply(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[s
     """The agent's message: stored in the customer's conversation and delivered to them.
 
     Returns its seq and, for the first human reply, how long the customer waited for it."""
-    _visible(db, staff, conversation_id)
+    visible(db, staff, conversation_id)
     with db.service() as conn:
         handoff = _owned(conn, staff, conversation_id)
         message_id = conn.execute(
@@ -146,7 +152,7 @@ def reply(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[s
 
 def release(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
     """Hand the conversation back to the bot (it answers the next message, with the whole transcript)."""
-    _visible(db, staff, conversation_id)
+    visible(db, staff, conversation_id)
     with db.service() as conn:
         handoff = _owned(conn, staff, conversation_id)
         conn.execute("UPDATE handoffs SET status = 'open', agent_id = NULL WHERE conversation_id = %s",
@@ -157,7 +163,7 @@ def release(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
 
 def resolve(db: Database, staff: Staff, conversation_id: str, outcome: str) -> dict[str, Any]:
     """Close the handoff (and its ticket); the bot answers again if the customer writes."""
-    _visible(db, staff, conversation_id)
+    visible(db, staff, conversation_id)
     with db.service() as conn:
         handoff = _locked(conn, conversation_id)
         if handoff["status"] == "resolved":

@@ -364,6 +364,62 @@ def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_c
     page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").nth(answered).wait_for(timeout=30_000)
 
 
+def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """The handoff end to end in two Chromium contexts: the visitor asks for a person; the conversation
+    appears in Ana's inbox; she claims it and types (the visitor sees it) and replies (the visitor sees
+    it, she sees it was read); the visitor's connection drops and resumes with the reply; she hands back
+    to the bot, which answers the visitor's next message."""
+    errors: list[str] = []
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 820}) for _ in range(2)]
+    visitor, ana = (c.new_page() for c in contexts)
+    for p in (visitor, ana):
+        p.on("pageerror", lambda exc: errors.append(str(exc)))
+    widget = "#mentor-support-widget >> "
+    try:
+        visitor.goto(f"{live_composer.http}/widget/demo")
+        visitor.click(widget + ".launcher")
+        visitor.click(widget + "button.human")
+        ticket = visitor.locator(widget + ".ticket").first
+        ticket.wait_for(timeout=20_000)
+        with db.admin() as conn:
+            conversation = str(conn.execute("SELECT conversation_id FROM support_tickets WHERE id = %s",
+                                            (int(ticket.get_attribute("data-ticket")),)).fetchone()["conversation_id"])
+
+        ana.goto(f"{live_composer.http}/inbox")
+        ana.select_option("#agent-select", "ana")
+        ana.click("#signin-btn")
+        item = ana.locator(f"#handoffs button[data-id='{conversation}']")
+        item.wait_for(timeout=15_000)
+        item.click()
+        ana.locator("#transcript .msg.user", has_text="talk to a person").wait_for(timeout=10_000)
+        ana.click("#claim")
+        visitor.locator(widget + ".msg.note", has_text="Ana Ruiz from support joined").wait_for(timeout=10_000)
+
+        ana.click("#reply-text")
+        ana.keyboard.type("Hello, this is Ana")
+        visitor.locator(widget + ".msg.typing", has_text="Ana Ruiz is typing").wait_for(timeout=10_000)
+        ana.click("#reply-send")
+        visitor.locator(widget + ".msg.agent", has_text="Hello, this is Ana").wait_for(timeout=10_000)
+        ana.locator("#transcript .msg.agent .seen").wait_for(timeout=10_000)  # the visitor read it
+        ana.screenshot(path=str(ARTIFACTS / "inbox.png"))
+        visitor.screenshot(path=str(ARTIFACTS / "widget-agent-live.png"))
+
+        visitor.reload()  # the connection drops; the widget resumes the stored conversation
+        visitor.click(widget + ".launcher")
+        visitor.locator(widget + ".msg.agent", has_text="Hello, this is Ana").wait_for(timeout=20_000)
+
+        ana.click("#release")
+        visitor.locator(widget + ".msg.note", has_text="back to the assistant").wait_for(timeout=10_000)
+        answered = visitor.locator(widget + ".msg.bot[data-done=stop]").count()
+        visitor.fill(widget + "form.composer input", "How long do withdrawals take?")
+        visitor.press(widget + "form.composer input", "Enter")
+        visitor.locator(widget + ".msg.bot[data-done=stop]").nth(answered).wait_for(timeout=30_000)
+    finally:
+        for c in contexts:
+            c.close()
+    assert not errors, errors
+
+
 def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = phone.new_page()

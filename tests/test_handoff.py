@@ -121,3 +121,49 @@ def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: igno
     customer.close()
     refused = api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/messages", json={"text": "hello"})
     assert refused.status_code == 409 and refused.json()["detail"]["code"] == "conflict"
+
+
+def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_worker, staff) -> None:  # type: ignore[no-untyped-def]
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    customer, _ = open_ws(live, staff["mateo"])
+    message(customer, "Please let me talk to a human", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    assert api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
+    until(customer, "agent_joined", timeout=10)
+
+    agent = connect(f"{live_other_worker.ws.replace('/ws/chat', '/ws/inbox')}",
+                    subprotocols=["mentor.v1", f"bearer.{staff['ana']}"], open_timeout=10)
+    assert recv(agent)["type"] == "ready"
+    send(agent, type="watch", conversation_id=conversation, after_seq=0)
+    asked = until(agent, "agent_joined", timeout=10)
+    assert any(e["type"] == "ack" and "talk to a human" in e["text"] for e in asked)
+
+    send(customer, type="typing", conversation_id=conversation)
+    assert until(agent, "typing", timeout=10)[-1]["who"] == "customer"
+    send(agent, type="typing", conversation_id=conversation)
+    typing = until(customer, "typing", timeout=10)[-1]
+    assert typing["who"] == "agent" and typing["name"] == "Ana Ruiz"
+
+    api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/messages", json={"text": "Hello!"})
+    reply = until(customer, "agent_message", timeout=10)[-1]
+    until(agent, "agent_message", timeout=10)
+    send(customer, type="read", conversation_id=conversation, upto_seq=reply["seq"])
+    seen = until(agent, "read", timeout=10)[-1]
+    assert seen["who"] == "customer" and seen["upto_seq"] == reply["seq"] and seen["seq"] > reply["seq"]
+    send(agent, type="read", conversation_id=conversation, upto_seq=asked[0]["seq"])
+    receipts = [until(customer, "read", timeout=10)[-1] for _ in range(2)]  # its own receipt comes back too
+    assert {r["who"] for r in receipts} == {"customer", "agent"}
+
+    send(customer, type="typing", conversation_id="00000000-0000-0000-0000-000000000000")
+    assert recv(customer)["code"] == "not_found"  # only a handed-over conversation this socket follows
+    agent.close()
+    customer.close()
+
+    outsider = connect(f"{live.ws.replace('/ws/chat', '/ws/inbox')}",
+                       subprotocols=["mentor.v1", f"bearer.{staff['mateo']}"], open_timeout=10)
+    assert recv(outsider)["code"] == "forbidden"
+    with pytest.raises(ConnectionClosed) as closed:
+        outsider.recv(timeout=5)
+    assert closed.value.rcvd.code == 4403

@@ -63,13 +63,33 @@ function bubble(role, html) {
 }
 
 // A support agent's part of a handed-over conversation (docs/protocol.md, "Human handoff").
+let agentSeenUpto = 0, agentTypingTimer = null;
+const sentBubbles = new Map();  // client id -> the user's own message, until its ack gives it a seq
 function agentEvent(ev, add) {
   const who = ev.agent ? escapeHtml(ev.agent.name) : "The agent";
   if (ev.type === "agent_joined") add("system", `<div class="note agent-note">${who} from support joined the conversation.</div>`);
-  else if (ev.type === "agent_message") add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`);
+  else if (ev.type === "agent_message") {
+    const t = $("messages").querySelector(".msg.typing"); if (t) t.remove();
+    add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`);
+    if (ev.seq && document.visibilityState === "visible") client.raw({ type: "read", conversation_id: ev.conversation_id, upto_seq: ev.seq });
+  }
   else if (ev.type === "agent_left") add("system", `<div class="note agent-note">${who} handed the conversation back to the assistant.</div>`);
   else if (ev.type === "handoff_resolved") add("system", '<div class="note agent-note">Support marked this as resolved.</div>');
-  else return false;
+  else if (ev.type === "typing") {
+    if (ev.who !== "agent") return true;
+    let t = $("messages").querySelector(".msg.typing");
+    if (!t) t = add("typing", "");
+    t.textContent = `${ev.name || "The agent"} is typing…`;
+    $("messages").appendChild(t);
+    clearTimeout(agentTypingTimer);
+    agentTypingTimer = setTimeout(() => t.remove(), 4000);
+  } else if (ev.type === "read") {
+    if (ev.who !== "agent") return true;
+    agentSeenUpto = Math.max(agentSeenUpto, ev.upto_seq);
+    $("messages").querySelectorAll(".msg.user[data-seq]").forEach((el) => {
+      if (Number(el.dataset.seq) <= agentSeenUpto && !el.querySelector(".seen")) el.insertAdjacentHTML("beforeend", '<div class="seen">Seen</div>');
+    });
+  } else return false;
   return true;
 }
 
@@ -107,7 +127,9 @@ function onEvent(ev) {
   if (ev.type === "ready" || ev.type === "pong" || ev.type === "feedback_saved") return;
   if (!belongsHere(ev)) return;
   if (ev.type === "ack") {
-    if (ev.text && !localClientIds.has(ev.client_id)) bubble("user", renderMarkdown(ev.text));
+    const own = sentBubbles.get(ev.client_id);
+    const userEl = own || (ev.text && !localClientIds.has(ev.client_id) ? bubble("user", renderMarkdown(ev.text)) : null);
+    if (userEl && ev.seq) userEl.dataset.seq = ev.seq;  // "Seen" marks follow the agent's read receipts
     if (ev.conversation_id) remember({ id: ev.conversation_id, persona: ev.persona || $("persona").value, mode: ev.mode, project_id: ev.project_id });
     if (ev.message_id === null) return;  // a support agent owns the conversation: they answer, not the bot
     assistantBubble(ev.message_id, ev.persona);
@@ -285,9 +307,11 @@ $("composer").onsubmit = (e) => {
   e.preventDefault();
   const text = $("input").value.trim();
   if (!text || !client) return;
-  bubble("user", renderMarkdown(text));
+  const el = bubble("user", renderMarkdown(text));
   const extra = { persona: $("persona").value, ...(pendingMode && !conversation ? { mode: pendingMode.mode, project_id: pendingMode.project_id } : {}) };
-  localClientIds.add(client.send(text, extra));
+  const clientId = client.send(text, extra);
+  localClientIds.add(clientId);
+  sentBubbles.set(clientId, el);
   $("input").value = "";
   $("input").placeholder = "Ask your mentor…";
 };

@@ -36,6 +36,8 @@
           .msg.user { background: #dbe7ff; margin-left: 30px; }
           .msg.agent { background: #e7f6ec; border-left: 3px solid #1f7a3f; } .msg .who { font-size: 12px; font-weight: 700; color: #1a5c30; }
           .msg.note { background: none; border-left: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; }
+          .msg.typing { background: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; font-style: italic; }
+          .seen { font-size: 11px; color: #4a4f59; text-align: right; margin-top: 2px; }
           .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
           .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; }
@@ -63,6 +65,36 @@
       const msgs = $(".msgs");
       const replies = {};
       const mine = new Set(); // client ids of messages shown when sent (their ack must not show them again)
+      // A person from support (docs/protocol.md, "Human handoff"): their messages, typing and "seen" marks.
+      let conversationId = null, agentHere = false, seenUpto = 0, typingTimer = null, typedAt = 0;
+      const sentBubbles = new Map();  // client id -> the visitor's own message, until its ack gives it a seq
+      const markSeen = () => msgs.querySelectorAll(".msg.user[data-seq]").forEach((el) => {
+        if (Number(el.dataset.seq) <= seenUpto && !el.querySelector(".seen")) el.insertAdjacentHTML("beforeend", '<div class="seen">Seen</div>');
+      });
+      const showTyping = (name) => {
+        let t = msgs.querySelector(".typing");
+        if (!t) t = add("typing", "");
+        t.textContent = `${name || "Support"} is typing…`;
+        msgs.appendChild(t);
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(() => t.remove(), 4000);
+      };
+      function agentEvent(ev) {
+        const who = ev.agent ? escapeHtml(ev.agent.name) : "Support";
+        if (ev.type === "agent_joined") { agentHere = true; add("note", `${who} from support joined the conversation.`); }
+        else if (ev.type === "agent_message") {
+          agentHere = true;
+          const t = msgs.querySelector(".typing"); if (t) t.remove();
+          add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`);
+          if (ev.seq && isOpen()) client.raw({ type: "read", conversation_id: ev.conversation_id, upto_seq: ev.seq });
+        }
+        else if (ev.type === "agent_left") { agentHere = false; add("note", `${who} handed you back to the assistant.`); }
+        else if (ev.type === "handoff_resolved") { agentHere = false; add("note", "Support marked this as resolved."); }
+        else if (ev.type === "typing") { if (ev.who === "agent") showTyping(ev.name && escapeHtml(ev.name)); }
+        else if (ev.type === "read") { if (ev.who === "agent") { seenUpto = Math.max(seenUpto, ev.upto_seq); markSeen(); } }
+        else return false;
+        return true;
+      }
       const add = (cls, html) => { const el = document.createElement("div"); el.className = `msg ${cls}`; el.innerHTML = html; msgs.appendChild(el); msgs.scrollTop = msgs.scrollHeight; return el; };
       const reply = (id) => replies[id] || (replies[id] = { el: add("bot", `<div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div>`), text: "" });
 
@@ -90,16 +122,14 @@
             return;
           }
           if (ev.type === "ack") {
-            if (ev.conversation_id) localStorage.setItem(conversationKey, ev.conversation_id);
-            if (ev.text && !mine.has(ev.client_id)) add("user", renderMarkdown(ev.text)); // a replay after a reload
+            if (ev.conversation_id) { localStorage.setItem(conversationKey, ev.conversation_id); conversationId = ev.conversation_id; }
+            const own = sentBubbles.get(ev.client_id);
+            const userEl = own || (ev.text && !mine.has(ev.client_id) ? add("user", renderMarkdown(ev.text)) : null); // a replay after a reload
+            if (userEl && ev.seq) { userEl.dataset.seq = ev.seq; markSeen(); }
             if (ev.message_id !== null) reply(ev.message_id); // null: a person from support answers this one
             return;
           }
-          const who = ev.agent ? escapeHtml(ev.agent.name) : "Support";
-          if (ev.type === "agent_joined") { add("note", `${who} from support joined the conversation.`); return; }
-          if (ev.type === "agent_message") { add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`); return; }
-          if (ev.type === "agent_left") { add("note", `${who} handed you back to the assistant.`); return; }
-          if (ev.type === "handoff_resolved") { add("note", "Support marked this as resolved."); return; }
+          if (agentEvent(ev)) return;
           if (ev.type === "error" && !ev.message_id) {
             if (ev.code === "not_found" && !ev.client_id) { localStorage.removeItem(conversationKey); client.newConversation(); return; }
             add("bot", `<span class="err" role="alert">${escapeHtml(ev.message)}</span>`); return;
@@ -137,7 +167,12 @@
         $("form.composer input").focus();
       };
       const close = () => { panel.classList.remove("open"); $(".launcher").setAttribute("aria-expanded", "false"); $(".launcher").focus(); };
-      const send = (text) => { add("user", renderMarkdown(text)); mine.add(client.send(text, { persona: "support" })); };
+      const send = (text) => { const el = add("user", renderMarkdown(text)); const id = client.send(text, { persona: "support" }); mine.add(id); sentBubbles.set(id, el); };
+      $("form.composer input").addEventListener("input", () => {  // tell the agent, at most every 2 s
+        if (!agentHere || !conversationId || Date.now() - typedAt < 2000) return;
+        typedAt = Date.now();
+        client.raw({ type: "typing", conversation_id: conversationId });
+      });
       $(".launcher").onclick = () => (isOpen() ? close() : open());
       $(".close").onclick = close;
       $("form.composer").onsubmit = (e) => { e.preventDefault(); const t = $("form.composer input").value.trim(); if (t) { send(t); $("form.composer input").value = ""; } };

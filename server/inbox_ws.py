@@ -1,0 +1,86 @@
+"""`/ws/inbox`: a support agent's live view of the conversations they handle.
+
+Frames: `watch {conversation_id, after_seq}` (a handed-over conversation the agent may read: its stored
+events from that seq, then live), `typing {conversation_id}`, `read {conversation_id, upto_seq}`, `ping`.
+The agent receives the customer's messages (`ack` events with their text), the bot's events, read
+receipts and `typing` from the customer. Replies, claims and releases go through `/api/inbox`.
+The same session machinery as `/ws/chat` (server/ws.py), speaking for the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter
+
+from server import metrics
+from server.auth import SUBPROTOCOL, AuthError, protocol_credentials, verify_token
+from server.protocol import AGENT_TYPES, AgentFrame, ReadFrame, TypingFrame, WatchFrame
+from server.services import Services
+from server.ws import ChatSession, _error
+from store import handoffs
+from store.conversations import Caller
+from store.errors import NotFound
+
+
+class AgentSession(ChatSession):
+    FRAMES = TypeAdapter(AgentFrame)
+    TYPES = AGENT_TYPES
+    role = "agent"
+
+    async def dispatch(self, frame: Any) -> None:
+        if frame.type == "ping":
+            await self.send({"type": "pong", "seq": None, "time": time.time()})
+        elif isinstance(frame, WatchFrame):
+            conversation = str(frame.conversation_id)
+            try:
+                await asyncio.to_thread(handoffs.visible, self.s.db, self.staff, conversation)
+            except NotFound as exc:
+                await self.send(_error("not_found", str(exc)))
+                return
+            self.seen[conversation] = max(self.seen.get(conversation, 0), frame.after_seq)
+            self.watch(conversation)
+        elif isinstance(frame, TypingFrame):
+            await self.on_typing(frame)
+        elif isinstance(frame, ReadFrame):
+            await self.on_read(frame)
+
+    @property
+    def staff(self) -> handoffs.Staff:
+        return handoffs.Staff(self.user["id"], self.user["name"], self.user["role"])  # type: ignore[index]
+
+
+async def inbox_endpoint(ws: WebSocket, services: Services) -> None:
+    """Accept, then require an agent's token (`Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>`,
+    `Authorization: Bearer`, or `?token=`); anyone else gets a typed error and close code 4403/4401."""
+    offered = ws.headers.get("sec-websocket-protocol")
+    await ws.accept(subprotocol=SUBPROTOCOL if offered and SUBPROTOCOL in offered else None)
+    header = ws.headers.get("authorization", "")
+    token = protocol_credentials(offered).get("bearer") or (header[7:] if header.lower().startswith("bearer ")
+                                                            else None) or ws.query_params.get("token")
+    try:
+        if not token:
+            raise AuthError("the inbox needs a support agent's token")
+        staff = await asyncio.to_thread(handoffs.staff_member, services.db, verify_token(services.settings, token))
+    except AuthError as exc:
+        await ws.send_text(json.dumps(_error("unauthorized", str(exc))))
+        await ws.close(code=4401)
+        return
+    if staff is None:
+        await ws.send_text(json.dumps(_error("forbidden", "the inbox is for support agents")))
+        await ws.close(code=4403)
+        return
+    metrics.CONNECTIONS.inc()
+    session = AgentSession(ws, services, Caller(user_id=staff.id), {"id": staff.id, "name": staff.name,
+                                                                    "role": staff.role})
+    try:
+        await session.send({"type": "ready", "protocol": 1, "seq": None, "user": session.user})
+        await session.receive_frames_until_closed()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        metrics.CONNECTIONS.dec()
