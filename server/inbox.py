@@ -76,6 +76,38 @@ async def reply(conversation_id: str, body: ReplyBody, staff: Staff, s: Svc) -> 
     return sent
 
 
+@router.post("/{conversation_id}/suggest")
+async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+    """Agent assist: a suggested reply to the customer's last message, written like the support bot's
+    (the grounded composer offline, else the configured model) with its citations, for the agent to edit.
+    Nothing is stored or sent, and no ticket is opened: the persona runs without its hooks."""
+    from agents.personas import get_persona
+    from agents.runtime import HistoryMessage, Turn, TurnRequest
+
+    data = await _act(handoffs.transcript, s.db, staff, conversation_id)
+    question = next((e["text"] for e in reversed(data["events"]) if e["type"] == "ack" and e.get("text")), None)
+    if question is None:
+        raise HTTPException(404, detail={"code": "not_found", "message": "the customer has not written anything"})
+    customer = await asyncio.to_thread(handoffs.customer_of, s.db, conversation_id)
+    history = [HistoryMessage(**h) for h in await asyncio.to_thread(handoffs.history_of, s.db, conversation_id)][-10:]
+    persona = get_persona("support")
+    persona = persona.model_copy(update={"behaviours": [], "tools": [t for t in persona.tools
+                                                                     if t != "create_support_ticket"]})
+    req = TurnRequest(persona="support", text=question, user_id=customer, history=history,
+                      conversation_id=conversation_id)
+    text, citations, grounding = "", [], None
+    async for event in Turn(req, persona, s.db, s.provider, None, s.settings.grounding).run():
+        if event.type == "token":
+            text += event.delta
+        elif event.type == "answer_replaced":
+            text = ""
+        elif event.type == "citation":
+            citations.append({k: getattr(event, k) for k in ("index", "title", "section", "source", "anchor")})
+        elif event.type == "done":
+            grounding = event.grounding.model_dump() if event.grounding else None
+    return {"text": text.strip(), "citations": citations, "grounding": grounding, "question": question}
+
+
 @router.post("/{conversation_id}/release")
 async def release(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
     """Hand the conversation back to the bot; it answers the next message with the whole transcript."""

@@ -186,6 +186,21 @@ def human_owner(conn, conversation_id: str) -> int | None:  # type: ignore[no-un
     return row["agent_id"] if row else None
 
 
+def customer_of(db: Database, conversation_id: str) -> int | None:
+    """The signed-in customer of a conversation (None for a widget visitor)."""
+    with db.service() as conn:
+        row = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+    return row["user_id"] if row else None
+
+
+def history_of(db: Database, conversation_id: str) -> list[dict[str, str]]:
+    """The whole transcript as model history (the agents' replies on the assistant's side)."""
+    from store.conversations import _history
+
+    with db.service() as conn:
+        return _history(conn, conversation_id, 2**62)
+
+
 def queue_length(db: Database) -> int:
     with db.service() as conn:
         return conn.execute("SELECT count(*) AS n FROM handoffs WHERE status = 'open'").fetchone()["n"]

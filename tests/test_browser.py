@@ -394,6 +394,10 @@ def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db:
         ana.locator("#transcript .msg.user", has_text="talk to a person").wait_for(timeout=10_000)
         ana.click("#claim")
         visitor.locator(widget + ".msg.note", has_text="Ana Ruiz from support joined").wait_for(timeout=10_000)
+        ana.click("#suggest")  # agent assist drafts a cited reply; she writes her own instead
+        ana.locator("#suggest-cites a").first.wait_for(timeout=20_000)  # filled in with the draft
+        assert ana.locator("#reply-text").input_value()
+        ana.fill("#reply-text", "")
 
         ana.click("#reply-text")
         ana.keyboard.type("Hello, this is Ana")
@@ -470,8 +474,16 @@ def test_no_serious_accessibility_violations(live_composer, browser) -> None:  #
     page.press("#mentor-support-widget >> input", "Enter")
     page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").first.wait_for(timeout=20_000)
     assert serious() == []
+    page.click("#mentor-support-widget >> button.human")  # a handoff, for the inbox below
+    page.locator("#mentor-support-widget >> .ticket").first.wait_for(timeout=20_000)
     page.goto(f"{live_composer.http}/knowledge/help_center/fees-and-commission.md#client-marketplace-fee")
     assert page.locator("section:target h2").inner_text() == "Client marketplace fee"
+    assert serious() == []
+    page.goto(f"{live_composer.http}/inbox")  # the agents' inbox, with a conversation open
+    page.select_option("#agent-select", "ana")
+    page.click("#signin-btn")
+    page.locator("#handoffs button").first.click(timeout=15_000)
+    page.locator("#transcript .msg").first.wait_for(timeout=10_000)
     assert serious() == []
     context.close()
 

@@ -7,6 +7,8 @@ release it answers again, with the agent's replies in its history.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -111,7 +113,8 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
 
     metrics = httpx.get(f"{live_other_worker.http}/metrics", timeout=10).text
     assert "mentor_handoff_queue" in metrics
-    assert "mentor_first_human_reply_seconds_count 1.0" in metrics
+    replies = re.search(r"^mentor_first_human_reply_seconds_count (\S+)$", metrics, re.M)
+    assert replies and float(replies.group(1)) >= 1  # one registry per process: other tests' replies count too
 
 
 def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: ignore[no-untyped-def]
@@ -167,3 +170,19 @@ def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_work
     with pytest.raises(ConnectionClosed) as closed:
         outsider.recv(timeout=5)
     assert closed.value.rcvd.code == 4403
+
+
+def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, knowledge) -> None:  # type: ignore[no-untyped-def]
+    customer, _ = open_ws(live, staff["mateo"])
+    message(customer, "I need a human: how long do withdrawals take?", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    customer.close()
+    with knowledge.admin() as conn:
+        tickets = conn.execute("SELECT count(*) AS n FROM support_tickets").fetchone()["n"]
+    suggested = api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/suggest")
+    assert suggested.status_code == 200, suggested.text
+    body = suggested.json()
+    assert body["text"] and body["question"].startswith("I need a human") and body["citations"]
+    with knowledge.admin() as conn:  # a suggestion opens no ticket and stores nothing in the conversation
+        assert conn.execute("SELECT count(*) AS n FROM support_tickets").fetchone()["n"] == tickets
+    assert api(live, staff["mateo"], "POST", f"/api/inbox/{conversation}/suggest").status_code == 403

@@ -127,7 +127,7 @@ function onEvent(ev) {
   if (ev.type === "ready" || ev.type === "pong" || ev.type === "feedback_saved") return;
   if (!belongsHere(ev)) return;
   if (ev.type === "ack") {
-    const own = sentBubbles.get(ev.client_id);
+    const own = localClientIds.has(ev.client_id) ? sentBubbles.get(ev.client_id) : null;
     const userEl = own || (ev.text && !localClientIds.has(ev.client_id) ? bubble("user", renderMarkdown(ev.text)) : null);
     if (userEl && ev.seq) userEl.dataset.seq = ev.seq;  // "Seen" marks follow the agent's read receipts
     if (ev.conversation_id) remember({ id: ev.conversation_id, persona: ev.persona || $("persona").value, mode: ev.mode, project_id: ev.project_id });
@@ -187,6 +187,7 @@ function clearChat() {
   $("messages").innerHTML = "";
   for (const k of Object.keys(bubbles)) delete bubbles[k];
   localClientIds.clear();  // nothing of this tab's is on screen any more: replays draw every message
+  sentBubbles.clear();
   feedbackGiven = {};
 }
 

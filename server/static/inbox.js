@@ -108,6 +108,15 @@ $("reply").onsubmit = async (e) => {
   const text = $("reply-text").value.trim();
   if (text && (await act("messages", { text }))) $("reply-text").value = "";
 };
+$("suggest").onclick = async () => {  // agent assist: a draft from the help center, edited before sending
+  $("suggest").disabled = true;
+  const s = await act("suggest");
+  $("suggest").disabled = false;
+  if (!s) return;
+  $("reply-text").value = s.text;
+  $("suggest-cites").innerHTML = s.citations.map((c) => `<a href="/knowledge/${encodeURI(c.source)}#${encodeURIComponent(c.anchor)}" target="_blank" rel="noopener">[${c.index}] ${escapeHtml(c.title)} › ${escapeHtml(c.section)}</a>`).join(" ");
+  $("reply-text").focus();
+};
 $("reply-text").addEventListener("input", () => {  // the customer sees "… is typing", at most every 2 s
   if (!socket || socket.readyState !== WebSocket.OPEN || !current || Date.now() - typedAt < 2000) return;
   typedAt = Date.now();
