@@ -51,8 +51,15 @@ async def _act(fn, *args: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def
 
 @router.get("")
 async def inbox(staff: Staff, s: Svc, status: Literal["open", "mine", "resolved"] = "open") -> list[dict[str, Any]]:
-    """Handoffs waiting for a person (`open`), the agent's own (`mine`) or closed (`resolved`), oldest first."""
-    return await asyncio.to_thread(handoffs.inbox, s.db, staff, status)
+    """Handoffs waiting for a person (`open`), the agent's own (`mine`) or closed (`resolved`), oldest first,
+    each with the sentiment of the customer's last message (`upset` 0..1)."""
+    from agents.sentiment import upset_score
+
+    items = await asyncio.to_thread(handoffs.inbox, s.db, staff, status)
+    for item in items:
+        last = item["last_message"] or {}
+        item["upset"] = round(upset_score(last.get("text", "")), 2) if last.get("role") == "user" else None
+    return items
 
 
 @router.get("/{conversation_id}")
@@ -106,6 +113,16 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
         elif event.type == "done":
             grounding = event.grounding.model_dump() if event.grounding else None
     return {"text": text.strip(), "citations": citations, "grounding": grounding, "question": question}
+
+
+class NoteBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000, description="for staff only; never shown to the customer")
+
+
+@router.post("/{conversation_id}/notes", status_code=201)
+async def note(conversation_id: str, body: NoteBody, staff: Staff, s: Svc) -> dict[str, Any]:
+    """An internal note on the handoff: kept beside it for staff, never sent or replayed to the customer."""
+    return await _act(handoffs.add_note, s.db, staff, conversation_id, body.text)
 
 
 @router.post("/{conversation_id}/release")

@@ -70,14 +70,43 @@ def transcript(db: Database, staff: Staff, conversation_id: str, after_seq: int 
         events = conn.execute(
             """SELECT seq, message_id, payload FROM conversation_events
                WHERE conversation_id = %s AND seq > %s ORDER BY seq""", (conversation_id, after_seq)).fetchall()
-    with db.service() as conn:  # who the customer is (their users row is not the agent's to read under RLS)
-        customer = conn.execute(
-            """SELECT u.name AS customer_name, u.plan_id AS customer_plan, c.visitor_id IS NOT NULL AS visitor
-               FROM conversations c LEFT JOIN users u ON u.id = c.user_id WHERE c.id = %s""",
-            (conversation_id,)).fetchone()
-    return {"handoff": {**handoff, **(customer or {})},
+        notes = conn.execute(
+            """SELECT n.id, n.text, n.created_at, n.author_id FROM handoff_notes n
+               WHERE n.conversation_id = %s ORDER BY n.id""", (conversation_id,)).fetchall()
+    return {"handoff": handoff, "customer": customer_card(db, conversation_id), "notes": notes,
             "events": [{**e["payload"], "seq": e["seq"], "message_id": e["message_id"],
                         "conversation_id": conversation_id} for e in events]}
+
+
+def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
+    """Who the customer is, for the agent: a widget visitor, or a user with their plan, recent orders and
+    payments. Read once the agent may see the handoff (a customer's rows are not the agent's to read under
+    RLS; they are read as the customer)."""
+    with db.service() as conn:
+        row = conn.execute(
+            """SELECT c.user_id, c.visitor_id, u.name, u.handle, u.role, p.name AS plan FROM conversations c
+               LEFT JOIN users u ON u.id = c.user_id LEFT JOIN subscription_plans p ON p.id = u.plan_id
+               WHERE c.id = %s""", (conversation_id,)).fetchone()
+    if row is None or row["user_id"] is None:
+        return {"visitor": True, "name": None}
+    with db.as_user(row["user_id"]) as conn:  # as the customer: row-level security gives exactly their rows
+        orders = conn.execute(
+            """SELECT id, status, amount::float AS amount, created_at FROM orders
+               ORDER BY created_at DESC LIMIT 5""").fetchall()
+        payments = conn.execute(
+            """SELECT id, kind, status, amount::float AS amount, created_at FROM payments
+               ORDER BY created_at DESC LIMIT 5""").fetchall()
+    return {"visitor": False, "user_id": row["user_id"], "name": row["name"], "handle": row["handle"],
+            "role": row["role"], "plan": row["plan"], "orders": orders, "payments": payments}
+
+
+def add_note(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[str, Any]:
+    """An internal note on the handoff, for staff only (it is never an event of the conversation)."""
+    visible(db, staff, conversation_id)
+    with db.service() as conn:
+        return conn.execute(
+            """INSERT INTO handoff_notes (conversation_id, author_id, text) VALUES (%s, %s, %s)
+               RETURNING id, text, created_at, author_id""", (conversation_id, staff.id, text)).fetchone()
 
 
 def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]

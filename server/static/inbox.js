@@ -20,7 +20,7 @@ async function loadQueue() {
   if (!token) return;
   const items = await api(`/api/inbox?status=${view}`);
   $("handoffs").innerHTML = items.map((h) => `<li><button type="button" data-id="${escapeHtml(h.conversation_id)}" class="${current === h.conversation_id ? "current" : ""}">
-    <strong>${escapeHtml(h.reason.replace("_", " "))}</strong> · waiting ${ago(h.waiting_s)}<br>
+    <strong>${escapeHtml(h.reason.replace("_", " "))}</strong> · waiting ${ago(h.waiting_s)}${h.upset >= 0.5 ? ' · <span class="upset">upset</span>' : ""}<br>
     <small>${escapeHtml(h.last_message ? h.last_message.text.slice(0, 90) : "")}</small></button></li>`).join("") || "<li><small>Nothing here.</small></li>";
   $("handoffs").querySelectorAll("button").forEach((b) => { b.onclick = () => open(b.dataset.id); });
 }
@@ -84,10 +84,16 @@ async function open(id) {
   $("transcript").innerHTML = "";
   $("error").textContent = "";
   const data = await api(`/api/inbox/${id}`);
-  const h = data.handoff;
+  const h = data.handoff, c = data.customer;
   $("conversation").hidden = false;
-  const who = h.customer_name ? escapeHtml(h.customer_name) : "a visitor";
-  $("customer").innerHTML = `<div class="ctitle">Customer: ${who}</div><div class="kv"><span>ticket</span><span>#${escapeHtml(h.ticket_id)}</span></div><div class="kv"><span>reason</span><span>${escapeHtml(h.reason)}</span></div><div class="kv"><span>status</span><span id="handoff-status">${escapeHtml(h.status)}</span></div>`;
+  const kv = (k, v) => `<div class="kv"><span>${k}</span><span>${v}</span></div>`;
+  const money = (x) => `$${Number(x).toFixed(2)}`;
+  $("customer").innerHTML = `<div class="ctitle">Customer: ${c.visitor ? "a widget visitor" : `${escapeHtml(c.name)} (@${escapeHtml(c.handle)})`}</div>`
+    + (c.visitor ? "" : kv("plan", escapeHtml(c.plan || "")))
+    + kv("ticket", `#${escapeHtml(h.ticket_id)}`) + kv("reason", escapeHtml(h.reason))
+    + `<div class="kv"><span>status</span><span id="handoff-status">${escapeHtml(h.status)}</span></div>`
+    + (c.visitor ? "" : `<details><summary>Recent orders and payments</summary>${(c.orders || []).map((o) => kv(`order #${o.id} · ${escapeHtml(o.status)}`, money(o.amount))).join("")}${(c.payments || []).map((p) => kv(`${escapeHtml(p.kind)} · ${escapeHtml(p.status)}`, money(p.amount))).join("")}</details>`);
+  $("notes").innerHTML = data.notes.map((n) => `<li>${escapeHtml(n.text)}</li>`).join("");
   data.events.forEach(show);
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "watch", conversation_id: id, after_seq: lastSeq }));
   loadQueue().catch(() => {});
@@ -107,6 +113,12 @@ $("reply").onsubmit = async (e) => {
   e.preventDefault();
   const text = $("reply-text").value.trim();
   if (text && (await act("messages", { text }))) $("reply-text").value = "";
+};
+$("note-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const text = $("note-text").value.trim();
+  const n = text && (await act("notes", { text }));
+  if (n) { $("notes").insertAdjacentHTML("beforeend", `<li>${escapeHtml(n.text)}</li>`); $("note-text").value = ""; }
 };
 $("suggest").onclick = async () => {  // agent assist: a draft from the help center, edited before sending
   $("suggest").disabled = true;
