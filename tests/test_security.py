@@ -417,7 +417,7 @@ def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database
     message(ws, "Which plan am I on and what are its fees?", persona="support")
     events = until(ws, "done")
     account = next(e for e in events if e["type"] == "tool_result" and e["name"] == "my_account")
-    assert account["error"] is None and account["data"]["user"]["id"] == mateo  # run as that user, under RLS
+    assert account["error"] is None and account["data"]["email"] == "mateo@example.com"  # run as them, under RLS
     ws.close()
 
 
