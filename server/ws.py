@@ -219,17 +219,13 @@ class ChatSession:
             await self.send(begun.ack)
             self.watch(begun.start.conversation_id)
             return
-        if isinstance(begun, Duplicate) and begun.start.assistant_message_id is None:
-            await self.send({"type": "ack", "seq": None, "conversation_id": begun.start.conversation_id,
-                             "client_id": frame.client_id, "message_id": None,
-                             "user_message_id": begun.start.user_message_id, "duplicate": True})
-            return
         if isinstance(begun, Duplicate):
             await self.send({"type": "ack", "seq": None, "conversation_id": begun.start.conversation_id,
                              "client_id": frame.client_id, "message_id": begun.start.assistant_message_id,
                              "user_message_id": begun.start.user_message_id, "duplicate": True})
-            self.pump(self.s.turns.follow(begun.start.conversation_id, 0,
-                                          only_message=begun.start.assistant_message_id))
+            if begun.start.assistant_message_id is not None:  # None: a person answers it; nothing to replay
+                self.pump(self.s.turns.follow(begun.start.conversation_id, 0,
+                                              only_message=begun.start.assistant_message_id))
             return
         await self.send(begun.ack)
         self.active[begun.start.conversation_id] = begun
