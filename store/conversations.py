@@ -146,8 +146,7 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
         seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
                                       ack(start))])[0]
         if human is not None:  # every worker's followers of this conversation (the agent's) read on
-            for note in notify_payloads([start.conversation_id]):
-                conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+            notify_events(conn, [start.conversation_id])
         return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id), human)
 
 
@@ -229,9 +228,14 @@ def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) 
     with db.service() as conn:
         seqs = _append(conn, items)
         if notify:
-            for payload in notify_payloads(sorted({i.conversation_id for i in items})):
-                conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
+            notify_events(conn, sorted({i.conversation_id for i in items}))
         return seqs
+
+
+def notify_events(conn, conversation_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """NOTIFY `mentor_events` with these conversations (delivered at commit) — every worker's followers read on."""
+    for payload in notify_payloads(conversation_ids):
+        conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
 
 
 def notify_payloads(conversation_ids: list[str], limit: int = 7800) -> list[str]:
@@ -304,8 +308,7 @@ def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> 
             raise NotFound(f"conversation {conversation_id} not found")
         seq = _append(conn, [NewEvent(conversation_id, row["user_id"], None,
                                       {"type": "read", "who": who, "upto_seq": upto_seq})])[0]
-        for note in notify_payloads([conversation_id]):
-            conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+        notify_events(conn, [conversation_id])
         return seq
 
 
@@ -436,6 +439,5 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
                                finish=(partial["text"], "error", None))]
         _append(conn, items)
         conversations = sorted({i.conversation_id for i in items})
-        for payload in notify_payloads(conversations):
-            conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
+        notify_events(conn, conversations)
         return conversations

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from store.conversations import NewEvent, _append, notify_payloads
+from store.conversations import NewEvent, _append, notify_events
 from store.db import Database
 from store.errors import MentorError, NotFound
 
@@ -121,8 +121,7 @@ def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
 def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:  # type: ignore[no-untyped-def]
     cid = str(handoff["conversation_id"])
     seq = _append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)])[0]
-    for note in notify_payloads([cid]):
-        conn.execute("SELECT pg_notify('mentor_events', %s)", (note,))
+    notify_events(conn, [cid])
     return seq
 
 
