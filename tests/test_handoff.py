@@ -28,9 +28,16 @@ def staff(live, demo_ids, knowledge):  # type: ignore[no-untyped-def]
                 """INSERT INTO users (id, handle, name, email, role, plan_id, country)
                    VALUES ((SELECT max(id) + 1 FROM users), 'ben_agent', 'Ben Okafor', 'ben@example.com', 'agent',
                            'free', 'IE') RETURNING id""").fetchone()
+        # customers of their own: a user may open 3 tickets an hour, and other modules' tests need the demo
+        # users' allowance (freelancers with payments, from the end of the seeded list)
+        customers = conn.execute(
+            """SELECT id, handle FROM users u WHERE NOT is_demo AND role = 'freelancer'
+                 AND EXISTS (SELECT 1 FROM payments p WHERE p.user_id = u.id) ORDER BY id DESC LIMIT 4""").fetchall()
     settings = live.services.settings
     return {"ana": issue_token(settings, demo_ids["ana"]), "ben": issue_token(settings, row["id"]),
-            "mateo": issue_token(settings, demo_ids["mateo"]), "nora": issue_token(settings, demo_ids["nora"])}
+            "mateo": issue_token(settings, demo_ids["mateo"]),
+            **{f"c{i}": issue_token(settings, c["id"]) for i, c in enumerate(customers, 1)},
+            "c1_handle": customers[0]["handle"]}
 
 
 def until_quiet(ws, quiet: float = 1.0) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -62,7 +69,7 @@ def test_only_support_staff_may_use_the_inbox(live, staff) -> None:  # type: ign
 
 
 def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
-    customer, _ = open_ws(live, staff["mateo"])
+    customer, _ = open_ws(live, staff["c1"])
     message(customer, "I want to talk to a person about a refund", persona="support")
     first = until(customer, "done")
     conversation = first[0]["conversation_id"]
@@ -102,7 +109,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     delivered = until(customer, "agent_message", timeout=10)[-1]
     assert delivered["text"].startswith("I found it") and delivered["seq"] == ack["seq"] + 1
     customer.close()
-    customer, _ = open_ws(live, staff["mateo"])
+    customer, _ = open_ws(live, staff["c1"])
     send(customer, type="resume", conversation_id=conversation, after_seq=ack["seq"])
     assert until(customer, "agent_message", timeout=10)[-1]["seq"] == delivered["seq"]
 
@@ -120,7 +127,8 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
                json={"text": "refund checked with finance"}).status_code == 201
     card = api(live, staff["ana"], "GET", f"/api/inbox/{conversation}").json()
     assert card["notes"][-1]["text"] == "refund checked with finance"
-    assert card["customer"]["handle"] == "mateo" and card["customer"]["plan"] and card["customer"]["payments"]
+    assert card["customer"]["handle"] == staff["c1_handle"] and card["customer"]["plan"]
+    assert card["customer"]["payments"]
     mateo_events = until_quiet(customer)
     assert not any("refund checked" in json.dumps(e) for e in mateo_events)
     resolved = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/resolve",
@@ -137,7 +145,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
 
 
 def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: ignore[no-untyped-def]
-    customer, _ = open_ws(live, staff["mateo"])
+    customer, _ = open_ws(live, staff["c2"])
     message(customer, "Can I speak to a human please", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
     customer.close()
@@ -149,7 +157,7 @@ def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_work
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    customer, _ = open_ws(live, staff["mateo"])
+    customer, _ = open_ws(live, staff["c3"])
     message(customer, "Please let me talk to a human", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
     assert api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
@@ -192,7 +200,7 @@ def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_work
 
 
 def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, knowledge) -> None:  # type: ignore[no-untyped-def]
-    customer, _ = open_ws(live, staff["nora"])  # (3 tickets an hour per user: Mateo has used his here)
+    customer, _ = open_ws(live, staff["c4"])
     message(customer, "I need a human: how long do withdrawals take?", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
     customer.close()
