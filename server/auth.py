@@ -125,10 +125,9 @@ def site_caller(db: Database, settings: Settings, site_key: str, origin: str | N
         raise AuthError("unknown site key")
     if origin not in site["origins"]:
         raise AuthError(f"origin {origin!r} is not allowed for this site")
-    if user_token is not None:
-        user_id = verified_site_user(site, user_token)
-        user_exists(db, user_id)
-        return Caller(user_id=user_id, site_id=site["id"], visitor_id=None, address=address)
+    if user_token is not None:  # (the caller then loads the user, refusing one that does not exist)
+        return Caller(user_id=verified_site_user(site, user_token), site_id=site["id"], visitor_id=None,
+                      address=address)
     visitor = visitor_id if valid_visitor_id(settings, site["id"], visitor_id) else issue_visitor_id(settings,
                                                                                                       site["id"])
     return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)

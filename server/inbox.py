@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from server import metrics
 from server.rest import Svc, User
+from store import conversations as convs
 from store import handoffs
 from store.errors import NotFound
 
@@ -91,12 +92,15 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
     from agents.personas import get_persona
     from agents.runtime import HistoryMessage, Turn, TurnRequest
 
-    data = await _act(handoffs.transcript, s.db, staff, conversation_id)
-    question = next((e["text"] for e in reversed(data["events"]) if e["type"] == "ack" and e.get("text")), None)
-    if question is None:
+    await _act(handoffs.visible, s.db, staff, conversation_id)
+    # the transcript so far (every message id is below 2**62), the agents' replies on the assistant's side
+    transcript = await asyncio.to_thread(convs.history, s.db, conversation_id, 2**62, 200)
+    asked = [i for i, m in enumerate(transcript) if m["role"] == "user"]
+    if not asked:
         raise HTTPException(404, detail={"code": "not_found", "message": "the customer has not written anything"})
+    question = transcript[asked[-1]]["content"]
+    history = [HistoryMessage(**h) for h in transcript[:asked[-1]]][-10:]
     customer = await asyncio.to_thread(handoffs.customer_of, s.db, conversation_id)
-    history = [HistoryMessage(**h) for h in await asyncio.to_thread(handoffs.history_of, s.db, conversation_id)][-10:]
     persona = get_persona("support")
     persona = persona.model_copy(update={"behaviours": [], "tools": [t for t in persona.tools
                                                                      if t != "create_support_ticket"]})

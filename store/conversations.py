@@ -64,16 +64,6 @@ def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict
     return row
 
 
-def find_duplicate(db: Database, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:
-    """The turn an earlier frame with this client id started, if any.
-
-    Without a conversation id (the first message of a new conversation, re-sent because the ack was
-    lost) the caller's most recent message with this client id counts, so no second conversation starts.
-    """
-    with db.service() as conn:
-        return _duplicate(conn, caller, client_id, conversation_id)
-
-
 def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
     row = conn.execute(
         """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id,
@@ -211,12 +201,6 @@ class NewEvent:
     message_id: int | None
     event: dict[str, Any]
     finish: tuple[str, str, dict | None] | None = None
-
-
-def append_event(db: Database, conversation_id: str, user_id: int | None, message_id: int | None,
-                 event: dict[str, Any]) -> int:
-    """Give the event the conversation's next seq and store it (plus tool calls and citations)."""
-    return append_events(db, [NewEvent(conversation_id, user_id, message_id, event)])[0]
 
 
 def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) -> list[int]:
@@ -360,12 +344,6 @@ def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40
              AND status IN ('complete', 'cancelled') AND content <> ''
            ORDER BY id DESC LIMIT %s""", (conversation_id, before_message_id, limit)).fetchall()
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
-
-
-def tokens_used(db: Database, conversation_id: str, caller: Caller) -> int:
-    """Tokens the caller's conversation has used (0 for a conversation that is not theirs)."""
-    with db.service() as conn:
-        return _tokens_used(conn, conversation_id, caller)
 
 
 def _tokens_used(conn, conversation_id: str, caller: Caller) -> int:  # type: ignore[no-untyped-def]

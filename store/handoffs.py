@@ -221,14 +221,6 @@ def customer_of(db: Database, conversation_id: str) -> int | None:
     return row["user_id"] if row else None
 
 
-def history_of(db: Database, conversation_id: str) -> list[dict[str, str]]:
-    """The whole transcript as model history (the agents' replies on the assistant's side)."""
-    from store.conversations import _history
-
-    with db.service() as conn:
-        return _history(conn, conversation_id, 2**62)
-
-
 def queue_length(db: Database) -> int:
     with db.service() as conn:
         return conn.execute("SELECT count(*) AS n FROM handoffs WHERE status = 'open'").fetchone()["n"]
