@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import metrics
+from server.auth import WORKER_HEADER, worker_name
 from server.inbox import router as inbox_router
 from server.inbox_ws import inbox_endpoint
 from server.openai_api import router as openai_router
@@ -169,6 +170,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         else:
             response = await call_next(request)
         response.headers["x-request-id"] = request_id
+        response.headers[WORKER_HEADER] = worker_name()
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         if request.url.path not in CSP_EXEMPT:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from functools import lru_cache
 from pathlib import Path
 
 import jwt
+from fastapi import WebSocket
 
 from store.conversations import Caller
 from store.db import Database
@@ -85,6 +87,21 @@ def valid_visitor_id(settings: Settings, site_id: int, visitor_id: str | None) -
     if len(parts) != 4 or parts[0] != "v1" or parts[1] != str(site_id):
         return False
     return hmac.compare_digest(parts[3], _visitor_mac(settings, site_id, parts[2]))
+
+
+WORKER_HEADER = "x-mentor-worker"  # on every response and socket: which worker process behind the balancer served it
+
+
+def worker_name() -> str:
+    return str(os.getpid())
+
+
+async def accept_socket(ws: WebSocket) -> str | None:
+    """Accept a WebSocket, selecting our subprotocol when offered; returns the offered header (credentials)."""
+    offered = ws.headers.get("sec-websocket-protocol")
+    await ws.accept(subprotocol=SUBPROTOCOL if offered and SUBPROTOCOL in offered else None,
+                    headers=[(WORKER_HEADER.encode(), worker_name().encode())])
+    return offered
 
 
 def protocol_credentials(header: str | None) -> dict[str, str]:

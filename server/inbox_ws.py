@@ -18,7 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter
 
 from server import metrics
-from server.auth import SUBPROTOCOL, AuthError, protocol_credentials, verify_token
+from server.auth import AuthError, accept_socket, protocol_credentials, verify_token
 from server.protocol import AGENT_TYPES, AgentFrame, ReadFrame, TypingFrame, WatchFrame
 from server.services import Services
 from server.ws import ChatSession, _error
@@ -57,8 +57,7 @@ class AgentSession(ChatSession):
 async def inbox_endpoint(ws: WebSocket, services: Services) -> None:
     """Accept, then require an agent's token (`Sec-WebSocket-Protocol: mentor.v1, bearer.<jwt>`,
     `Authorization: Bearer`, or `?token=`); anyone else gets a typed error and close code 4403/4401."""
-    offered = ws.headers.get("sec-websocket-protocol")
-    await ws.accept(subprotocol=SUBPROTOCOL if offered and SUBPROTOCOL in offered else None)
+    offered = await accept_socket(ws)
     header = ws.headers.get("authorization", "")
     token = protocol_credentials(offered).get("bearer") or (header[7:] if header.lower().startswith("bearer ")
                                                             else None) or ws.query_params.get("token")

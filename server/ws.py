@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketState
 
 from agents.personas import all_personas
 from server import metrics
-from server.auth import SUBPROTOCOL, AuthError, protocol_credentials, site_caller, user_exists, verify_token
+from server.auth import AuthError, accept_socket, protocol_credentials, site_caller, user_exists, verify_token
 from server.protocol import (
     CLIENT_TYPES,
     CancelFrame,
@@ -311,8 +311,7 @@ async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict 
     or `Authorization: Bearer <jwt>` (other clients); `?token=` still works for old clients and is
     redacted from the logs. Widget visitors: `?site_key=` (public) and `visitor.<id>` in the protocol.
     """
-    offered = ws.headers.get("sec-websocket-protocol")
-    await ws.accept(subprotocol=SUBPROTOCOL if offered and SUBPROTOCOL in offered else None)
+    offered = await accept_socket(ws)
     params = ws.query_params
     header = ws.headers.get("authorization", "")
     carried = protocol_credentials(offered)
