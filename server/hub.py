@@ -4,6 +4,8 @@
   conversation (resume, a second tab, a re-sent message) waits here instead of polling, whichever
   worker streams the turn.
 - `mentor_signal` (payload: JSON with a conversation id): what is not stored — someone is typing.
+- `mentor_inbox` (payload: a conversation id, from a trigger on `handoffs`): the support queue changed;
+  agents' inbox sockets reload it.
 - `mentor_cancel` (payload: a conversation id): stop the turn streaming in it, if it runs here. The
   sender has already checked that the caller owns the conversation.
 - Liveness: while the worker lives, its listening session holds an advisory lock on the worker's id
@@ -40,6 +42,7 @@ class Hub:
         self.listening: asyncio.Event | None = None  # created on the serving loop in start()
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._signals: dict[str, set[Callable[[dict], None]]] = {}  # conversation -> typing listeners
+        self._inbox: set[Callable[[], None]] = set()  # agents' sockets, told when the queue changes
         self._tasks: list[asyncio.Task] = []
 
     # -- followers ------------------------------------------------------------------------------
@@ -93,6 +96,13 @@ class Hub:
         for callback in list(self._signals.get(str(signal.get("conversation_id")), ())):
             callback(signal)
 
+    # -- the support queue ----------------------------------------------------------------------------
+    def listen_inbox(self, callback: Callable[[], None]) -> None:
+        self._inbox.add(callback)
+
+    def stop_inbox(self, callback: Callable[[], None]) -> None:
+        self._inbox.discard(callback)
+
     async def cancel_elsewhere(self, conversation_id: str) -> None:
         def notify() -> None:
             with self.db.service() as conn:
@@ -128,6 +138,7 @@ class Hub:
                     await conn.execute("LISTEN mentor_events")
                     await conn.execute("LISTEN mentor_cancel")
                     await conn.execute("LISTEN mentor_signal")
+                    await conn.execute("LISTEN mentor_inbox")
                     self.listening.set()
                     self.signal(list(self._watchers))  # anything missed while disconnected: read again
                     async for note in conn.notifies():
@@ -137,6 +148,9 @@ class Hub:
                             self.on_cancel(note.payload)
                         elif note.channel == "mentor_signal":
                             self._deliver_signal(note.payload)
+                        elif note.channel == "mentor_inbox":
+                            for callback in list(self._inbox):
+                                callback()
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, MentorError, OSError) as exc:

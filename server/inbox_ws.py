@@ -2,6 +2,7 @@
 
 Frames: `watch {conversation_id, after_seq}` (a handed-over conversation the agent may read: its stored
 events from that seq, then live), `typing {conversation_id}`, `read {conversation_id, upto_seq}`, `ping`.
+`queue_changed` tells the agent to reload `/api/inbox` (a handoff opened, claimed, released or resolved).
 The agent receives the customer's messages (`ack` events with their text), the bot's events, read
 receipts and `typing` from the customer. Replies, claims and releases go through `/api/inbox`.
 The same session machinery as `/ws/chat` (server/ws.py), speaking for the agent.
@@ -31,6 +32,21 @@ class AgentSession(ChatSession):
     FRAMES = TypeAdapter(AgentFrame)
     TYPES = AGENT_TYPES
     role = "agent"
+
+    queue_news = False  # a `queue_changed` frame is on its way: a burst of changes sends one
+
+    def on_queue_changed(self) -> None:
+        """A handoff was opened, claimed, released or resolved (on any worker): reload the queue."""
+        if not self.queue_news:
+            self.queue_news = True
+            task = asyncio.create_task(self._queue_changed())
+            self.pumps.add(task)  # held (and cancelled with the socket) like a relay
+            task.add_done_callback(self.pumps.discard)
+
+    async def _queue_changed(self) -> None:
+        await asyncio.sleep(0.1)
+        self.queue_news = False
+        await self.send({"type": "queue_changed", "seq": None})
 
     async def dispatch(self, frame: Any) -> None:
         if frame.type == "ping":
@@ -76,10 +92,12 @@ async def inbox_endpoint(ws: WebSocket, services: Services) -> None:
     metrics.CONNECTIONS.inc()
     session = AgentSession(ws, services, Caller(user_id=staff.id), {"id": staff.id, "name": staff.name,
                                                                     "role": staff.role})
+    services.hub.listen_inbox(session.on_queue_changed)
     try:
         await session.send({"type": "ready", "protocol": 1, "seq": None, "user": session.user})
         await session.receive_frames_until_closed()
     except WebSocketDisconnect:
         pass
     finally:
+        services.hub.stop_inbox(session.on_queue_changed)
         metrics.CONNECTIONS.dec()

@@ -213,3 +213,22 @@ def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, k
     with knowledge.admin() as conn:  # a suggestion opens no ticket and stores nothing in the conversation
         assert conn.execute("SELECT count(*) AS n FROM support_tickets").fetchone()["n"] == tickets
     assert api(live, staff["mateo"], "POST", f"/api/inbox/{conversation}/suggest").status_code == 403
+
+
+def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_other_worker, staff) -> None:  # type: ignore[no-untyped-def]
+    from websockets.sync.client import connect
+
+    agent = connect(f"{live_other_worker.ws.replace('/ws/chat', '/ws/inbox')}",
+                    subprotocols=["mentor.v1", f"bearer.{staff['ana']}"], open_timeout=10)
+    assert recv(agent)["type"] == "ready"
+    customer, _ = open_ws(live, staff["c2"])
+    message(customer, "I want to talk to a person about my invoice", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    changed = until(agent, "queue_changed", timeout=10)[-1]
+    assert set(changed) == {"type", "seq"}  # which conversation is not said: it may be another agent's
+    assert conversation in [h["conversation_id"] for h in api(live, staff["ana"], "GET", "/api/inbox").json()]
+    assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
+    until(agent, "queue_changed", timeout=10)  # Ben took it: it leaves Ana's open queue
+    assert conversation not in [h["conversation_id"] for h in api(live, staff["ana"], "GET", "/api/inbox").json()]
+    agent.close()
+    customer.close()

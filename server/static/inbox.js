@@ -66,10 +66,11 @@ function connect() {
   if (!token || socket) return;
   const proto = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${proto}://${location.host}/ws/inbox`, ["mentor.v1", `bearer.${token}`]);
-  socket.onopen = () => { $("status").textContent = "live"; if (current) socket.send(JSON.stringify({ type: "watch", conversation_id: current, after_seq: lastSeq })); };
+  socket.onopen = () => { $("status").textContent = "live"; loadQueue().catch(() => {}); if (current) socket.send(JSON.stringify({ type: "watch", conversation_id: current, after_seq: lastSeq })); };
   socket.onmessage = (m) => {
     const ev = JSON.parse(m.data);
     if (ev.type === "ready" || ev.type === "pong") return;
+    if (ev.type === "queue_changed") { loadQueue().catch(() => {}); return; }  // a handoff opened, claimed, released, resolved
     if (ev.type === "error") { $("error").textContent = ev.message; return; }
     if (ev.conversation_id !== current) return;
     if (ev.seq && ev.seq <= lastSeq && ev.type !== "typing") return;  // already shown
@@ -166,5 +167,5 @@ $("signout").onclick = () => { sessionStorage.removeItem("mentor_agent_token"); 
   $("agent-select").innerHTML = staff.map((u) => `<option value="${escapeHtml(u.handle)}">${escapeHtml(u.name)}</option>`).join("");
   $("signin").hidden = !staff.length;
   if (token) await signedIn().catch(() => {});
-  setInterval(() => loadQueue().catch(() => {}), 3000);  // the queue: new handoffs and waiting times
+  setInterval(() => loadQueue().catch(() => {}), 15000);  // waiting times and last messages; changes come live
 })();
