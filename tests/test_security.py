@@ -440,7 +440,7 @@ def test_a_bad_widget_user_token_is_refused_not_downgraded(live, db: Database, d
     assert closed.value.rcvd.code == 4401
 
 
-def test_a_freelancer_cannot_open_the_inbox_and_an_agent_sees_only_handoffs(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_inbox_access_freelancer_none_agent_handoffs_only_admin_all(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
     settings = live.services.settings
     mateo = {"Authorization": f"Bearer {issue_token(settings, demo_ids['mateo'])}"}
     ana = {"Authorization": f"Bearer {issue_token(settings, demo_ids['ana'])}"}
@@ -456,3 +456,11 @@ def test_a_freelancer_cannot_open_the_inbox_and_an_agent_sees_only_handoffs(live
             column = "id" if table == "conversations" else "conversation_id"
             assert conn.execute(f"SELECT count(*) AS n FROM {table} WHERE {column} = %s",
                                 (private,)).fetchone()["n"] == 0, table
+    with db.admin() as conn:  # an admin reads everything, under the same policies
+        admin = conn.execute("SELECT id FROM users WHERE handle = 'root_admin'").fetchone() or conn.execute(
+            """INSERT INTO users (id, handle, name, email, role, plan_id, country)
+               VALUES ((SELECT max(id) + 1 FROM users), 'root_admin', 'Ria Admin', 'ria@example.com', 'admin',
+                       'free', 'IE') RETURNING id""").fetchone()
+    with db.as_user(admin["id"]) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM messages WHERE conversation_id = %s",
+                            (private,)).fetchone()["n"] >= 2
