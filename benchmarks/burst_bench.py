@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, worker_pids  # noqa: E402
 from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
+from server.gc_tuning import tune_gc  # noqa: E402
 
 PHRASINGS = ["How do I find my first clients as a {skill} freelancer?",
              "What should I learn next to grow my {skill} business?",
@@ -203,6 +204,7 @@ def main() -> None:
                                     "--rate", "50", "--nonblocking", "--gil"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         import uvloop  # the load generator shares the 2 cores: keep its own cost per event low
+        tune_gc()  # and its collector's pauses (it stands for 300 clients elsewhere) out of the figures
 
         print(json.dumps(uvloop.run(burst(args, port, pids, mock.pid)), indent=2))
     finally:

@@ -85,15 +85,21 @@ def worker_app() -> FastAPI:
     from server import logs
 
     logs.configure()
-    return create_app()
+    return create_app(tune_gc=True)
 
 
-def create_app(services: Services | None = None) -> FastAPI:
+def create_app(services: Services | None = None, tune_gc: bool = False) -> FastAPI:
+    """`tune_gc`: the process is a serving worker (`mentor serve`): once started, tune its garbage
+    collector for streaming (server/gc_tuning.py). Tests' in-process apps leave the test runner's alone."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         if getattr(app.state, "services", None) is None:
             app.state.services = await asyncio.to_thread(build_services)
         await app.state.services.start()
+        if tune_gc:
+            from server.gc_tuning import tune_gc as tune
+
+            tune()
         try:
             yield
         finally:

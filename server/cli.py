@@ -482,7 +482,7 @@ def serve(
     if workers == 1:
         from server.app import create_app
 
-        uvicorn.run(create_app(), **options)
+        uvicorn.run(create_app(tune_gc=True), **options)
         return
     _prepare_shared_database()
     uvicorn.run("server.app:worker_app", factory=True, workers=workers, **options)
