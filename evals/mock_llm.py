@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -201,6 +202,9 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.05, help="seconds to the first token")
     args = parser.parse_args()
     mock = MockLLM(tokens=args.tokens, rate=args.rate, ttft=args.ttft)
+    # the stand-in for a model elsewhere keeps its own collector's pauses out of the measured gaps
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     uvicorn.run(mock.app(), host=args.host, port=args.port, log_level="warning", lifespan="off")
 
 
