@@ -345,6 +345,7 @@ def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_c
     assert httpx.post(f"{inbox}/claim", headers=ana, timeout=10).status_code == 200
     joined = page.locator("#mentor-support-widget >> .msg.note", has_text="Ana Ruiz from support joined")
     joined.wait_for(timeout=10_000)
+    assert page.locator("#mentor-support-widget >> .ticket .state").inner_text() == "Status: Ana Ruiz is handling it"
     sent = httpx.post(f"{inbox}/messages", headers=ana, json={"text": "Hi, I am Ana. What went wrong?"}, timeout=10)
     assert sent.status_code == 201
     said = page.locator("#mentor-support-widget >> .msg.agent", has_text="What went wrong?")
@@ -358,6 +359,7 @@ def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_c
 
     assert httpx.post(f"{inbox}/release", headers=ana, timeout=10).status_code == 200
     page.locator("#mentor-support-widget >> .msg.note", has_text="back to the assistant").wait_for(timeout=10_000)
+    assert "back with the assistant" in page.locator("#mentor-support-widget >> .ticket .state").inner_text()
     answered = page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").count()
     page.fill("#mentor-support-widget >> form.composer input", "How long do withdrawals take?")
     page.press("#mentor-support-widget >> form.composer input", "Enter")

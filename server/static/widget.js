@@ -40,7 +40,7 @@
           .seen { font-size: 11px; color: #4a4f59; text-align: right; margin-top: 2px; }
           .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
-          .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; }
+          .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; } .ticket .state { margin-top: 4px; font-weight: 600; }
           .thinking { color: #5f6470; font-style: italic; } .err { color: #b00020; font-size: 12px; }
           mark.unsupported { background: #ffe1e1; color: #8a0012; border-bottom: 2px dotted #b00020; }
           .note { margin-top: 6px; padding: 4px 6px; border-left: 3px solid #a36b00; background: #fff8e6; font-size: 12px; color: #4d3300; }
@@ -79,8 +79,16 @@
         clearTimeout(typingTimer);
         typingTimer = setTimeout(() => t.remove(), 4000);
       };
+      const ticketState = (text) => {  // the latest ticket's state line follows the handoff
+        const lines = msgs.querySelectorAll(".ticket .state");
+        if (lines.length) lines[lines.length - 1].textContent = text;
+      };
       function agentEvent(ev) {
         const who = ev.agent ? escapeHtml(ev.agent.name) : "Support";
+        const name = ev.agent ? ev.agent.name : "Support";
+        if (ev.type === "agent_joined") ticketState(`Status: ${name} is handling it`);
+        else if (ev.type === "agent_left") ticketState("Status: back with the assistant (still open)");
+        else if (ev.type === "handoff_resolved") ticketState("Status: resolved");
         if (ev.type === "agent_joined") { agentHere = true; add("note", `${who} from support joined the conversation.`); }
         else if (ev.type === "agent_message") {
           agentHere = true;
@@ -140,7 +148,7 @@
           else if (ev.type === "answer_replaced") { r.text = ""; r.el.querySelector(".text").innerHTML = ""; r.el.insertAdjacentHTML("beforeend", `<div class="note">The first answer stated ${escapeHtml(ev.unsupported.join(", "))}, which the help center does not say; this answer quotes the help center instead.</div>`); }
           else if (ev.type === "citation") r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base));
           else if (ev.type === "handoff") {
-            r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} — a person from our support team will follow up.</div>`);
+            r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} — a person from our support team will follow up.<div class="state" role="status">Status: waiting for a person</div></div>`);
             contactForm(r.el.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`), ev.ticket_id);
           }
           else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err" role="alert">${escapeHtml(ev.message)}</div>`);
