@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import websockets
@@ -80,7 +81,7 @@ async def one(url: str, text: str, persona: str, delay: float, go: asyncio.Event
                 errors.append(event["code"])
             elif event["type"] == "done":
                 return {"first": (first - sent) if first else None, "answer": time.perf_counter() - sent,
-                        "ack": ack, "evidence": evidence,
+                        "ack": ack, "evidence": evidence, "worker": ws.response.headers.get("x-mentor-worker"),
                         "text": "".join(tokens), "errors": errors, "seqs": seqs}
 
 
@@ -102,7 +103,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     go, connected = asyncio.Event(), []
     go.set()
     await asyncio.gather(*[one(urls[i], "How do I find clients?", args.persona, 0, go, connected)
-                           for i in range(4 * args.workers)])
+                           for i in range(4 * max(args.workers, args.balancer))])
 
     go, connected = asyncio.Event(), []
     rng = random.Random(1)
@@ -130,7 +131,8 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     ratios = [t["answer"] / ideal for t in turns]
     relayed = sum(len(t["seqs"]) for t in turns)
     return {
-        "conversations": args.conns, "workers": args.workers, "persona": args.persona,
+        "conversations": args.conns, "workers": args.workers, "balanced_processes": args.balancer,
+        "persona": args.persona,
         "started_within_s": args.spread, "ideal_answer_s": round(ideal, 2),
         "completed": len(turns), "failed_connections": len(failures), "failures": failures[:3],
         "errors": sum(len(t["errors"]) for t in turns),
@@ -144,6 +146,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
         "answer_time_x_ideal": {"p50": pct(ratios, 50, 3), "p95": pct(ratios, 95, 3),
                                 "max": round(max(ratios), 3) if ratios else None},
         "burst_wall_s": round(wall, 1),
+        "conversations_per_worker": dict(Counter(t["worker"] for t in turns)),
         "server_cpu_s": round(cpu, 1), "server_cpu_by_process_s": per_process, "events_relayed": relayed,
         "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
         "server_rss_mb_before": round(rss_before, 1),
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=300)
     parser.add_argument("--spread", type=float, default=1.0, help="seconds over which the messages are sent")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--balancer", type=int, default=0, metavar="N",
+                        help="instead: N one-worker `mentor serve` processes behind HAProxy (deploy/haproxy.cfg)")
     parser.add_argument("--users", type=int, default=100, help="distinct signed-in users the conversations use")
     parser.add_argument("--persona", default="marcus")
     parser.add_argument("--tokens", type=int, default=100)
@@ -186,16 +191,36 @@ def main() -> None:
     py = sys.executable
     mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
                              "--rate", str(args.rate), "--ttft", str(args.ttft)], cwd=ROOT, env=env)
-    serve = [py, "-m", "server.cli", "serve", "--port", str(port)]
-    if args.workers != 1:
-        serve += ["--workers", str(args.workers)]
+    servers, balancer = [], None
     with open(args.home / "burst-serve.log", "w") as log:
-        server = subprocess.Popen(serve, cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        if args.balancer:  # N one-worker processes on one database, behind HAProxy (deploy/haproxy.cfg)
+            from store.db import Database
+            from store.settings import Settings
+
+            env["DATABASE_URL"] = Database.connect(Settings(mentor_home=args.home)).url  # started here, once
+            ports = [free_port() for _ in range(args.balancer)]
+            servers = [subprocess.Popen([py, "-m", "server.cli", "serve", "--port", str(p)], cwd=args.root, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=log) for p in ports]
+            shipped = (ROOT / "deploy" / "haproxy.cfg").read_text()  # its three `server` lines -> N
+            lb_config = args.home / "burst-haproxy.cfg"
+            lb_config.write_text("\n".join(line for line in shipped.splitlines() if not line.strip().startswith(
+                "server w")) + "".join(f'\n    server w{i + 1} "127.0.0.1:{p}"' for i, p in enumerate(ports)) + "\n")
+            lb_env = {**env, "MENTOR_LB_BIND": f"127.0.0.1:{port}"}
+        else:
+            serve = [py, "-m", "server.cli", "serve", "--port", str(port)]
+            if args.workers != 1:
+                serve += ["--workers", str(args.workers)]
+            servers = [subprocess.Popen(serve, cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=log)]
     spy = None
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        if args.balancer:
+            for p in ports:
+                wait_http(f"http://127.0.0.1:{p}/readyz", timeout=300)
+            balancer = subprocess.Popen(["haproxy", "-db", "-f", str(lb_config)], env=lb_env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
-        pids = worker_pids(server.pid)
+        pids = [p for server in servers for p in worker_pids(server.pid)]
         if args.profile:
             spy_bin = shutil.which("py-spy") or str(Path(py).parent / "py-spy")  # pip install py-spy
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
@@ -211,10 +236,10 @@ def main() -> None:
         if spy:
             spy.send_signal(2)
             spy.wait(timeout=60)
-        server.terminate()
-        mock.terminate()
-        server.wait(timeout=60)
-        mock.wait(timeout=30)
+        for proc in ([balancer] if balancer else []) + servers + [mock]:
+            proc.terminate()
+        for proc in ([balancer] if balancer else []) + servers + [mock]:
+            proc.wait(timeout=60)
 
 
 if __name__ == "__main__":
