@@ -55,3 +55,6 @@ def configure(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # our middleware logs requests
+    # one line per model request from the HTTP client, on the hot path of every turn; the turn's own
+    # "turn finished" line (duration, persona) says the same, and errors still come through
+    logging.getLogger("httpx").setLevel(logging.WARNING)
