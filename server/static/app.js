@@ -272,8 +272,10 @@ async function updateRoleplay() {
   const p = personaOf($("persona").value);
   $("roleplay").hidden = !p.roleplay || !token;
   if (!p.roleplay || !token || $("project-select").options.length) return;
+  $("start-roleplay").disabled = true;  // until there is a project to play (a click before would do nothing)
   const projects = await api("/api/projects/suggested").catch(() => []);
   $("project-select").innerHTML = projects.map((pr) => `<option value="${pr.id}">#${pr.id} ${escapeHtml(pr.title)}</option>`).join("");
+  $("start-roleplay").disabled = !projects.length;
 }
 
 $("start-roleplay").onclick = () => {
