@@ -40,7 +40,7 @@
           .seen { font-size: 11px; color: #4a4f59; text-align: right; margin-top: 2px; }
           .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
-          .ticket form { display: flex; gap: 4px; margin-top: 6px; } .ticket label { display: block; font-size: 12px; margin-top: 4px; } .ticket .state { margin-top: 4px; font-weight: 600; }
+          .ticket form { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; } .ticket label { flex-basis: 100%; font-size: 12px; margin-top: 4px; } .ticket input { min-width: 0; } .ticket button { white-space: nowrap; } .ticket .state { margin-top: 4px; font-weight: 600; }
           .thinking { color: #5f6470; font-style: italic; } .err { color: #b00020; font-size: 12px; }
           mark.unsupported { background: #ffe1e1; color: #8a0012; border-bottom: 2px dotted #b00020; }
           .note { margin-top: 6px; padding: 4px 6px; border-left: 3px solid #a36b00; background: #fff8e6; font-size: 12px; color: #4d3300; }
