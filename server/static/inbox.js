@@ -21,7 +21,7 @@ async function loadQueue() {
   const items = await api(`/api/inbox?status=${view}`);
   $("handoffs").innerHTML = items.map((h) => `<li><button type="button" data-id="${escapeHtml(h.conversation_id)}" class="${current === h.conversation_id ? "current" : ""}">
     <strong>${escapeHtml(h.reason.replace("_", " "))}</strong> · waiting ${ago(h.waiting_s)}${h.upset >= 0.5 ? ' · <span class="upset">upset</span>' : ""}<br>
-    <small>${escapeHtml(h.last_message ? h.last_message.text.slice(0, 90) : "")}</small></button></li>`).join("") || "<li><small>Nothing here.</small></li>";
+    <small>${escapeHtml(h.last_message ? h.last_message.text.replace(/[*_#`>]+/g, "").slice(0, 90) : "")}</small></button></li>`).join("") || "<li><small>Nothing here.</small></li>";
   $("handoffs").querySelectorAll("button").forEach((b) => { b.onclick = () => open(b.dataset.id); });
 }
 
