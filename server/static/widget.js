@@ -85,19 +85,23 @@
       };
       function agentEvent(ev) {
         const who = ev.agent ? escapeHtml(ev.agent.name) : "Support";
-        const name = ev.agent ? ev.agent.name : "Support";
-        if (ev.type === "agent_joined") ticketState(`Status: ${name} is handling it`);
-        else if (ev.type === "agent_left") ticketState("Status: back with the assistant (still open)");
-        else if (ev.type === "handoff_resolved") ticketState("Status: resolved");
-        if (ev.type === "agent_joined") { agentHere = true; add("note", `${who} from support joined the conversation.`); }
+        if (ev.type === "agent_joined") {
+          agentHere = true;
+          ticketState(`Status: ${ev.agent ? ev.agent.name : "Support"} is handling it`);
+          add("note", `${who} from support joined the conversation.`);
+        }
         else if (ev.type === "agent_message") {
           agentHere = true;
           const t = msgs.querySelector(".typing"); if (t) t.remove();
           add("agent", `<div class="who">${who}</div><div class="text">${renderMarkdown(ev.text)}</div>`);
           if (ev.seq && isOpen()) client.raw({ type: "read", conversation_id: ev.conversation_id, upto_seq: ev.seq });
         }
-        else if (ev.type === "agent_left") { agentHere = false; add("note", `${who} handed you back to the assistant.`); }
-        else if (ev.type === "handoff_resolved") { agentHere = false; add("note", "Support marked this as resolved."); }
+        else if (ev.type === "agent_left") {
+          agentHere = false;
+          ticketState("Status: back with the assistant (still open)");
+          add("note", `${who} handed you back to the assistant.`);
+        }
+        else if (ev.type === "handoff_resolved") { agentHere = false; ticketState("Status: resolved"); add("note", "Support marked this as resolved."); }
         else if (ev.type === "typing") { if (ev.who === "agent") showTyping(ev.name && escapeHtml(ev.name)); }
         else if (ev.type === "read") { if (ev.who === "agent") { seenUpto = Math.max(seenUpto, ev.upto_seq); markSeen(); } }
         else return false;
