@@ -28,7 +28,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
 from typing import Any, Literal
 
@@ -82,8 +82,10 @@ class TurnRequest(BaseModel):
 
 class Turn:
     def __init__(self, req: TurnRequest, persona: Persona, db: Database, provider: ChatProvider,
-                 cancel: threading.Event | None, grounding: str | None) -> None:
+                 cancel: threading.Event | None, grounding: str | None,
+                 on_prepared: Callable[[], None] | None = None) -> None:
         self.req, self.persona, self.db, self.provider = req, persona, db, provider
+        self.on_prepared = on_prepared  # told once everything before the answer is done (or failed)
         self.cancel = cancel or threading.Event()
         self.hooks: list[TurnHooks] = hooks_for(persona.behaviours)
         self.strict = (grounding or persona.grounding) == "strict" and not provider.composes
@@ -323,8 +325,12 @@ class Turn:
         """The turn on the event loop: synchronous phases on the bounded pool, the model streamed natively."""
         try:
             returned: list[list[BaseMessage]] = []
-            async for event in drive(self.prepare(), returned):
-                yield event
+            try:
+                async for event in drive(self.prepare(), returned):
+                    yield event
+            finally:
+                if self.on_prepared is not None:
+                    self.on_prepared()
             async for event in self.generate(returned[0]):
                 yield event
             async for event in drive(self.after_answer(), []):
@@ -386,10 +392,12 @@ class StrictGate:
 
 
 async def arun_turn(req: TurnRequest, *, db: Database, provider: ChatProvider,
-                    cancel: threading.Event | None = None, grounding: str | None = None) -> AsyncIterator[Event]:
+                    cancel: threading.Event | None = None, grounding: str | None = None,
+                    on_prepared: Callable[[], None] | None = None) -> AsyncIterator[Event]:
     """Run one turn and yield its events, always ending with `done`; never raises for bad input or a failing model.
 
     `grounding` ("flag" or "strict") overrides the persona's own setting (MENTOR_GROUNDING).
+    `on_prepared()` runs when the evidence is gathered, before the model is asked (the server's setup slot).
     """
     try:
         persona = get_persona(req.persona)
@@ -402,7 +410,7 @@ async def arun_turn(req: TurnRequest, *, db: Database, provider: ChatProvider,
         from store.settings import get_settings
 
         grounding = get_settings().grounding
-    async for event in Turn(req, persona, db, provider, cancel, grounding).run():
+    async for event in Turn(req, persona, db, provider, cancel, grounding, on_prepared).run():
         yield event
 
 

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         description="the mentor_service role's password; unset = generated once into MENTOR_HOME")
     db_pool_min: int = Field(default=1, ge=1, le=64, alias="MENTOR_DB_POOL_MIN")
     db_pool_max: int = Field(default=16, ge=1, le=256, alias="MENTOR_DB_POOL_MAX")
+    # turns gathering their evidence at once, per worker; more wait, first come first served (server/turns.py)
+    turn_setup_slots: int = Field(default=64, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
 
     # all-MiniLM-L6-v2 reads at most 256 word-pieces; 200 cl100k tokens (header included) stays inside it.
     chunk_tokens: int = Field(default=200, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")

@@ -508,3 +508,37 @@ def test_a_conversation_remembers_its_project_for_follow_ups(live, tokens, db: D
     ws.close()
     with db.admin() as conn:
         conn.execute("DELETE FROM proposals WHERE status = 'draft' AND project_id = 67")
+
+
+def test_a_single_setup_slot_survives_every_way_a_turn_can_end(knowledge, demo_ids) -> None:
+    """MENTOR_TURN_SETUP_SLOTS=1: a refused, duplicate, mismatched or failed turn gives its slot back,
+    so the turns after it (two at once, too) still run; a lost slot would hang them."""
+    from tests.fakes import serve
+
+    server = serve(knowledge, turn_setup_slots=1, user_messages_per_minute=6)
+    try:
+        ws, _ = open_ws(server, issue_token(server.services.settings, demo_ids["mateo"]))
+        client_id = message(ws, "How do fees work?", persona="support")
+        conv = until(ws, "done")[0]["conversation_id"]
+        message(ws, "How do fees work?", persona="support", client_id=client_id, conversation_id=conv)
+        assert until(ws, "done")[0]["duplicate"] is True
+        message(ws, "What should I charge?", persona="david", conversation_id=conv)
+        assert recv(ws)["code"] == "persona_mismatch"
+        message(ws, "Write me a proposal", persona="proposal_writer")  # no project: fails while preparing
+        assert [e["code"] for e in until(ws, "done") if e["type"] == "error"] == ["project_required"]
+        other, _ = open_ws(server, issue_token(server.services.settings, demo_ids["dana"]))
+        message(ws, "And withdrawals?", persona="support", conversation_id=conv)
+        message(other, "What is escrow?", persona="support")
+        assert REPLY in text_of(until(ws, "done", timeout=20)) and REPLY in text_of(until(other, "done", timeout=20))
+        for i in range(7):  # over the limit: refused inside the opening transaction
+            message(ws, f"hello {i}", persona="support")
+            if (first := recv(ws))["type"] == "error":
+                break
+            until(ws, "done")
+        assert first["code"] == "rate_limited"
+        message(other, "Thanks!", persona="support")
+        assert until(other, "done", timeout=20)[-1]["finish_reason"] == "stop"
+        ws.close()
+        other.close()
+    finally:
+        server.stop()
