@@ -14,6 +14,10 @@ TURN_SECONDS = Histogram("mentor_turn_seconds", "Turn duration", registry=REGIST
                          buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160))
 FIRST_EVENT_SECONDS = Histogram("mentor_first_token_seconds", "Time to the first token", registry=REGISTRY,
                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20))
+SETUP_WAIT_SECONDS = Histogram("mentor_turn_setup_wait_seconds",
+                               "Time a message waited for a setup slot (MENTOR_TURN_SETUP_SLOTS) before it was "
+                               "stored: the worker's queue under a burst", registry=REGISTRY,
+                               buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
 HANDOFF_QUEUE = Gauge("mentor_handoff_queue", "Conversations handed to a person and waiting for one (read at scrape)",
                       registry=REGISTRY)
 FIRST_HUMAN_REPLY_SECONDS = Histogram("mentor_first_human_reply_seconds",

@@ -186,7 +186,9 @@ class TurnService:
         and lose throughput. The price: the ack waits for the slot too (p50 0.27-0.50 -> 0.60-0.76 s).
         Waiting turns cost nothing; the model's own time to first token holds no slot.
         """
+        waited = time.perf_counter()
         await self.setup_slots.acquire()
+        metrics.SETUP_WAIT_SECONDS.observe(time.perf_counter() - waited)
         released = False
 
         def release() -> None:

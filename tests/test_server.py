@@ -356,6 +356,7 @@ def test_health_ready_metrics_docs(live) -> None:
         assert ready["ready"] and ready["database"] and ready["backend"] == "scripted-test-model"
         metrics = client.get("/metrics").text
         assert "mentor_turns_total" in metrics and "mentor_ws_connections" in metrics
+        assert "mentor_turn_setup_wait_seconds_count" in metrics
         assert client.get("/docs").status_code == 200
         assert "/ws/chat" not in client.get("/openapi.json").json()["paths"]  # websockets live in docs/protocol.md
         assert "WebSocket protocol" in client.get("/docs/protocol").text
