@@ -303,31 +303,39 @@ def fail_message(db: Database, message_id: int, partial: str) -> None:
                      (partial, message_id))
 
 
-def events_after(db: Database, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:
-    with db.service() as conn:
-        rows = conn.execute(
-            """SELECT seq, message_id, payload FROM conversation_events
-               WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
-            (conversation_id, after_seq, limit)).fetchall()
+def _events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = conn.execute(
+        """SELECT seq, message_id, payload FROM conversation_events
+           WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
+        (conversation_id, after_seq, limit)).fetchall()
     return [{**r["payload"], "seq": r["seq"], "conversation_id": conversation_id, "message_id": r["message_id"]}
             for r in rows]
 
 
 def read_on(db: Database, conversation_id: str, after_seq: int) -> tuple[list[dict], int | None]:
-    """For a follower: the answer still streaming (read first), then the events after `after_seq`.
+    """For a follower: the events after `after_seq`, and the answer still streaming, from one snapshot.
 
-    An answer's last event and its status change commit together, so when no answer is streaming the
-    events read afterwards include everything it will ever have.
+    An answer's last event and its status change commit together, so in one snapshot "no answer is
+    streaming" means the events hold everything it will ever have, and an answer reported streaming has
+    not stored its `done` yet. Read at two moments (two statements under READ COMMITTED), an answer
+    ending in between came back streaming with its `done` among the events, and the follower went on to
+    relay the next answer as well — one its socket may be relaying already.
     """
-    streaming = latest_streaming_message(db, conversation_id)
-    return events_after(db, conversation_id, after_seq), streaming
+    with db.service() as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        streaming = _latest_streaming_message(conn, conversation_id)
+        return _events_after(conn, conversation_id, after_seq), streaming
 
 
 def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
     with db.service() as conn:
-        row = conn.execute(
-            """SELECT id FROM messages WHERE conversation_id = %s AND role = 'assistant' AND status = 'streaming'
-               ORDER BY id DESC LIMIT 1""", (conversation_id,)).fetchone()
+        return _latest_streaming_message(conn, conversation_id)
+
+
+def _latest_streaming_message(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
+    row = conn.execute(
+        """SELECT id FROM messages WHERE conversation_id = %s AND role = 'assistant' AND status = 'streaming'
+           ORDER BY id DESC LIMIT 1""", (conversation_id,)).fetchone()
     return row["id"] if row else None
 
 

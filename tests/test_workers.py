@@ -93,3 +93,42 @@ def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_re
     assert retried[0]["message_id"] != start.assistant_message_id  # a new attempt at the same message
     assert retried[-1]["finish_reason"] == "stop" and text_of(retried)
     ws.close()
+
+
+def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    """`read_on` gives a follower (resume, a second tab) the events and the answer still streaming. Were
+    they read at different moments, an answer ending in between would be reported streaming with its
+    `done` already in the events, and the follower would go on to relay the next answer too — one a
+    socket may already be relaying (seen once in the scale-out test: a retried answer sent twice)."""
+    import threading
+
+    caller = Caller(user_id=demo_ids["mateo"])
+    first = convs.start_turn(db, caller, persona="support", text="q", client_id=uuid.uuid4().hex,
+                             conversation_id=None)
+    conv, finished, stale, reads = first.conversation_id, threading.Event(), [], [0]
+    after = [0]
+
+    def follow() -> None:
+        while not finished.is_set():
+            events, streaming = convs.read_on(db, conv, after[0])
+            reads[0] += 1
+            if streaming is not None and any(e["type"] == "done" and e["message_id"] == streaming for e in events):
+                stale.append(streaming)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    try:
+        start = first
+        for i in range(150):  # answers start and end while the follower reads
+            seq = convs.append_events(db, [convs.NewEvent(conv, caller.user_id, start.assistant_message_id,
+                                                          {"type": "token", "delta": f"w{i}"})])[0]
+            after[0] = seq
+            convs.append_events(db, [convs.NewEvent(conv, caller.user_id, start.assistant_message_id,
+                                                    {"type": "done", "finish_reason": "stop"},
+                                                    finish=(f"w{i}", "complete", None))])
+            start = convs.start_turn(db, caller, persona="support", text=f"q{i}", client_id=uuid.uuid4().hex,
+                                     conversation_id=conv)
+    finally:
+        finished.set()
+        follower.join()
+    assert reads[0] > 150 and not stale
