@@ -105,8 +105,8 @@ def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored
     caller = Caller(user_id=demo_ids["mateo"])
     first = convs.start_turn(db, caller, persona="support", text="q", client_id=uuid.uuid4().hex,
                              conversation_id=None)
-    conv, finished, stale, reads = first.conversation_id, threading.Event(), [], [0]
-    after = [0]
+    conv, finished, stale = first.conversation_id, threading.Event(), []
+    after, reads = [0], [0]  # the follower's seq, set by the writer below; the follower's read count
 
     def follow() -> None:
         while not finished.is_set():
