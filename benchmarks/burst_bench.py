@@ -236,9 +236,10 @@ def main() -> None:
         if spy:
             spy.send_signal(2)
             spy.wait(timeout=60)
-        for proc in ([balancer] if balancer else []) + servers + [mock]:
+        procs = ([balancer] if balancer else []) + servers + [mock]
+        for proc in procs:
             proc.terminate()
-        for proc in ([balancer] if balancer else []) + servers + [mock]:
+        for proc in procs:
             proc.wait(timeout=60)
 
 
