@@ -57,8 +57,9 @@ def build_services() -> Services:
     from store.settings import get_settings
 
     settings = get_settings()
-    db = Database.connect(settings)
+    db = Database.connect(settings, serving=True)
     migrate(db)
+    db.warm()
     # The model in its own process (no GIL shared with the event loop), under ONNX Runtime, with half the
     # cores: the event loop and PostgreSQL need the rest (on this 2-core machine, in batches, one thread
     # costs 4.0 ms of CPU a question under torch and 2.0 ms under ONNX Runtime; two threads cost more).

@@ -18,6 +18,7 @@ CREATEROLE), the service falls back to the owner's connection and logs a warning
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,11 +114,17 @@ class Database:
         self._service_url: str | None = None
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> Database:
-        """Resolve where the database is (URL or embedded) and connect to it."""
+    def connect(cls, settings: Settings | None = None, *, serving: bool = False) -> Database:
+        """Resolve where the database is (URL or embedded) and connect to it.
+
+        A serving worker keeps its whole pool open unless MENTOR_DB_POOL_MIN says otherwise: under a burst,
+        connections opened on demand cost a backend start each, and the pool shrinks back to its minimum
+        after 10 idle minutes, so only the minimum is warm when the next burst comes.
+        """
         settings = settings or get_settings()
         url = settings.database_url or start_embedded(settings.mentor_home)
-        return cls.from_url(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        keep_open = settings.db_pool_min or (settings.db_pool_max if serving else 1)
+        return cls.from_url(url, min_size=keep_open, max_size=settings.db_pool_max)
 
     @classmethod
     def from_url(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> Database:
@@ -140,7 +147,8 @@ class Database:
                 url,
                 min_size=min_size,
                 max_size=self._max_size,
-                kwargs={"row_factory": dict_row, "autocommit": False},
+                # which process a connection serves, in pg_stat_activity
+                kwargs={"row_factory": dict_row, "autocommit": False, "application_name": f"mentor/{os.getpid()}"},
                 configure=_configure,
                 check=_check_if_idle,
                 reset=_mark_returned,
@@ -190,6 +198,14 @@ class Database:
         if self._service_pool is None:
             self._service_pool = self._open_pool(self.service_url(), self._min_size)
         return self._service_pool
+
+    def warm(self, timeout: float = 30.0) -> None:
+        """Open the service pool now and wait for the connections it keeps, so a serving worker's first
+        users do not pay for them; a slow start is logged, not fatal (the pool keeps connecting)."""
+        try:
+            self.service_pool.wait(timeout=timeout)
+        except PoolTimeout:
+            log.warning("the database pool was not full after %.0f s; it keeps connecting", timeout)
 
     def close(self) -> None:
         for pool in (self._pool, self._service_pool):

@@ -30,8 +30,10 @@ class Settings(BaseSettings):
     db_service_password: str | None = Field(
         default=None, alias="MENTOR_DB_SERVICE_PASSWORD", min_length=16,
         description="the mentor_service role's password; unset = generated once into MENTOR_HOME")
-    db_pool_min: int = Field(default=1, ge=1, le=64, alias="MENTOR_DB_POOL_MIN")
     db_pool_max: int = Field(default=16, ge=1, le=256, alias="MENTOR_DB_POOL_MAX")
+    # connections kept open; unset = the whole pool for a serving worker (a burst must not wait for new
+    # backends to start), one for a one-off command
+    db_pool_min: int | None = Field(default=None, ge=1, le=256, alias="MENTOR_DB_POOL_MIN")
     # turns gathering their evidence at once, per worker; more wait, first come first served (server/turns.py)
     turn_setup_slots: int = Field(default=64, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
 
@@ -87,6 +89,14 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("db_pool_min")
+    @classmethod
+    def _min_within_max(cls, value: int | None, info) -> int | None:  # type: ignore[no-untyped-def]
+        most = info.data.get("db_pool_max", 16)
+        if value is not None and value > most:
+            raise ValueError(f"must not exceed MENTOR_DB_POOL_MAX ({most})")
         return value
 
     @field_validator("mentor_home")

@@ -17,9 +17,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:  # type: ignore[no-untyped-def]
     port = _free_port()
-    env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "MENTOR_MODEL": "m"}
+    env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "MENTOR_MODEL": "m",
+           "MENTOR_DB_POOL_MAX": "5"}
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -34,6 +35,10 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge) -> None:  # 
         assert ready is not None and ready.json()["ready"] is True, proc.stderr.read() if proc.poll() else ""
         assert ready.json()["backend"] == "openai-compatible:m"
         assert httpx.get(f"http://127.0.0.1:{port}/").text.startswith("<!doctype html>")
+        with db.admin() as conn:  # its whole pool is open before the first user comes (a burst waits for none)
+            held = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s AND "
+                                "usename = 'mentor_service'", (f"mentor/{proc.pid}",)).fetchone()["n"]
+        assert held == 5
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

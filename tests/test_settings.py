@@ -10,6 +10,7 @@ from store.settings import load_settings
     ("var", "value", "fragment"),
     [
         ("MENTOR_DB_POOL_MAX", "lots", "MENTOR_DB_POOL_MAX"),
+        ("MENTOR_DB_POOL_MIN", "64", "MENTOR_DB_POOL_MAX"),
         ("MENTOR_TURN_SETUP_SLOTS", "0", "MENTOR_TURN_SETUP_SLOTS"),
         ("DATABASE_URL", "mysql://localhost/db", "postgresql://"),
         ("MENTOR_CHUNK_TOKENS", "10", "MENTOR_CHUNK_TOKENS"),
