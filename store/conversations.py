@@ -10,10 +10,11 @@ so any worker can append to or replay a conversation.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import psycopg
 
 from store.db import Database
 from store.errors import MentorError, NotFound
@@ -210,10 +211,7 @@ def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) 
     commit — how a client following a conversation on another worker learns there is more to read.
     """
     with db.service() as conn:
-        seqs = _append(conn, items)
-        if notify:
-            notify_events(conn, sorted({i.conversation_id for i in items}))
-        return seqs
+        return _append(conn, items, notify=notify)
 
 
 def notify_events(conn, conversation_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -233,54 +231,23 @@ def notify_payloads(conversation_ids: list[str], limit: int = 7800) -> list[str]
     return payloads + ([current] if current else [])
 
 
-def _append(conn, items: list[NewEvent]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Each conversation's seqs are taken in one UPDATE of its `last_seq` (rows locked in id order, so
-    concurrent writers cannot deadlock) and handed out in the order the items came; the events go in
-    with one INSERT over arrays."""
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.conversation_id] = counts.get(item.conversation_id, 0) + 1
-    ids = sorted(counts)
-    conn.execute("SELECT id FROM conversations WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE", (ids,))
-    rows = conn.execute(
-        """UPDATE conversations c SET last_seq = c.last_seq + v.n, updated_at = now()
-           FROM unnest(%s::uuid[], %s::int[]) AS v(id, n) WHERE c.id = v.id
-           RETURNING c.id, c.last_seq""", (ids, [counts[i] for i in ids])).fetchall()
-    next_seq = {str(r["id"]): r["last_seq"] - counts[str(r["id"])] + 1 for r in rows}
-    if len(next_seq) != len(counts):
-        raise NotFound(f"conversation {sorted(set(counts) - set(next_seq))[0]} not found")
-    seqs = []
-    for item in items:
-        seqs.append(next_seq[item.conversation_id])
-        next_seq[item.conversation_id] += 1
-    with conn.cursor() as cur:
-        # the whole batch as one JSON document, unpacked by PostgreSQL: one parameter, one orjson call
-        rows = [{"c": i.conversation_id, "s": seq, "u": i.user_id, "m": i.message_id, "t": i.event["type"],
-                 "p": i.event} for i, seq in zip(items, seqs, strict=True)]
-        cur.execute(
-            """INSERT INTO conversation_events (conversation_id, seq, user_id, message_id, type, payload)
-               SELECT c, s, u, m, t, p FROM jsonb_to_recordset(%s::jsonb)
-                      AS x(c uuid, s int, u bigint, m bigint, t text, p jsonb)""", (dumps(rows),))
-        tools = [i for i in items if i.event["type"] == "tool_result"]
-        if tools:
-            cur.executemany(
-                """INSERT INTO tool_calls (message_id, conversation_id, user_id, name, args, result, error)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                [(i.message_id, i.conversation_id, i.user_id, i.event["name"], json.dumps(i.event.get("args", {})),
-                  json.dumps(i.event.get("data"), default=str), i.event.get("error")) for i in tools])
-        cites = [i for i in items if i.event["type"] == "citation"]
-        if cites:
-            cur.executemany(
-                """INSERT INTO citations (message_id, conversation_id, user_id, chunk_id, source, title, snippet)
-                   VALUES (%s, %s, %s, (SELECT id FROM chunks WHERE id = %s), %s, %s, %s)""",
-                [(i.message_id, i.conversation_id, i.user_id, i.event["chunk_id"], i.event["source"],
-                  i.event["title"], i.event["snippet"]) for i in cites])
-        finished = [i for i in items if i.finish is not None]
-        if finished:
-            cur.executemany(
-                "UPDATE messages SET content = %s, status = %s, usage = %s WHERE id = %s",
-                [(i.finish[0], i.finish[1], json.dumps(i.finish[2]) if i.finish[2] else None, i.message_id)
-                 for i in finished])
+def _append(conn, items: list[NewEvent], *, notify: bool = False) -> list[int]:  # type: ignore[no-untyped-def]
+    """One call of `append_events` (store/migrations/0016): each conversation's seqs taken from its
+    `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
+    order the items came; the events, tool calls, citations and finished answers stored with them.
+    The batch travels as one JSON document: one parameter, one orjson call, one round trip."""
+    rows = []
+    for n, item in enumerate(items):
+        row = {"o": n, "c": item.conversation_id, "u": item.user_id, "m": item.message_id, "t": item.event["type"],
+               "p": item.event}
+        if item.finish is not None:
+            content, status, usage = item.finish
+            row |= {"f": True, "fc": content, "fs": status, "fu": usage or None}
+        rows.append(row)
+    try:
+        seqs = conn.execute("SELECT append_events(%s::jsonb, %s) AS seqs", (dumps(rows), notify)).fetchone()["seqs"]
+    except psycopg.errors.NoDataFound as exc:
+        raise NotFound(exc.diag.message_primary or "conversation not found") from None
     return seqs
 
 
@@ -399,7 +366,8 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
     A worker holds a session advisory lock on its id while it lives (server/hub.py), so a lock we can
     take belongs to a dead worker. Its answer ends as an `interrupted` error (retryable: re-sending the
     same client id retries it) and `done`, and keeps what had streamed. Only answers quiet for `quiet_s`
-    are touched, so a worker briefly reconnecting to the database keeps its live turns.
+    are touched, so a worker briefly reconnecting to the database keeps its live turns (`updated_at`
+    trails a conversation's last event by under a second: `append_events` moves it once a second).
     """
     with db.service() as conn:
         rows = conn.execute(

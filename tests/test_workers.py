@@ -132,3 +132,69 @@ def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored
         finished.set()
         follower.join()
     assert reads[0] > 150 and not stale
+
+
+def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    """What a turn's events leave behind, from one batch over two conversations: seqs in the order the
+    events came, the tool call and the citations, the finished answer; and a batch naming a conversation
+    that does not exist stores nothing (the writer then retries its events one by one)."""
+    import pytest
+
+    from store.errors import NotFound
+
+    mateo, sofia = Caller(user_id=demo_ids["mateo"]), Caller(user_id=demo_ids["sofia"])
+    one = convs.start_turn(db, mateo, persona="marcus", text="q", client_id=uuid.uuid4().hex, conversation_id=None)
+    two = convs.start_turn(db, sofia, persona="marcus", text="q", client_id=uuid.uuid4().hex, conversation_id=None)
+    with db.admin() as conn:
+        chunk = conn.execute("SELECT id, source FROM chunks ORDER BY id LIMIT 1").fetchone()
+        gone = conn.execute("SELECT coalesce(max(id), 0) + 1000 AS id FROM chunks").fetchone()["id"]
+        before = {r["id"]: r["last_seq"] for r in conn.execute(
+            "SELECT id::text, last_seq FROM conversations WHERE id = ANY(%s::uuid[])",
+            ([one.conversation_id, two.conversation_id],))}
+
+    def event(turn, caller, payload, finish=None):  # type: ignore[no-untyped-def]
+        return convs.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id, payload, finish)
+
+    usage = {"prompt_tokens": 12, "completion_tokens": 3}
+    batch = [event(one, mateo, {"type": "tool_result", "name": "get_profile", "args": {"x": 1},
+                                "data": {"rate": 45}, "error": None}),
+             event(two, sofia, {"type": "token", "delta": "Hi"}),
+             event(one, mateo, {"type": "citation", "chunk_id": chunk["id"], "source": chunk["source"],
+                                "title": "T", "snippet": "S"}),
+             event(one, mateo, {"type": "citation", "chunk_id": gone, "source": "old.md", "title": "T2",
+                                "snippet": "S2"}),
+             event(one, mateo, {"type": "token", "delta": "Hello"}),
+             event(two, sofia, {"type": "done", "finish_reason": "stop"}, ("Hi", "complete", usage)),
+             event(one, mateo, {"type": "done", "finish_reason": "stop"}, ("Hello", "complete", None))]
+    seqs = convs.append_events(db, batch, notify=True)
+    first_one, first_two = before[one.conversation_id] + 1, before[two.conversation_id] + 1
+    assert seqs == [first_one, first_two, first_one + 1, first_one + 2, first_one + 3, first_two + 1, first_one + 4]
+    with db.admin() as conn:
+        stored = conn.execute("SELECT seq, type, payload FROM conversation_events WHERE conversation_id = %s "
+                              "AND seq >= %s ORDER BY seq", (one.conversation_id, first_one)).fetchall()
+        assert [r["type"] for r in stored] == ["tool_result", "citation", "citation", "token", "done"]
+        assert stored[3]["payload"] == {"type": "token", "delta": "Hello"}
+        tool = conn.execute("SELECT name, args, result, error, user_id FROM tool_calls WHERE message_id = %s",
+                            (one.assistant_message_id,)).fetchone()
+        assert tool == {"name": "get_profile", "args": {"x": 1}, "result": {"rate": 45}, "error": None,
+                        "user_id": mateo.user_id}
+        cited = conn.execute("SELECT chunk_id, source FROM citations WHERE message_id = %s ORDER BY id",
+                             (one.assistant_message_id,)).fetchall()
+        assert cited == [{"chunk_id": chunk["id"], "source": chunk["source"]}, {"chunk_id": None, "source": "old.md"}]
+        answers = {r["id"]: r for r in conn.execute(
+            "SELECT id, content, status, usage FROM messages WHERE id = ANY(%s)",
+            ([one.assistant_message_id, two.assistant_message_id],))}
+        assert answers[two.assistant_message_id] == {"id": two.assistant_message_id, "content": "Hi",
+                                                     "status": "complete", "usage": usage}
+        assert answers[one.assistant_message_id]["content"] == "Hello" and answers[one.assistant_message_id][
+            "usage"] is None
+
+    nowhere = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=nowhere):
+        convs.append_events(db, [event(two, sofia, {"type": "token", "delta": "lost?"}),
+                                 convs.NewEvent(nowhere, mateo.user_id, None, {"type": "token", "delta": "x"})])
+    with db.admin() as conn:
+        assert conn.execute("SELECT last_seq FROM conversations WHERE id = %s",
+                            (two.conversation_id,)).fetchone()["last_seq"] == first_two + 1
+        assert conn.execute("SELECT count(*) AS n FROM conversation_events WHERE conversation_id = %s AND seq > %s",
+                            (two.conversation_id, first_two + 1)).fetchone()["n"] == 0
