@@ -48,7 +48,8 @@ class Services:
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.db)
-        self.writer = EventWriter(self.db, on_batch=self.hub.signal)
+        self.writer = EventWriter(self.db, on_batch=self.hub.signal,
+                                  commit_interval_s=self.settings.event_commit_ms / 1000)
         self.turns = TurnService(self)
 
     async def start(self) -> None:

@@ -198,3 +198,37 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
                             (two.conversation_id,)).fetchone()["last_seq"] == first_two + 1
         assert conn.execute("SELECT count(*) AS n FROM conversation_events WHERE conversation_id = %s AND seq > %s",
                             (two.conversation_id, first_two + 1)).fetchone()["n"] == 0
+
+
+def test_the_event_writer_stores_a_lone_event_at_once_and_gathers_a_busy_moment(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    """MENTOR_EVENT_COMMIT_MS: a batch begins at most that often. An event after a quiet spell is stored
+    at once; the events that come while a batch was just written wait for the interval and go together."""
+    import asyncio
+
+    from server.event_writer import EventWriter, Pending
+
+    caller = Caller(user_id=demo_ids["mateo"])
+    turns = [convs.start_turn(db, caller, persona="support", text="q", client_id=uuid.uuid4().hex,
+                              conversation_id=None) for _ in range(6)]
+    batches: list[set[str]] = []
+    writer = EventWriter(db, on_batch=batches.append, commit_interval_s=0.5)
+
+    async def store(turn, text: str) -> float:  # type: ignore[no-untyped-def]
+        loop, done = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
+        writer.submit(Pending(convs.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id,
+                                             {"type": "token", "delta": text}), loop, done.set_result,
+                              done.set_exception))
+        await done
+        return time.monotonic()
+
+    async def scenario() -> tuple[float, list[float]]:
+        began = time.monotonic()
+        first = await store(turns[0], "alone") - began
+        rest = await asyncio.gather(*[store(turn, "together") for turn in turns[1:]])
+        await asyncio.sleep(0.05)  # the batch callbacks run after the events are handed back
+        return first, [t - began for t in rest]
+
+    first, rest = asyncio.run(scenario())
+    assert first < 0.3  # nothing was being written: no wait
+    assert all(t >= 0.45 for t in rest)  # the interval since the first batch began
+    assert batches == [{turns[0].conversation_id}, {t.conversation_id for t in turns[1:]}]
