@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import websockets
@@ -90,7 +91,8 @@ def postgres_pids() -> list[int]:
             and b"postgres" in (p / "cmdline").read_bytes()[:200]]
 
 
-async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: int) -> dict:
+async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: int,
+                on_start: Callable[[], None] = lambda: None) -> dict:
     from server.auth import issue_token
     from store.settings import Settings
 
@@ -111,6 +113,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
              for i in range(args.conns)]
     while len(connected) < args.conns and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
+    on_start()  # e.g. the profiler: the burst only, not the warm-up's first-use costs
     others = {"postgres": postgres_pids(), "mock_llm": [mock_pid], "bench_client": [os.getpid()]}
     others_before = {k: cpu_seconds(v) for k, v in others.items()}
     cpu_before = cpu_seconds(pids)
@@ -178,7 +181,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--ttft", type=float, default=0.05)
     parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy profile of a worker: .svg flame graph, .txt collapsed stacks")
+                        help="py-spy profile of a worker during the burst: .svg flame graph, .txt collapsed stacks")
+    parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--root", type=Path, default=ROOT,
                         help="the checkout whose server runs (another one measures an older commit)")
     args = parser.parse_args()
@@ -211,7 +215,7 @@ def main() -> None:
             if args.workers != 1:
                 serve += ["--workers", str(args.workers)]
             servers = [subprocess.Popen(serve, cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=log)]
-    spy = None
+    spy: list[subprocess.Popen] = []
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
         if args.balancer:
@@ -221,21 +225,25 @@ def main() -> None:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
         pids = [p for server in servers for p in worker_pids(server.pid)]
-        if args.profile:
+        def start_profile() -> None:
+            if not args.profile:
+                return
             spy_bin = shutil.which("py-spy") or str(Path(py).parent / "py-spy")  # pip install py-spy
             fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"  # raw = collapsed stacks, greppable
             target = pids[0] if args.workers == 1 else pids[1]  # the server, or its first worker
-            spy = subprocess.Popen([spy_bin, "record", "-o", str(args.profile), "--pid", str(target), "--format", fmt,
-                                    "--rate", "50", "--nonblocking", "--gil"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+            spy.append(subprocess.Popen([spy_bin, "record", "-o", str(args.profile), "--pid", str(target),
+                                         "--format", fmt, "--rate", str(args.profile_rate), "--nonblocking",
+                                         "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(0.5)  # attached before the first message goes
+
         import uvloop  # the load generator shares the 2 cores: keep its own cost per event low
         tune_gc()  # and its collector's pauses (it stands for 300 clients elsewhere) out of the figures
 
-        print(json.dumps(uvloop.run(burst(args, port, pids, mock.pid)), indent=2))
+        print(json.dumps(uvloop.run(burst(args, port, pids, mock.pid, start_profile)), indent=2))
     finally:
-        if spy:
-            spy.send_signal(2)
-            spy.wait(timeout=60)
+        for profiler in spy:
+            profiler.send_signal(2)
+            profiler.wait(timeout=60)
         procs = ([balancer] if balancer else []) + servers + [mock]
         for proc in procs:
             proc.terminate()
