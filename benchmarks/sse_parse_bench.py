@@ -6,9 +6,10 @@ into the running total; ours does one `json.loads`. Prints microseconds of CPU p
 
     .venv/bin/python benchmarks/sse_parse_bench.py --chunks 4000
 
-`--http`: the transport instead, over real HTTP: 200 streams from `evals/mock_llm.py` at 50 chunks/s
+`--http`: the HTTP path instead, over real HTTP: 200 streams from `evals/mock_llm.py` at 50 chunks/s
 each (one chunk per socket read, as in production), read through the openai client with httpx's own
-transport and with aiohttp's (httpx-aiohttp); client CPU per chunk.
+transport (MENTOR_LLM_HTTP=httpx) and straight over aiohttp (the default, agents/llm_http.py); client
+CPU per chunk, request included.
 """
 
 from __future__ import annotations

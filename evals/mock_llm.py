@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Behaviour = Literal["ok", "timeout", "429", "500", "drop", "bad_tool"]
+Behaviour = Literal["ok", "timeout", "400", "429", "500", "drop", "bad_tool"]
 
 
 def token_text(index: int) -> str:
@@ -88,6 +88,9 @@ class MockLLM:
         if behaviour == "429":
             return JSONResponse({"error": {"message": "rate limited (mock)", "type": "rate_limit"}}, status_code=429,
                                 headers={"retry-after": "0"})
+        if behaviour == "400":  # e.g. a model name the endpoint does not serve: retrying cannot help
+            return JSONResponse({"error": {"message": "The model `nope` does not exist (mock)",
+                                           "type": "invalid_request_error"}}, status_code=400)
         if behaviour == "500":
             return JSONResponse({"error": {"message": "internal error (mock)", "type": "server_error"}},
                                 status_code=500)

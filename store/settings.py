@@ -58,8 +58,9 @@ class Settings(BaseSettings):
     mentor_model: str = Field(default="gpt-4o-mini", min_length=1)
     llm_http: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp", alias="MENTOR_LLM_HTTP",
-        description="HTTP transport for the model's stream: aiohttp (~24 us of CPU a streamed chunk) or httpx's "
-                    "own (~56 us; what respx, the tests' HTTP double, intercepts)")
+        description="HTTP path for the model's stream: aiohttp straight (~23 us of CPU a streamed chunk, the "
+                    "request included) or the openai client over httpx (~58-78 us; what respx, the tests' HTTP "
+                    "double, intercepts); benchmarks/sse_parse_bench.py --http")
     llm_timeout_s: float = Field(default=60.0, gt=0, le=3600, alias="MENTOR_LLM_TIMEOUT")
     llm_max_retries: int = Field(default=3, ge=0, le=10, alias="MENTOR_LLM_MAX_RETRIES")
 

@@ -101,6 +101,19 @@ def test_429_then_success_is_invisible_to_the_user(ws, mock_llm) -> None:  # typ
     assert text_of(events) == expected_answer(TOKENS) and events[-1]["finish_reason"] == "stop"
 
 
+def test_a_request_the_endpoint_refuses_is_not_retried(ws, mock_llm) -> None:  # type: ignore[no-untyped-def]
+    """A 400 (here: an unknown model) says the request itself is wrong: one attempt, and the endpoint's
+    own explanation in a non-retryable error."""
+    mock_llm.queue("400")
+    before = len(mock_llm.mock.requests)
+    message(ws, "How do I find my first clients?", persona="marcus")
+    events = until(ws, "done", timeout=30)
+    error = next(e for e in events if e["type"] == "error")
+    assert error["code"] == "llm_unavailable" and error["retryable"] is False
+    assert "400" in error["message"] and "does not exist" in error["message"]
+    assert len(mock_llm.mock.requests) == before + 1
+
+
 def test_malformed_tool_call_is_reported_and_the_answer_completes(ws, mock_llm) -> None:  # type: ignore[no-untyped-def]
     mock_llm.queue("bad_tool")
     message(ws, "What do React developers charge?", persona="david")
