@@ -13,6 +13,7 @@ HTTP double, intercepts that one. This one is exercised against a real local ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import random
@@ -23,6 +24,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S = 0.5, 8.0
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -84,6 +87,12 @@ class ChatEndpoint:
                         "Accept": "text/event-stream"}
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
         self.max_retries = max_retries
+        # an HTTP(S)_PROXY / NO_PROXY from the environment, looked up once: a session that trusts the
+        # environment does it (and a ~/.netrc lookup) on a thread for every request
+        self.proxy: dict[str, Any] = {}
+        with contextlib.suppress(LookupError):
+            proxy, proxy_auth = get_env_proxy_for_url(URL(self.url))
+            self.proxy = {"proxy": proxy, "proxy_auth": proxy_auth}
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary())
 
@@ -93,7 +102,8 @@ class ChatEndpoint:
         if session is None or session.closed:
             # no connection limit: every streaming answer holds one connection for its whole length
             session = self._sessions[loop] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30), timeout=self.timeout, trust_env=True)
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30), timeout=self.timeout,
+                cookie_jar=aiohttp.DummyCookieJar())  # an API: no cookies to keep
             from agents.aio import on_loop_close
 
             on_loop_close(loop, session.close)
@@ -107,7 +117,7 @@ class ChatEndpoint:
         while True:
             last = attempt >= self.max_retries
             try:
-                response = await session.post(self.url, data=body, headers=self.headers)
+                response = await session.post(self.url, data=body, headers=self.headers, **self.proxy)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 if last:
                     raise EndpointError("unreachable", str(exc) or type(exc).__name__) from None
