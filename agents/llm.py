@@ -204,6 +204,8 @@ class OpenAICompatibleProvider(ChatProvider):
                 raise LLMError(f"model endpoint answered {exc.status}: {exc}", retryable=retryable) from None
             if exc.kind == "unreachable":
                 raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
+            if exc.kind == "failed":
+                raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
             raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
         except openai.APIStatusError as exc:
             retryable = exc.status_code == 429 or exc.status_code >= 500

@@ -36,7 +36,7 @@ class EndpointError(Exception):
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.kind = kind  # "status" | "unreachable" | "broken"
+        self.kind = kind  # "status" | "unreachable" | "broken" (mid-stream) | "failed" (not retryable)
         self.status = status
 
 
@@ -124,6 +124,8 @@ class ChatEndpoint:
                 await asyncio.sleep(retry_delay(attempt))
                 attempt += 1
                 continue
+            except aiohttp.ClientError as exc:  # e.g. an invalid URL or a malformed response: retrying cannot help
+                raise EndpointError("failed", str(exc) or type(exc).__name__) from None
             if response.status < 400:
                 return response
             try:

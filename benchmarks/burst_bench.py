@@ -225,6 +225,7 @@ def main() -> None:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
         pids = [p for server in servers for p in worker_pids(server.pid)]
+
         def start_profile() -> None:
             if not args.profile:
                 return

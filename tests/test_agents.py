@@ -423,3 +423,40 @@ def test_usage_is_counted_with_tiktoken_when_the_backend_reports_none(knowledge:
     usage = events[-1].usage
     assert usage.counted == "tiktoken" and usage.prompt_tokens > 200
     assert usage.completion_tokens == 5  # "Four words right here." in cl100k_base
+
+
+def test_the_model_requests_retry_waits_follow_the_server_then_back_off() -> None:
+    """agents/llm_http.py keeps the openai client's rules: the server's retry-after when sane, else
+    0.5 s doubling to 8 s, with up to 25% jitter below."""
+    import email.utils
+    import time
+
+    from agents.llm_http import retry_delay
+
+    assert retry_delay(0, {"retry-after": "2"}) == 2.0
+    assert retry_delay(0, {"retry-after-ms": "1500"}) == 1.5
+    soon = email.utils.formatdate(time.time() + 3, usegmt=True)
+    assert 1.5 < retry_delay(0, {"retry-after": soon}) <= 3.5
+    for odd in ("0", "120", "-1", "soon"):  # not a sane wait: backoff
+        assert 0.375 <= retry_delay(0, {"retry-after": odd}) <= 0.5
+    assert 0.75 <= retry_delay(1) <= 1.0 and 6.0 <= retry_delay(10) <= 8.0
+
+
+def test_an_endpoint_nobody_listens_on_is_a_retryable_typed_error() -> None:
+    import asyncio
+
+    from langchain_core.messages import HumanMessage
+
+    from agents.llm import LLMError, OpenAICompatibleProvider
+    from store.settings import Settings
+
+    provider = OpenAICompatibleProvider(Settings(openai_base_url="http://127.0.0.1:9/v1", openai_api_key="k",
+                                                 mentor_model="m", llm_max_retries=1))
+
+    async def ask() -> None:
+        async for _ in provider.astream([HumanMessage("hi")]):
+            pass
+
+    with pytest.raises(LLMError) as info:
+        asyncio.run(ask())
+    assert info.value.retryable and "unreachable" in str(info.value)
