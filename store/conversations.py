@@ -236,6 +236,8 @@ def _append(conn, items: list[NewEvent], *, notify: bool = False) -> list[int]: 
     `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
     order the items came; the events, tool calls, citations and finished answers stored with them.
     The batch travels as one JSON document: one parameter, one orjson call, one round trip."""
+    if not items:
+        return []
     rows = []
     for n, item in enumerate(items):
         row = {"o": n, "c": item.conversation_id, "u": item.user_id, "m": item.message_id, "t": item.event["type"],

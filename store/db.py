@@ -199,7 +199,7 @@ class Database:
             self._service_pool = self._open_pool(self.service_url(), self._min_size)
         return self._service_pool
 
-    def warm(self, timeout: float = 30.0) -> None:
+    def warm(self, timeout: float = 10.0) -> None:
         """Open the service pool now and wait for the connections it keeps, so a serving worker's first
         users do not pay for them; a slow start is logged, not fatal (the pool keeps connecting)."""
         try:
