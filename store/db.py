@@ -78,6 +78,7 @@ def _configure(conn: psycopg.Connection) -> None:
 
 
 SERVICE_ROLE = "mentor_service"
+_ROLE_LOCK_KEY = 7_340_022  # pg_advisory_xact_lock key: one login set-up at a time (store/migrate.py has ..21)
 CHECK_AFTER_IDLE_S = 1.0
 _returned: dict[int, float] = {}  # id(connection) -> when it last went back to a pool
 
@@ -181,8 +182,11 @@ class Database:
                                 "connection", SERVICE_ROLE)
                     self._service_url = self.url
                     return self._service_url
-                conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(SERVICE_ROLE),
-                                                                               sql.Literal(password)))
+                with conn.transaction():  # workers starting together take turns: concurrent ALTER ROLEs of
+                    # one role fail with "tuple concurrently updated"
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLE_LOCK_KEY,))
+                    conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(SERVICE_ROLE),
+                                                                                   sql.Literal(password)))
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(f"the database is unavailable: {first}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 from store.errors import ConfigError
@@ -24,9 +25,12 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
         if mode & 0o077:
             raise ConfigError(f"{path} is readable by other users (mode {mode:o}); run chmod 600 {path}") from None
         value = path.read_text(encoding="utf-8").strip()
-        if not value:
-            raise ConfigError(f"{path} is empty; delete it to generate a new secret") from None
-        return value
+        for _ in range(40):  # another process (a worker starting alongside) may have created it this instant
+            if value:
+                return value
+            time.sleep(0.05)
+            value = path.read_text(encoding="utf-8").strip()
+        raise ConfigError(f"{path} is empty; delete it to generate a new secret") from None
     value = secrets.token_urlsafe(nbytes)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(value + "\n")

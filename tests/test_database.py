@@ -91,3 +91,28 @@ def test_embedded_default_starts_in_an_empty_home(tmp_path) -> None:  # type: ig
     again = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
                            env=env, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_workers_starting_together_all_get_the_service_login(database_url: str) -> None:
+    """`mentor serve --workers N` (or N machines) start at once: each enables mentor_service's login on
+    its first use, and none may fail because another is doing the same ("tuple concurrently updated")."""
+    import threading
+
+    from store.db import Database
+
+    def start(barrier: threading.Barrier, urls: list[str], failures: list[Exception]) -> None:
+        db = Database(database_url)
+        barrier.wait()
+        try:
+            urls.append(db.service_url())
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(exc)
+
+    for _ in range(3):
+        barrier, urls, failures = threading.Barrier(6), [], []
+        threads = [threading.Thread(target=start, args=(barrier, urls, failures)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures and len(set(urls)) == 1

@@ -42,7 +42,9 @@ class Cluster:
         self.ports = [free_port() for _ in range(3)]
         env = {**os.environ, "DATABASE_URL": database_url, "MENTOR_LLM": "openai", "MENTOR_MODEL": "mock",
                "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
-               "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1"}
+               "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1",
+               # each worker keeps its pool open; three share the test session's PostgreSQL (100 connections)
+               "MENTOR_DB_POOL_MAX": "10"}
         self.procs: list[subprocess.Popen] = []
         try:
             self._start(env, logs)
