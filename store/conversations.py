@@ -362,14 +362,18 @@ INTERRUPTED = {"type": "error", "code": "interrupted", "retryable": True, "retry
                "message": "the worker streaming this answer stopped; send the message again to retry"}
 
 
+UPDATED_AT_LAG_S = 1.0  # store/migrations/0016_append_events.sql: updated_at moves at most once a second
+
+
 def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[str]:
     """Close answers left streaming by a worker that died; return their conversations.
 
     A worker holds a session advisory lock on its id while it lives (server/hub.py), so a lock we can
     take belongs to a dead worker. Its answer ends as an `interrupted` error (retryable: re-sending the
     same client id retries it) and `done`, and keeps what had streamed. Only answers quiet for `quiet_s`
-    are touched, so a worker briefly reconnecting to the database keeps its live turns (`updated_at`
-    trails a conversation's last event by under a second: `append_events` moves it once a second).
+    are touched, so a worker briefly reconnecting to the database keeps its live turns. `updated_at`
+    trails a conversation's last event by up to UPDATED_AT_LAG_S (`append_events` moves it once a
+    second), so the check allows for that: quiet means no event for at least `quiet_s`.
     """
     with db.service() as conn:
         rows = conn.execute(
@@ -377,9 +381,10 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
                JOIN conversations c ON c.id = m.conversation_id
                WHERE m.status = 'streaming' AND m.role = 'assistant'
                  AND m.worker_id IS DISTINCT FROM %(me)s
-                 AND c.updated_at < now() - make_interval(secs => %(quiet)s)
+                 AND c.updated_at < now() - make_interval(secs => %(quiet)s + %(lag)s)
                  AND (m.worker_id IS NULL OR pg_try_advisory_xact_lock(m.worker_id))
-               ORDER BY m.id FOR UPDATE OF m SKIP LOCKED""", {"me": live_worker, "quiet": quiet_s}).fetchall()
+               ORDER BY m.id FOR UPDATE OF m SKIP LOCKED""",
+            {"me": live_worker, "quiet": quiet_s, "lag": UPDATED_AT_LAG_S}).fetchall()
         if not rows:
             return []
         done = {"type": "done", "finish_reason": "error", "provider": None, "grounding": None,
