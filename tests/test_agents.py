@@ -454,8 +454,13 @@ def test_an_endpoint_nobody_listens_on_is_a_retryable_typed_error() -> None:
                                                  mentor_model="m", llm_max_retries=1))
 
     async def ask() -> None:
-        async for _ in provider.astream([HumanMessage("hi")]):
-            pass
+        from agents.aio import close_loop_resources
+
+        try:
+            async for _ in provider.astream([HumanMessage("hi")]):
+                pass
+        finally:
+            await close_loop_resources()  # the HTTP session bound to this loop
 
     with pytest.raises(LLMError) as info:
         asyncio.run(ask())
