@@ -86,9 +86,28 @@ async def one(url: str, text: str, persona: str, delay: float, go: asyncio.Event
                         "text": "".join(tokens), "errors": errors, "seqs": seqs}
 
 
+def database_counters(home: Path) -> dict[str, int]:
+    """PostgreSQL's own counts: transactions committed, and updates of `conversations` (seq numbers),
+    how many of them HOT (in place on their page, no new index entries)."""
+    from store.db import Database
+    from store.settings import Settings
+
+    with Database.connect(Settings(mentor_home=home)).admin() as conn:
+        row = conn.execute(
+            """SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS transactions,
+                      n_tup_upd AS conversation_updates, n_tup_hot_upd AS hot_updates
+               FROM pg_stat_user_tables WHERE relname = 'conversations'""").fetchone()
+    return dict(row)
+
+
 def postgres_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-            and b"postgres" in (p / "cmdline").read_bytes()[:200]]
+    def is_postgres(proc: Path) -> bool:
+        try:
+            return b"postgres" in (proc / "cmdline").read_bytes()[:200]
+        except OSError:  # it exited while we looked (e.g. the backend of a connection just closed)
+            return False
+
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and is_postgres(p)]
 
 
 async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: int,
@@ -113,6 +132,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
              for i in range(args.conns)]
     while len(connected) < args.conns and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
+    counters_before = database_counters(args.home)
     on_start()  # e.g. the profiler: the burst only, not the warm-up's first-use costs
     others = {"postgres": postgres_pids(), "mock_llm": [mock_pid], "bench_client": [os.getpid()]}
     others_before = {k: cpu_seconds(v) for k, v in others.items()}
@@ -126,6 +146,8 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     cpu = cpu_seconds(pids) - cpu_before
     per_process = {_name(p): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
     others_cpu = {k: round(cpu_seconds(v) - others_before[k], 1) for k, v in others.items()}
+    await asyncio.sleep(2)  # idle backends report their statistics within a second
+    counters = {k: v - counters_before[k] for k, v in database_counters(args.home).items()}
     turns = [r for r in results if isinstance(r, dict)]
     failures = [repr(r) for r in results if not isinstance(r, dict)]
     ideal = args.ttft + (args.tokens - 1) / args.rate
@@ -153,7 +175,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
         "server_cpu_s": round(cpu, 1), "server_cpu_by_process_s": per_process, "events_relayed": relayed,
         "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
         "server_rss_mb_before": round(rss_before, 1),
-        "other_cpu_s": others_cpu, "cores": os.cpu_count(),
+        "other_cpu_s": others_cpu, "cores": os.cpu_count(), "database": counters,
     }
 
 
