@@ -134,10 +134,9 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
                             answer=human is None)
         if start.duplicate:
             return OpenedTurn(start, None, [])
+        # with a person in the conversation, every worker's followers of it (the agent's) read on
         seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
-                                      ack(start))])[0]
-        if human is not None:  # every worker's followers of this conversation (the agent's) read on
-            notify_events(conn, [start.conversation_id])
+                                      ack(start))], notify=human is not None)[0]
         return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id), human)
 
 
@@ -214,27 +213,11 @@ def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) 
         return _append(conn, items, notify=notify)
 
 
-def notify_events(conn, conversation_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """NOTIFY `mentor_events` with these conversations (delivered at commit) — every worker's followers read on."""
-    for payload in notify_payloads(conversation_ids):
-        conn.execute("SELECT pg_notify('mentor_events', %s)", (payload,))
-
-
-def notify_payloads(conversation_ids: list[str], limit: int = 7800) -> list[str]:
-    """Conversation ids, space separated, in as few NOTIFY payloads (< 8000 bytes each) as fit."""
-    payloads, current = [], ""
-    for cid in conversation_ids:
-        if current and len(current) + len(cid) + 1 > limit:
-            payloads.append(current)
-            current = ""
-        current = f"{current} {cid}" if current else cid
-    return payloads + ([current] if current else [])
-
-
 def _append(conn, items: list[NewEvent], *, notify: bool = False) -> list[int]:  # type: ignore[no-untyped-def]
     """One call of `append_events` (store/migrations/0016): each conversation's seqs taken from its
     `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
-    order the items came; the events, tool calls, citations and finished answers stored with them.
+    order the items came; the events, tool calls, citations and finished answers stored with them, and
+    with `notify` every worker's listener told at commit (NOTIFY mentor_events, the conversation ids).
     The batch travels as one JSON document: one parameter, one orjson call, one round trip."""
     if not items:
         return []
@@ -259,10 +242,8 @@ def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> 
         row = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
         if row is None:
             raise NotFound(f"conversation {conversation_id} not found")
-        seq = _append(conn, [NewEvent(conversation_id, row["user_id"], None,
-                                      {"type": "read", "who": who, "upto_seq": upto_seq})])[0]
-        notify_events(conn, [conversation_id])
-        return seq
+        return _append(conn, [NewEvent(conversation_id, row["user_id"], None,
+                                       {"type": "read", "who": who, "upto_seq": upto_seq})], notify=True)[0]
 
 
 def fail_message(db: Database, message_id: int, partial: str) -> None:
@@ -398,7 +379,5 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
             items += [NewEvent(cid, row["user_id"], row["id"], dict(INTERRUPTED)),
                       NewEvent(cid, row["user_id"], row["id"], {**done, "message_id": row["id"]},
                                finish=(partial["text"], "error", None))]
-        _append(conn, items)
-        conversations = sorted({i.conversation_id for i in items})
-        notify_events(conn, conversations)
-        return conversations
+        _append(conn, items, notify=True)
+        return sorted({i.conversation_id for i in items})

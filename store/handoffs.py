@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from store.conversations import NewEvent, _append, notify_events
+from store.conversations import NewEvent, _append
 from store.db import Database
 from store.errors import MentorError, NotFound
 
@@ -120,9 +120,7 @@ def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
 
 def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:  # type: ignore[no-untyped-def]
     cid = str(handoff["conversation_id"])
-    seq = _append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)])[0]
-    notify_events(conn, [cid])
-    return seq
+    return _append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)], notify=True)[0]
 
 
 def visible(db: Database, staff: Staff, conversation_id: str) -> None:
