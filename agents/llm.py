@@ -163,17 +163,27 @@ class OpenAICompatibleProvider(ChatProvider):
         against its TypedDicts first (~1/6 of the server's time in a burst of 300 turns, py-spy)."""
         import openai
 
-        response = await self._client().post(
-            "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
-            stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
+        from agents.llm_http import EndpointError
+
         try:
-            async for line in response.iter_lines():
-                yield line
-        finally:
-            await response.close()
+            response = await self._client().post(
+                "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
+                stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
+            try:
+                async for line in response.iter_lines():
+                    yield line
+            finally:
+                await response.close()
+        except openai.APIStatusError as exc:  # the client's errors, in the categories of agents/llm_http.py
+            raise EndpointError("status", _short(exc), exc.status_code) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise EndpointError("unreachable", _short(exc)) from None
+        except httpx.HTTPError as exc:  # e.g. the stream was cut mid-answer; the openai client does not wrap it
+            raise EndpointError("broken", _short(exc)) from None
+        except openai.OpenAIError as exc:
+            raise EndpointError("failed", _short(exc)) from None
 
     async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
-        import openai
         from langchain_core.messages import convert_to_openai_messages
 
         from agents.llm_http import EndpointError
@@ -198,24 +208,15 @@ class OpenAICompatibleProvider(ChatProvider):
                 if cancel is not None and cancel.is_set():
                     reply.finish_reason = "cancelled"
                     break
-        except EndpointError as exc:
+        except EndpointError as exc:  # either HTTP path's failure, as one typed error
             if exc.kind == "status":
                 retryable = exc.status == 429 or (exc.status or 0) >= 500
-                raise LLMError(f"model endpoint answered {exc.status}: {exc}", retryable=retryable) from None
+                raise LLMError(f"model endpoint answered {exc.status}: {_short(exc)}", retryable=retryable) from None
             if exc.kind == "unreachable":
                 raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
             if exc.kind == "failed":
                 raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
             raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
-        except openai.APIStatusError as exc:
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            raise LLMError(f"model endpoint answered {exc.status_code}: {_short(exc)}", retryable=retryable) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
-        except httpx.HTTPError as exc:  # e.g. the stream was cut mid-answer; the openai client does not wrap it
-            raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
-        except openai.OpenAIError as exc:
-            raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
         except json.JSONDecodeError:
             raise LLMError("model endpoint sent a malformed stream", retryable=True) from None
         finally:

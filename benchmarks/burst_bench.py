@@ -92,11 +92,15 @@ def database_counters(home: Path) -> dict[str, int]:
     from store.db import Database
     from store.settings import Settings
 
-    with Database.connect(Settings(mentor_home=home)).admin() as conn:
-        row = conn.execute(
-            """SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS transactions,
-                      n_tup_upd AS conversation_updates, n_tup_hot_upd AS hot_updates
-               FROM pg_stat_user_tables WHERE relname = 'conversations'""").fetchone()
+    db = Database.connect(Settings(mentor_home=home))
+    try:
+        with db.admin() as conn:
+            row = conn.execute(
+                """SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())
+                          AS transactions, n_tup_upd AS conversation_updates, n_tup_hot_upd AS hot_updates
+                   FROM pg_stat_user_tables WHERE relname = 'conversations'""").fetchone()
+    finally:
+        db.close()  # its connection is not left open through the burst
     return dict(row)
 
 
