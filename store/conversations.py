@@ -143,6 +143,7 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
 def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,  # type: ignore[no-untyped-def]
                 conversation_id: str | None, project_id: int | None, mode: str | None,
                 worker_id: int | None, answer: bool = True) -> TurnStart:
+    created = conversation_id is None
     if conversation_id is None:
         conversation_id = str(uuid.uuid4())
         conn.execute(
@@ -163,7 +164,8 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
             conn.execute("UPDATE conversations SET project_id = %s, mode = %s WHERE id = %s",
                          (*context, conversation_id))
     # checked again under the conversation's row lock: a concurrent re-send must not slip through
-    existing = _duplicate(conn, caller, client_id, conversation_id)
+    # (a conversation this transaction has just created holds no messages yet)
+    existing = None if created else _duplicate(conn, caller, client_id, conversation_id)
     if existing and existing.status == "error" and not answer:  # the failed answer is now a person's to give
         return TurnStart(conversation_id, existing.user_message_id, None, duplicate=False, status="complete",
                          project_id=context[0], mode=context[1])
