@@ -1,8 +1,8 @@
 """The worker's cost of storing a batch of conversation events (server/event_writer.py's group commit).
 
 One `append_events` batch of 1, 10, 50 and 200 token events over as many conversations: the worker's
-Python CPU per batch and per event (the event loop shares its GIL with the writer thread), and the
-wall time per batch (the rest is PostgreSQL and the round trip).
+Python CPU per batch and per event (the event loop shares its GIL with the writer thread), PostgreSQL's
+CPU per batch (all its processes: the backend, the WAL writer), and the wall time per batch.
 
     .venv/bin/python benchmarks/event_store_bench.py --home HOME
 
@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     os.environ["MENTOR_HOME"] = str(args.home)
+    from benchmarks.burst_bench import postgres_pids
+    from benchmarks.ws_stream_bench import cpu_seconds
     from store import conversations as convs
     from store.db import Database
     from store.settings import get_settings
@@ -45,12 +47,14 @@ def main() -> None:
         for _ in range(10):  # warm: prepared statements, caches
             convs.append_events(db, items, notify=True)
         rounds = args.rounds if size < 100 else max(1, args.rounds // 4)
-        cpu, wall = time.process_time(), time.perf_counter()
+        pg_pids = postgres_pids()
+        cpu, pg_cpu, wall = time.process_time(), cpu_seconds(pg_pids), time.perf_counter()
         for _ in range(rounds):
             convs.append_events(db, items, notify=True)
         cpu_ms = (time.process_time() - cpu) / rounds * 1000
         result[f"batch_{size}"] = {"python_cpu_ms": round(cpu_ms, 3), "python_cpu_us_per_event": round(
-            cpu_ms * 1000 / size, 1), "wall_ms": round((time.perf_counter() - wall) / rounds * 1000, 2)}
+            cpu_ms * 1000 / size, 1), "postgres_cpu_ms": round((cpu_seconds(pg_pids) - pg_cpu) / rounds * 1000, 3),
+            "wall_ms": round((time.perf_counter() - wall) / rounds * 1000, 2)}
     print(json.dumps(result, indent=2))
 
 
