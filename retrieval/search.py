@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from retrieval.corpora import require_corpora
 from retrieval.embedder import get_embedder
-from store.db import Database
+from store.db import HNSW_EF_SEARCH, Database
 from store.errors import InvalidArgument
 
 RRF_K = 60
@@ -93,7 +93,8 @@ def search(
     vector = get_embedder().submit_query(query).result() if vector is None else vector
     params |= {"v": vector, "pool": pool, "q": query}
     with db.as_user(None) as conn:
-        conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 2 * pool)}")
+        if 2 * pool > HNSW_EF_SEARCH:  # a pooled session searches HNSW_EF_SEARCH wide; wider for a big pool
+            conn.execute(f"SET LOCAL hnsw.ef_search = {2 * pool}")
         vec_sql = (f"SELECT id, embedding <=> %(v)s AS distance FROM chunks WHERE {where} "
                    "ORDER BY embedding <=> %(v)s LIMIT %(pool)s")
         vec_rows = conn.execute(vec_sql, params).fetchall()

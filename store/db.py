@@ -71,9 +71,14 @@ def ensure_pgvector(conn: psycopg.Connection) -> None:
         ) from None
 
 
+HNSW_EF_SEARCH = 100  # every pooled session's hnsw.ef_search (pgvector's default, 40, misses too much here)
+
+
 def _configure(conn: psycopg.Connection) -> None:
-    """Teach each pooled connection the vector type; leave it idle, as the pool requires."""
+    """Teach each pooled connection the vector type and the HNSW search width (so a search need not
+    send a SET LOCAL first: a round trip per search); leave it idle, as the pool requires."""
     register_vector(conn)
+    conn.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
     conn.commit()
 
 

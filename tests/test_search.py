@@ -87,3 +87,12 @@ def test_bad_queries(knowledge: Database) -> None:
     with pytest.raises(InvalidArgument):
         search(knowledge, "fees", k=0)
     assert search(knowledge, "the of and", k=3)  # stop words only: the vector side still answers
+
+
+def test_every_pooled_session_searches_the_hnsw_graph_wide_enough(knowledge: Database) -> None:
+    # pgvector's default width (40) loses recall on this corpus; the pool sets it once per session, and a
+    # search asking for more candidates widens it for its own transaction only
+    assert len(search(knowledge, "how to price my work", k=5, candidates=120)) == 5
+    for _ in range(3):
+        with knowledge.as_user(None) as conn:
+            assert conn.execute("SHOW hnsw.ef_search").fetchone()["hnsw.ef_search"] == "100"
