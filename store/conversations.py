@@ -137,7 +137,9 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
         # with a person in the conversation, every worker's followers of it (the agent's) read on
         seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
                                       ack(start))], notify=human is not None)[0]
-        return OpenedTurn(start, seq, _history(conn, start.conversation_id, start.user_message_id), human)
+        # a conversation this transaction has just started has nothing before the message
+        history = [] if conversation_id is None else _history(conn, start.conversation_id, start.user_message_id)
+        return OpenedTurn(start, seq, history, human)
 
 
 def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,  # type: ignore[no-untyped-def]
