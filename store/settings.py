@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     # backends to start), one for a one-off command
     db_pool_min: int | None = Field(default=None, ge=1, le=256, alias="MENTOR_DB_POOL_MIN")
     # the event writer begins a transaction at most this often; batches gather what came meanwhile.
-    # 16 ms against 8: burst first token p95 lower in 7 of 7 pairs (1 and 2 workers), 500 steady streams'
-    # added inter-token delay p99 still ~19 ms (README, Concurrency)
+    # 16 ms against 8: a lower burst first-token p95 on one worker and on two, fewer transactions; 500
+    # steady streams' added inter-token delay p99 still ~19 ms (README, Concurrency)
     event_commit_ms: float = Field(default=16.0, ge=0, le=200, alias="MENTOR_EVENT_COMMIT_MS")
     # turns gathering their evidence at once, per worker; more wait, first come first served (server/turns.py)
     turn_setup_slots: int = Field(default=64, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
