@@ -19,7 +19,8 @@ import numpy as np
 
 DIMENSIONS = 384
 BATCH_WAIT_S = 0.003
-_lock = threading.Lock()
+_lock = threading.Lock()  # held for a whole encode call: the model (or the pipe to its process) is one at a time
+_queries_lock = threading.Lock()  # only starts the question thread: never waits for an encode
 
 
 def _load_model():  # type: ignore[no-untyped-def]
@@ -76,7 +77,10 @@ class Embedder:
         each in a row (benchmarks/burst_bench.py).
         """
         future: Future[np.ndarray] = Future()
-        with _lock:
+        # Not `_lock`: that one is held while a batch encodes (tens of ms in a burst), and every turn
+        # submitting its question waited for it on a pool thread (burst_bench.py: 39 ms p50, before the
+        # turn's first tool, with all 16 pool threads stuck there at times).
+        with _queries_lock:
             if self._queries is None:
                 self._queries = queue.SimpleQueue()
                 threading.Thread(target=self._encode_queries, daemon=True, name="embed-queries").start()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from retrieval.search import search
@@ -96,3 +99,28 @@ def test_every_pooled_session_searches_the_hnsw_graph_wide_enough(knowledge: Dat
     for _ in range(3):
         with knowledge.as_user(None) as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone()["hnsw.ef_search"] == "100"
+
+
+def test_a_question_is_queued_at_once_while_the_model_encodes_another_batch(knowledge: Database) -> None:
+    # a turn submits its question from a pool thread and goes on to its tools: it must not wait there for
+    # whatever batch the model is encoding (a burst's batches take tens of milliseconds each)
+    from retrieval import embedder
+
+    model = embedder.get_embedder()
+    busy, done = threading.Event(), threading.Event()
+
+    def encoding() -> None:
+        with embedder._lock:  # what a batch holds while it encodes
+            busy.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=encoding)
+    thread.start()
+    busy.wait(5)
+    started = time.perf_counter()
+    future = model.submit_query("How do I price a website redesign?")
+    queued_in = time.perf_counter() - started
+    done.set()
+    thread.join()
+    assert queued_in < 0.5
+    assert future.result(timeout=30).shape == (384,)
