@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from benchmarks.burst_bench import questions  # noqa: E402
 from retrieval.embedder import QUERY_GROUP, _load_model, _onnx_encoder  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_ms_per_question(encode, texts: list[str], batch: int) -> float:  # type: ignore[no-untyped-def]

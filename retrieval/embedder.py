@@ -21,7 +21,7 @@ DIMENSIONS = 384
 BATCH_WAIT_S = 0.003
 # The embedding process encodes a batch of questions (sorted by length by `Embedder.embed`) in groups of
 # at most this many, each padded to its own longest: questions of mixed length (the held-out sets, 4-26
-# tokens) cost 2.43 ms each in one padded batch of 32 and 2.06 ms in groups of 16, the same one round
+# tokens) cost 2.38 ms each in one padded batch of 32 and 2.10 ms in groups of 16, the same one round
 # trip per batch (benchmarks/embedding_bench.py); same-length questions cost the same either way.
 QUERY_GROUP = 16
 _lock = threading.Lock()  # held for a whole encode call: the model (or the pipe to its process) is one at a time
