@@ -23,6 +23,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -81,8 +82,9 @@ async def one(url: str, text: str, persona: str, delay: float, go: asyncio.Event
             elif event["type"] == "error":
                 errors.append(event["code"])
             elif event["type"] == "done":
-                return {"first": (first - sent) if first else None, "answer": time.perf_counter() - sent,
-                        "ack": ack, "evidence": evidence, "worker": ws.response.headers.get("x-mentor-worker"),
+                return {"first": (first - sent) if first else None, "first_at": first,
+                        "answer": time.perf_counter() - sent, "ack": ack, "evidence": evidence,
+                        "worker": ws.response.headers.get("x-mentor-worker"),
                         "text": "".join(tokens), "errors": errors, "seqs": seqs}
 
 
@@ -143,10 +145,12 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     cpu_before = cpu_seconds(pids)
     per_pid_before = {p: cpu_seconds([p]) for p in pids}
     rss_before = sum(rss_mb(p) for p in pids)
+    timeline = CpuTimeline({"service": pids, **others})
     began = time.perf_counter()
     go.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - began
+    timeline.stop()
     cpu = cpu_seconds(pids) - cpu_before
     per_process = {_name(p): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
     others_cpu = {k: round(cpu_seconds(v) - others_before[k], 1) for k, v in others.items()}
@@ -159,6 +163,9 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     firsts = [t["first"] for t in turns if t["first"] is not None]
     ratios = [t["answer"] / ideal for t in turns]
     relayed = sum(len(t["seqs"]) for t in turns)
+    # how busy the cores were while the burst waited for its first tokens (until 95% of turns had one)
+    window_end = pct([t["first_at"] for t in turns if t["first_at"] is not None], 95, 6) or began
+    busy = timeline.busy(began, window_end)
     return {
         "conversations": args.conns, "workers": args.workers, "balanced_processes": args.balancer,
         "persona": args.persona,
@@ -180,7 +187,43 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
         "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
         "server_rss_mb_before": round(rss_before, 1),
         "other_cpu_s": others_cpu, "cores": os.cpu_count(), "database": counters,
+        "cores_busy_until_p95_first_token": {"window_s": round(window_end - began, 2), **busy,
+                                             "total": round(sum(busy.values()), 2)},
     }
+
+
+class CpuTimeline:
+    """Each group of processes' CPU, sampled on a thread every `every_s`: how many of the cores each group
+    used in a window of the burst. Whether the machine was saturated while turns waited for their first
+    token tells queueing behind our own locks apart from queueing for the CPU."""
+
+    def __init__(self, groups: dict[str, list[int]], every_s: float = 0.05) -> None:
+        self.groups, self.every_s = groups, every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.done = threading.Event()
+        self.sample()
+        self.thread = threading.Thread(target=self.run, daemon=True, name="cpu-timeline")
+        self.thread.start()
+
+    def sample(self) -> None:
+        self.samples.append((time.perf_counter(), {g: cpu_seconds(p) for g, p in self.groups.items()}))
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            self.sample()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.sample()
+
+    def busy(self, start: float, end: float) -> dict[str, float]:
+        """Cores used by each group between the samples nearest `start` and `end` (ticks of 10 ms)."""
+        def nearest(t: float) -> tuple[float, dict[str, float]]:
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+
+        (t0, a), (t1, b) = nearest(start), nearest(end)
+        return {g: round((b[g] - a[g]) / (t1 - t0), 2) if t1 > t0 else 0.0 for g in self.groups}
 
 
 def _name(pid: int) -> str:
