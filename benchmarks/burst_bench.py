@@ -116,7 +116,7 @@ def postgres_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and is_postgres(p)]
 
 
-async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: int,
+async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: list[int], mock_pid: int,
                 on_start: Callable[[], None] = lambda: None) -> dict:
     from server.auth import issue_token
     from store.settings import Settings
@@ -145,14 +145,17 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], mock_pid: 
     cpu_before = cpu_seconds(pids)
     per_pid_before = {p: cpu_seconds([p]) for p in pids}
     rss_before = sum(rss_mb(p) for p in pids)
-    timeline = CpuTimeline({"service": pids, **others})
+    roles: dict[str, list[int]] = {}
+    for pid in pids:  # the worker(s) and their embedding processes apart: one GIL each
+        roles.setdefault(_name(pid, servers).split(":")[0], []).append(pid)
+    timeline = CpuTimeline({**roles, **others})
     began = time.perf_counter()
     go.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - began
     timeline.stop()
     cpu = cpu_seconds(pids) - cpu_before
-    per_process = {_name(p): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
+    per_process = {_name(p, servers): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
     others_cpu = {k: round(cpu_seconds(v) - others_before[k], 1) for k, v in others.items()}
     await asyncio.sleep(2)  # idle backends report their statistics within a second
     counters = {k: v - counters_before[k] for k, v in database_counters(args.home).items()}
@@ -226,13 +229,22 @@ class CpuTimeline:
         return {g: round((b[g] - a[g]) / (t1 - t0), 2) if t1 > t0 else 0.0 for g in self.groups}
 
 
-def _name(pid: int) -> str:
-    """A process's role: the server (or uvicorn's supervisor), a worker, or an embedding child."""
+def _name(pid: int, servers: list[int]) -> str:
+    """A process's role: a serving process (one worker, or uvicorn's supervisor), one of the supervisor's
+    workers, an embedding process (a worker's child), or multiprocessing's resource tracker."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
         return str(pid)
-    role = "embedder" if "multiprocessing" in cmd and "spawn_main" in cmd and "tracker" not in cmd else "server"
+    if pid in servers:
+        role = "server"
+    elif "resource_tracker" in cmd:
+        role = "tracker"
+    elif parent in servers and "--workers" in Path(f"/proc/{parent}/cmdline").read_text(errors="replace"):
+        role = "worker"
+    else:
+        role = "embedder"
     return f"{role}:{pid}"
 
 
@@ -309,7 +321,8 @@ def main() -> None:
         import uvloop  # the load generator shares the 2 cores: keep its own cost per event low
         tune_gc()  # and its collector's pauses (it stands for 300 clients elsewhere) out of the figures
 
-        print(json.dumps(uvloop.run(burst(args, port, pids, mock.pid, start_profile)), indent=2))
+        print(json.dumps(uvloop.run(burst(args, port, pids, [s.pid for s in servers], mock.pid,
+                                                      start_profile)), indent=2))
     finally:
         for profiler in spy:
             profiler.send_signal(2)
