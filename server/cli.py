@@ -485,6 +485,9 @@ def serve(
         uvicorn.run(create_app(tune_gc=True), **options)
         return
     _prepare_shared_database()
+    # Each of several workers on one host does best with fewer setup slots than a lone worker: on 2 cores,
+    # --workers 2, 64 each beat both 48 and 96 each in every pair run back to back (burst_pairs.py).
+    os.environ.setdefault("MENTOR_TURN_SETUP_SLOTS", "64")
     uvicorn.run("server.app:worker_app", factory=True, workers=workers, **options)
 
 

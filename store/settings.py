@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     # steady streams' added inter-token delay p99 still ~19 ms (README, Concurrency)
     event_commit_ms: float = Field(default=16.0, ge=0, le=200, alias="MENTOR_EVENT_COMMIT_MS")
     # turns gathering their evidence at once, per worker; more wait, first come first served (server/turns.py)
-    turn_setup_slots: int = Field(default=64, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
+    # 96 for one worker; `mentor serve --workers N` gives each worker 64 unless this is set (README, Concurrency)
+    turn_setup_slots: int = Field(default=96, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
 
     # all-MiniLM-L6-v2 reads at most 256 word-pieces; 200 cl100k tokens (header included) stays inside it.
     chunk_tokens: int = Field(default=200, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")
