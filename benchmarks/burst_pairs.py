@@ -48,14 +48,12 @@ def summary(runs: list[dict], key: str) -> dict:
             "a_lower_in": sum(x < y for x, y in zip(a, b, strict=True)), "pairs": len(runs)}
 
 
-def env_pairs(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--a-env/--b-env take NAME=VALUE, got {item!r}")
-        out[name] = value
-    return out
+def env_setting(item: str) -> tuple[str, str]:
+    """An --a-env/--b-env value: NAME=VALUE."""
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+    return name, value
 
 
 def main() -> None:
@@ -64,16 +62,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--a-root", type=Path, default=ROOT, help="side A's checkout (default: this one)")
     parser.add_argument("--b-root", type=Path, default=ROOT, help="side B's checkout (default: this one)")
-    parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--a-env", action="append", default=[], type=env_setting, metavar="NAME=VALUE")
+    parser.add_argument("--b-env", action="append", default=[], type=env_setting, metavar="NAME=VALUE")
     parser.add_argument("--a-args", default="", help="more burst_bench.py arguments for side A")
     parser.add_argument("--b-args", default="", help="more burst_bench.py arguments for side B")
     parser.add_argument("--args", default="", help="burst_bench.py arguments for both sides, e.g. --args='--tokens 1'")
     args = parser.parse_args()
     if args.pairs < 1:
         raise SystemExit("--pairs must be at least 1")
-    sides = {"a": (args.a_root, env_pairs(args.a_env), shlex.split(args.args) + shlex.split(args.a_args)),
-             "b": (args.b_root, env_pairs(args.b_env), shlex.split(args.args) + shlex.split(args.b_args))}
+    sides = {"a": (args.a_root, dict(args.a_env), shlex.split(args.args) + shlex.split(args.a_args)),
+             "b": (args.b_root, dict(args.b_env), shlex.split(args.args) + shlex.split(args.b_args))}
     runs = []
     for n in range(args.pairs):
         pair = {}
@@ -81,8 +79,8 @@ def main() -> None:
             pair[side] = run_once(args.home, *sides[side])
             print(json.dumps({"pair": n + 1, "side": side, **pair[side]}), file=sys.stderr, flush=True)
         runs.append(pair)
-    print(json.dumps({"a": {"root": str(args.a_root), "env": args.a_env, "args": sides["a"][2]},
-                      "b": {"root": str(args.b_root), "env": args.b_env, "args": sides["b"][2]},
+    print(json.dumps({"a": {"root": str(args.a_root), "env": sides["a"][1], "args": sides["a"][2]},
+                      "b": {"root": str(args.b_root), "env": sides["b"][1], "args": sides["b"][2]},
                       "runs": runs,
                       "first_token_p95": summary(runs, "first_token_p95"),
                       "first_token_p50": summary(runs, "first_token_p50"),
