@@ -6,7 +6,7 @@ a change is only compared with its baseline run right before or after it. Each p
 side's median and how many pairs each won.
 
     .venv/bin/python benchmarks/burst_pairs.py --home HOME --pairs 4 --a-root OTHER_CHECKOUT
-    .venv/bin/python benchmarks/burst_pairs.py --home HOME --pairs 4 --b-env MENTOR_TURN_SETUP_SLOTS=96
+    .venv/bin/python benchmarks/burst_pairs.py --home HOME --pairs 4 --a-env MENTOR_TURN_SETUP_SLOTS=64
     .venv/bin/python benchmarks/burst_pairs.py --home HOME --pairs 4 --b-args="--workers 2"
 
 Prints JSON: every run's key figures, then the summary. Asserts nothing.
