@@ -95,6 +95,45 @@ def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_re
     ws.close()
 
 
+def test_a_client_that_never_saw_its_ack_resends_and_gets_a_new_answer_in_the_same_conversation(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    """The worker died before the ack reached the client, and a live one closed the answer before the
+    client came back: re-sending without a conversation id retries the stored message where it is."""
+    from server.auth import issue_token
+
+    db = live.services.db
+    mateo = Caller(user_id=demo_ids["mateo"])
+    client_id = uuid.uuid4().hex
+    start = convs.start_turn(db, mateo, persona="support", text="How do withdrawals work?", client_id=client_id,
+                             conversation_id=None, worker_id=4243)  # a dead worker's turn
+    with db.admin() as conn:
+        conn.execute("UPDATE conversations SET updated_at = now() - interval '1 minute' WHERE id = %s",
+                     (start.conversation_id,))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # a live worker's janitor closes it
+        with db.admin() as conn:
+            status = conn.execute("SELECT status FROM messages WHERE id = %s",
+                                  (start.assistant_message_id,)).fetchone()["status"]
+        if status == "error":
+            break
+        time.sleep(0.2)
+    assert status == "error"
+
+    ws, _ = open_ws(live, issue_token(live.services.settings, mateo.user_id))
+    message(ws, "How do withdrawals work?", persona="support", client_id=client_id)  # no conversation id
+    retried = until(ws, "done", timeout=30)
+    ack = retried[0]
+    assert ack["type"] == "ack" and ack["conversation_id"] == start.conversation_id
+    assert ack["message_id"] != start.assistant_message_id and ack["user_message_id"] == start.user_message_id
+    seqs = [e["seq"] for e in retried if e.get("seq") is not None]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 1  # past the closed attempt, no gap
+    assert retried[-1]["finish_reason"] == "stop" and text_of(retried)
+    with db.admin() as conn:
+        asked = conn.execute("SELECT count(*) AS n FROM messages WHERE conversation_id = %s AND role = 'user'",
+                             (start.conversation_id,)).fetchone()["n"]
+    assert asked == 1
+    ws.close()
+
+
 def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
     """`read_on` gives a follower (resume, a second tab) the events and the answer still streaming. Were
     they read at different moments, an answer ending in between would be reported streaming with its
