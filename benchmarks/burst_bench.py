@@ -145,9 +145,10 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: l
     cpu_before = cpu_seconds(pids)
     per_pid_before = {p: cpu_seconds([p]) for p in pids}
     rss_before = sum(rss_mb(p) for p in pids)
+    names = {pid: _name(pid, servers) for pid in pids}
     roles: dict[str, list[int]] = {}
-    for pid in pids:  # the worker(s) and their embedding processes apart: one GIL each
-        roles.setdefault(_name(pid, servers).split(":")[0], []).append(pid)
+    for pid, name in names.items():  # the worker(s) and their embedding processes apart: one GIL each
+        roles.setdefault(name.split(":")[0], []).append(pid)
     timeline = CpuTimeline({**roles, **others})
     began = time.perf_counter()
     go.set()
@@ -155,7 +156,7 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: l
     wall = time.perf_counter() - began
     timeline.stop()
     cpu = cpu_seconds(pids) - cpu_before
-    per_process = {_name(p, servers): round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
+    per_process = {names[p]: round(cpu_seconds([p]) - per_pid_before[p], 1) for p in pids}
     others_cpu = {k: round(cpu_seconds(v) - others_before[k], 1) for k, v in others.items()}
     await asyncio.sleep(2)  # idle backends report their statistics within a second
     counters = {k: v - counters_before[k] for k, v in database_counters(args.home).items()}

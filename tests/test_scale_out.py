@@ -186,7 +186,8 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
         [r for r in rows if not (r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0)][:3]
     # A client whose ack was lost with the killed worker, and whose re-send came after a survivor had
     # closed that attempt, got the retry's events only: what it skipped is the closed attempt, whole.
-    for r in (r for r in results if r["seqs"][0] != 1):
+    late = [r for r in results if r["seqs"][0] != 1]
+    for r in late:
         with knowledge.admin() as conn:
             skipped = conn.execute(
                 """SELECT type, payload->>'code' AS code, payload->>'finish_reason' AS finish
@@ -195,6 +196,5 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
         assert skipped[0]["type"] == "ack", skipped
         assert [(e["type"], e["code"] or e["finish"]) for e in skipped[-2:]] == [("error", "interrupted"),
                                                                                  ("done", "error")], skipped
-    late = sum(r["seqs"][0] != 1 for r in results)
     print(f"{len(interrupted)} of {CONVERSATIONS} conversations were on the killed worker; all resumed and retried "
-          f"({late} re-sent after their ack was lost and the attempt closed)")
+          f"({len(late)} re-sent after their ack was lost and the attempt closed)")

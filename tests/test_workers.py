@@ -58,20 +58,28 @@ def test_cancel_reaches_the_worker_running_the_turn(live_slow, live_other_worker
     first.close()
 
 
+def quiet_turn_of_a_dead_worker(db, caller: Caller, client_id: str, worker_id: int,  # type: ignore[no-untyped-def]
+                                partial: str | None = None) -> convs.TurnStart:
+    """A turn stored by a worker no live process holds the lock of (having streamed `partial`, if given),
+    quiet for a minute since: a live worker's janitor is to close it."""
+    start = convs.start_turn(db, caller, persona="support", text="How do withdrawals work?", client_id=client_id,
+                             conversation_id=None, worker_id=worker_id)
+    if partial is not None:
+        convs.append_events(db, [convs.NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
+                                                {"type": "token", "delta": partial})])
+    with db.admin() as conn:
+        conn.execute("UPDATE conversations SET updated_at = now() - interval '1 minute' WHERE id = %s",
+                     (start.conversation_id,))
+    return start
+
+
 def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_retries(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
     from server.auth import issue_token
 
     db = live.services.db
     mateo = Caller(user_id=demo_ids["mateo"])
     client_id = uuid.uuid4().hex
-    dead_worker = 4242  # no live worker holds this id's lock
-    start = convs.start_turn(db, mateo, persona="support", text="How do withdrawals work?", client_id=client_id,
-                             conversation_id=None, worker_id=dead_worker)
-    convs.append_events(db, [convs.NewEvent(start.conversation_id, mateo.user_id, start.assistant_message_id,
-                                            {"type": "token", "delta": "Withdrawals take"})])
-    with db.admin() as conn:  # it has been quiet for a while
-        conn.execute("UPDATE conversations SET updated_at = now() - interval '1 minute' WHERE id = %s",
-                     (start.conversation_id,))
+    start = quiet_turn_of_a_dead_worker(db, mateo, client_id, worker_id=4242, partial="Withdrawals take")
 
     ws, _ = open_ws(live, issue_token(live.services.settings, mateo.user_id))
     began = time.monotonic()
@@ -103,11 +111,7 @@ def test_a_client_that_never_saw_its_ack_resends_and_gets_a_new_answer_in_the_sa
     db = live.services.db
     mateo = Caller(user_id=demo_ids["mateo"])
     client_id = uuid.uuid4().hex
-    start = convs.start_turn(db, mateo, persona="support", text="How do withdrawals work?", client_id=client_id,
-                             conversation_id=None, worker_id=4243)  # a dead worker's turn
-    with db.admin() as conn:
-        conn.execute("UPDATE conversations SET updated_at = now() - interval '1 minute' WHERE id = %s",
-                     (start.conversation_id,))
+    start = quiet_turn_of_a_dead_worker(db, mateo, client_id, worker_id=4243)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # a live worker's janitor closes it
         with db.admin() as conn:
