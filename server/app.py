@@ -197,7 +197,9 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
         await inbox_endpoint(websocket, websocket.app.state.services)
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:
+        """Liveness for the balancer: answered on the event loop itself (a plain `def` would wait for a
+        thread and a second pass of a busy loop), so it measures what it should — that the loop runs."""
         return {"status": "ok"}
 
     @app.get("/readyz")
