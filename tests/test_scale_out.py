@@ -6,6 +6,7 @@ Every client must end with exactly one complete answer: the ones on the killed w
 through the balancer, resume from the last seq they saw, receive their turn's typed retryable
 `interrupted` error (written by a surviving worker once the dead one's liveness lock is gone), and
 re-send the same message, which retries it. No message lost, no answer duplicated, no seq skipped.
+And the balancer takes out the killed worker only: the survivors, however busy, keep their sockets.
 """
 
 from __future__ import annotations
@@ -84,33 +85,45 @@ class Cluster:
                 proc.kill()
 
 
-async def converse(url: str, index: int, started: list[int]) -> dict:
-    """One user's conversation through the balancer, reconnecting and resuming (or re-sending) as needed."""
+async def converse(url: str, index: int, started: list[int], where: dict[int, dict]) -> dict:
+    """One user's conversation through the balancer, reconnecting and resuming (or re-sending) as needed.
+
+    Like the shipped client (server/static/chat-client.js), a message stays pending until its ack
+    arrives: after a reconnect a pending message is sent again (the server deduplicates it by client
+    id, or retries it if its attempt was closed), anything else is resumed from the last seq seen.
+    `where[index]` says what the client is waiting for, for the report if it never finishes.
+    """
     client_id, text = f"scale-{index}-{uuid.uuid4().hex[:8]}", f"How do I find clients for project type {index}?"
     conversation, last_seq, seqs, tokens = None, 0, [], []
     answers, interrupted, reconnects, errors = [], 0, 0, []
-    resend, sent, blind_resends = True, False, 0
+    pending, sent, blind_resends, kind = True, False, 0, None
+
+    def message() -> str:
+        frame = {"type": "message", "client_id": client_id, "persona": "marcus", "text": text}
+        return json.dumps(frame | ({"conversation_id": conversation} if conversation else {}))
+
     while True:
         try:
+            where[index] = {"waiting": "to connect", "reconnects": reconnects}
             async with websockets.connect(url, open_timeout=30, ping_interval=None, max_size=2**22) as ws:
-                assert json.loads(await ws.recv())["type"] == "ready"
-                if resend:
+                assert json.loads(await asyncio.wait_for(ws.recv(), timeout=30))["type"] == "ready"
+                if pending:
                     blind_resends += sent and conversation is None  # sent before, but its ack never arrived
                     sent = True
-                    frame = {"type": "message", "client_id": client_id, "persona": "marcus", "text": text}
-                    await ws.send(json.dumps(frame | ({"conversation_id": conversation} if conversation else {})))
-                    resend = False
+                    await ws.send(message())
                 else:
                     await ws.send(json.dumps({"type": "resume", "conversation_id": conversation,
                                               "after_seq": last_seq}))
                 while True:
+                    where[index] = {"waiting": f"after {kind}", "seq": last_seq, "conversation": conversation,
+                                    "pending": pending, "reconnects": reconnects}
                     event = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
                     if event.get("seq") is not None:
                         seqs.append(event["seq"])
                         last_seq = event["seq"]
                     kind = event["type"]
                     if kind == "ack":
-                        conversation, tokens = event["conversation_id"], []
+                        conversation, tokens, pending = event["conversation_id"], [], False
                     elif kind == "token":
                         if not tokens:
                             started.append(index)
@@ -126,14 +139,38 @@ async def converse(url: str, index: int, started: list[int]) -> dict:
                                 "interrupted": interrupted, "reconnects": reconnects, "errors": errors,
                                 "blind_resends": blind_resends}
                     elif kind == "done":  # the interrupted attempt is closed: send the same message again
-                        await ws.send(json.dumps({"type": "message", "client_id": client_id, "persona": "marcus",
-                                                  "text": text, "conversation_id": conversation}))
+                        pending = True
+                        await ws.send(message())
         except (websockets.WebSocketException, OSError, TimeoutError):  # dropped, or 502/503 while a worker dies
             reconnects += 1
-            resend = resend or conversation is None  # no ack seen: the re-sent message is deduplicated
             await asyncio.sleep(0.2 + random.random() * 0.3)
             if reconnects > 20:
                 raise
+
+
+def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Path) -> str:  # type: ignore[no-untyped-def]
+    """What the clients that never finished waited for, their conversations as stored, the logs' tails."""
+    lines = [f"{len(stalled)} clients never finished:"]
+    lines += [f"  client {i}: {where.get(i)}" for i in stalled[:10]]
+    ids = [where[i]["conversation"] for i in stalled if where.get(i, {}).get("conversation")]
+    with knowledge.admin() as conn:
+        for cid in ids[:5]:
+            messages = conn.execute("SELECT id, role, status, worker_id FROM messages WHERE conversation_id = %s "
+                                    "ORDER BY id", (cid,)).fetchall()
+            events = conn.execute("SELECT seq, type, message_id FROM conversation_events WHERE conversation_id = %s "
+                                  "ORDER BY seq DESC LIMIT 4", (cid,)).fetchall()
+            lines.append(f"  {cid}: messages {messages}; last events {events}")
+    for log in sorted(logs.iterdir()):
+        if log.is_file():
+            tail = log.read_text(errors="replace").splitlines()[-8:]
+            lines += [f"--- {log.name}:"] + [f"  {line[:300]}" for line in tail]
+    return "\n".join(lines)
+
+
+def live_workers_marked_down(haproxy_log: Path, killed: str) -> list[str]:
+    """HAProxy's verdicts on the workers that were never killed: each one cut every socket it served."""
+    return [line for line in haproxy_log.read_text().splitlines()
+            if " is DOWN" in line and f"workers/{killed} " not in line]
 
 
 def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -148,19 +185,29 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
     try:
         base = f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
 
-        async def scenario() -> list[dict]:
+        where: dict[int, dict] = {}
+
+        async def scenario() -> list[asyncio.Task]:
             started: list[int] = []
-            tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started))
-                     for i in range(CONVERSATIONS)]
+            tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started,
+                                                  where)) for i in range(CONVERSATIONS)]
             deadline = time.time() + 60
             while len(started) < CONVERSATIONS // 2 and time.time() < deadline:
                 await asyncio.sleep(0.05)
             cluster.workers[1].send_signal(signal.SIGKILL)  # mid-stream: half the answers have begun
-            return await asyncio.wait_for(asyncio.gather(*tasks), timeout=240)
+            await asyncio.wait(tasks, timeout=240)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return tasks
 
-        results = asyncio.run(scenario())
+        tasks = asyncio.run(scenario())
     finally:
         cluster.stop()
+
+    stalled = [i for i, task in enumerate(tasks) if task.cancelled()]
+    assert not stalled, stall_report(knowledge, where, stalled, tmp_path)
+    results = [task.result() for task in tasks]
 
     want = expected_answer(TOKENS)
     assert len(results) == CONVERSATIONS
@@ -196,5 +243,7 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
         assert skipped[0]["type"] == "ack", skipped
         assert [(e["type"], e["code"] or e["finish"]) for e in skipped[-2:]] == [("error", "interrupted"),
                                                                                  ("done", "error")], skipped
+    # a worker that lives, however busy, keeps its sockets: only the killed one is taken out
+    assert not live_workers_marked_down(tmp_path / "haproxy", killed="w2"), (tmp_path / "haproxy").read_text()
     print(f"{len(interrupted)} of {CONVERSATIONS} conversations were on the killed worker; all resumed and retried "
           f"({len(late)} re-sent after their ack was lost and the attempt closed)")
