@@ -187,6 +187,8 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: l
                                 "max": round(max(ratios), 3) if ratios else None},
         "burst_wall_s": round(wall, 1),
         "conversations_per_worker": dict(Counter(t["worker"] for t in turns)),
+        # a live worker marked down by the balancer's health check has its sockets cut (deploy/haproxy.cfg)
+        "workers_marked_down": marked_down(args.home / "burst-haproxy.log") if args.balancer else None,
         "server_cpu_s": round(cpu, 1), "server_cpu_by_process_s": per_process, "events_relayed": relayed,
         "server_cpu_ms_per_event": round(cpu * 1000 / max(1, relayed), 3),
         "server_rss_mb_before": round(rss_before, 1),
@@ -194,6 +196,13 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: l
         "cores_busy_until_p95_first_token": {"window_s": round(window_end - began, 2), **busy,
                                              "total": round(sum(busy.values()), 2)},
     }
+
+
+def marked_down(log: Path) -> list[str]:
+    """HAProxy's "Server workers/wN is DOWN, reason: ..." lines, shortened to "wN: reason"."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.split("workers/")[1].split(", check duration")[0].replace(" is DOWN, reason", "")
+            for line in lines if " is DOWN" in line]
 
 
 class CpuTimeline:
@@ -303,8 +312,9 @@ def main() -> None:
         if args.balancer:
             for p in ports:
                 wait_http(f"http://127.0.0.1:{p}/readyz", timeout=300)
-            balancer = subprocess.Popen(["haproxy", "-db", "-f", str(lb_config)], env=lb_env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(args.home / "burst-haproxy.log", "w") as lb_log:  # its health checks' verdicts
+                balancer = subprocess.Popen(["haproxy", "-db", "-f", str(lb_config)], env=lb_env,
+                                            stdout=lb_log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
         pids = [p for server in servers for p in worker_pids(server.pid)]
 
