@@ -18,6 +18,10 @@ SETUP_WAIT_SECONDS = Histogram("mentor_turn_setup_wait_seconds",
                                "Time a message waited for a setup slot (MENTOR_TURN_SETUP_SLOTS) before it was "
                                "stored: the worker's queue under a burst", registry=REGISTRY,
                                buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+SETUP_SLOTS = Gauge("mentor_turn_setup_slots", "Turns this worker lets into setup at once (MENTOR_TURN_SETUP_SLOTS; "
+                    "`mentor serve --workers N` gives each worker 64 unless set)", registry=REGISTRY)
+SETUP_BUSY = Gauge("mentor_turn_setup_slots_busy", "Setup slots held now: at the limit, new messages wait",
+                   registry=REGISTRY)
 HANDOFF_QUEUE = Gauge("mentor_handoff_queue", "Conversations handed to a person and waiting for one (read at scrape)",
                       registry=REGISTRY)
 FIRST_HUMAN_REPLY_SECONDS = Histogram("mentor_first_human_reply_seconds",

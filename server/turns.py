@@ -109,6 +109,7 @@ class TurnService:
         self.s = services
         self.running: dict[str, RunningTurn] = {}  # conversation id -> the turn streaming in it, on this worker
         self.setup_slots = asyncio.Semaphore(services.settings.turn_setup_slots)
+        metrics.SETUP_SLOTS.set(services.settings.turn_setup_slots)
         services.hub.on_cancel = self.cancel_here
 
     # -- starting ---------------------------------------------------------------------------------
@@ -189,6 +190,7 @@ class TurnService:
         waited = time.perf_counter()
         await self.setup_slots.acquire()
         metrics.SETUP_WAIT_SECONDS.observe(time.perf_counter() - waited)
+        metrics.SETUP_BUSY.inc()
         released = False
 
         def release() -> None:
@@ -196,6 +198,7 @@ class TurnService:
             if not released:
                 released = True
                 self.setup_slots.release()
+                metrics.SETUP_BUSY.dec()
 
         return release
 

@@ -132,3 +132,15 @@ def test_a_handoff_across_two_worker_processes(two_workers, knowledge, demo_ids)
     assert answer[-1]["finish_reason"] == "stop" and any(e["type"] == "token" for e in answer)
     inbox.close()
     customer.close()
+
+
+def test_each_worker_process_gets_its_own_64_setup_slots(two_workers) -> None:  # type: ignore[no-untyped-def]
+    """A lone worker has 96 (tests/test_serve.py); two on one host do better with 64 each (README)."""
+    slots: dict[str, str] = {}
+    for _ in range(60):  # a new connection each time: the kernel hands it to either process
+        scraped = httpx.get(f"http://{two_workers}/metrics", timeout=10)
+        slots[scraped.headers[WORKER]] = next(line for line in scraped.text.splitlines()
+                                              if line.startswith("mentor_turn_setup_slots "))
+        if len(slots) == 2:
+            break
+    assert list(slots.values()) == ["mentor_turn_setup_slots 64.0"] * 2, slots
