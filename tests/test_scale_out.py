@@ -7,6 +7,9 @@ through the balancer, resume from the last seq they saw, receive their turn's ty
 `interrupted` error (written by a surviving worker once the dead one's liveness lock is gone), and
 re-send the same message, which retries it. No message lost, no answer duplicated, no seq skipped.
 And the balancer takes out the killed worker only: the survivors, however busy, keep their sockets.
+
+A frozen worker (SIGSTOP) is taken out by the balancer's check timing out; its clients resume on the
+others and get their answers once it runs again.
 """
 
 from __future__ import annotations
@@ -167,59 +170,58 @@ def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Pa
     return "\n".join(lines)
 
 
-def live_workers_marked_down(haproxy_log: Path, killed: str) -> list[str]:
-    """HAProxy's verdicts on the workers that were never killed: each one cut every socket it served."""
-    return [line for line in haproxy_log.read_text().splitlines()
-            if " is DOWN" in line and f"workers/{killed} " not in line]
+def marked_down(haproxy_log: Path) -> list[str]:
+    """HAProxy's verdicts, "wN: reason": each worker marked down had every socket it served cut."""
+    return [line.split("workers/")[1].split(", check duration")[0].replace(" is DOWN, reason", "")
+            for line in haproxy_log.read_text().splitlines() if " is DOWN" in line]
 
 
-def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) -> list[dict]:  # type: ignore[no-untyped-def]
+    """`count` conversations through the balancer; once half have their first token, `meanwhile()` (a
+    coroutine) acts on the cluster. Every client must finish: a stalled one is reported, not waited for."""
     from server.auth import issue_token
     from store.settings import get_settings
 
     with knowledge.admin() as conn:
         users = [r["id"] for r in conn.execute(
             "SELECT id FROM users WHERE NOT is_demo AND role = 'freelancer' ORDER BY id LIMIT 40")]
-    settings = get_settings()
-    cluster = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path)
+    settings, base = get_settings(), f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
+    where: dict[int, dict] = {}
+
+    async def scenario() -> list[asyncio.Task]:
+        started: list[int] = []
+        tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started,
+                                              where)) for i in range(count)]
+        deadline = time.time() + 60
+        while len(started) < count // 2 and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        await meanwhile()
+        await asyncio.wait(tasks, timeout=240)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return tasks
+
     try:
-        base = f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
-
-        where: dict[int, dict] = {}
-
-        async def scenario() -> list[asyncio.Task]:
-            started: list[int] = []
-            tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started,
-                                                  where)) for i in range(CONVERSATIONS)]
-            deadline = time.time() + 60
-            while len(started) < CONVERSATIONS // 2 and time.time() < deadline:
-                await asyncio.sleep(0.05)
-            cluster.workers[1].send_signal(signal.SIGKILL)  # mid-stream: half the answers have begun
-            await asyncio.wait(tasks, timeout=240)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            return tasks
-
         tasks = asyncio.run(scenario())
     finally:
         cluster.stop()
-
     stalled = [i for i, task in enumerate(tasks) if task.cancelled()]
-    assert not stalled, stall_report(knowledge, where, stalled, tmp_path)
-    results = [task.result() for task in tasks]
+    assert not stalled, stall_report(knowledge, where, stalled, logs)
+    return [task.result() for task in tasks]
 
+
+def check_every_answer(knowledge, results: list[dict], count: int) -> None:  # type: ignore[no-untyped-def]
+    """Exactly one complete answer per client, every token in order, seqs without a gap or repeat; the
+    database holds one user message and one complete answer per conversation, none left streaming."""
     want = expected_answer(TOKENS)
-    assert len(results) == CONVERSATIONS
+    assert len(results) == count
     for r in results:
-        assert r["answers"] == [want], r  # exactly one complete answer, every token in order
+        assert r["answers"] == [want], r
         first = r["seqs"][0]
-        assert r["seqs"] == list(range(first, first + len(r["seqs"]))), r  # no gap, no repeat
+        assert r["seqs"] == list(range(first, first + len(r["seqs"]))), r
         assert first == 1 or r["blind_resends"], r  # from the first seq, unless the client never saw its ack
         assert not r["errors"], r
-    interrupted = [r for r in results if r["interrupted"]]
-    assert interrupted, "the killed worker was streaming answers"
-    assert all(r["reconnects"] for r in interrupted)
     ids = [r["conversation"] for r in results]
     with knowledge.admin() as conn:
         rows = conn.execute(
@@ -228,9 +230,22 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
                       count(*) FILTER (WHERE role = 'assistant' AND status = 'complete') AS complete,
                       count(*) FILTER (WHERE role = 'assistant' AND status = 'streaming') AS streaming
                FROM messages WHERE conversation_id = ANY(%s::uuid[]) GROUP BY conversation_id""", (ids,)).fetchall()
-    assert len(rows) == CONVERSATIONS
+    assert len(rows) == count
     assert all(r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0 for r in rows), \
         [r for r in rows if not (r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0)][:3]
+
+
+def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cluster = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path)
+
+    async def kill() -> None:
+        cluster.workers[1].send_signal(signal.SIGKILL)  # mid-stream: half the answers have begun
+
+    results = run_clients(knowledge, cluster, CONVERSATIONS, tmp_path, kill)
+    check_every_answer(knowledge, results, CONVERSATIONS)
+    interrupted = [r for r in results if r["interrupted"]]
+    assert interrupted, "the killed worker was streaming answers"
+    assert all(r["reconnects"] for r in interrupted)
     # A client whose ack was lost with the killed worker, and whose re-send came after a survivor had
     # closed that attempt, got the retry's events only: what it skipped is the closed attempt, whole.
     late = [r for r in results if r["seqs"][0] != 1]
@@ -244,6 +259,36 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
         assert [(e["type"], e["code"] or e["finish"]) for e in skipped[-2:]] == [("error", "interrupted"),
                                                                                  ("done", "error")], skipped
     # a worker that lives, however busy, keeps its sockets: only the killed one is taken out
-    assert not live_workers_marked_down(tmp_path / "haproxy", killed="w2"), (tmp_path / "haproxy").read_text()
+    verdicts = marked_down(tmp_path / "haproxy")
+    assert [v.split(":")[0] for v in verdicts] == ["w2"], verdicts
     print(f"{len(interrupted)} of {CONVERSATIONS} conversations were on the killed worker; all resumed and retried "
           f"({len(late)} re-sent after their ack was lost and the attempt closed)")
+
+
+def test_a_frozen_worker_is_taken_out_and_its_answers_finish_when_it_runs_again(knowledge, pg_server,
+                                                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP: nothing refuses, nothing answers. The balancer's check times out (deploy/haproxy.cfg:
+    ~21 s) and cuts the worker's sockets; its clients resume on the others and wait, because the frozen
+    worker still holds its liveness lock. Once it runs again (SIGCONT) its turns go on and every client
+    gets its answer, through a survivor, with nothing interrupted or repeated."""
+    cluster, count = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path), 30
+    frozen_for: list[float] = []
+
+    async def freeze_until_taken_out() -> None:
+        began = time.monotonic()
+        cluster.workers[1].send_signal(signal.SIGSTOP)
+        try:
+            while not marked_down(tmp_path / "haproxy") and time.monotonic() - began < 60:
+                await asyncio.sleep(0.2)
+        finally:
+            frozen_for.append(time.monotonic() - began)
+            cluster.workers[1].send_signal(signal.SIGCONT)
+
+    results = run_clients(knowledge, cluster, count, tmp_path, freeze_until_taken_out)
+    verdicts = marked_down(tmp_path / "haproxy")
+    assert verdicts == ["w2: Layer7 timeout"], verdicts  # the frozen one only, by its check timing out
+    check_every_answer(knowledge, results, count)
+    assert not any(r["interrupted"] for r in results)
+    cut = [r for r in results if r["reconnects"]]
+    assert cut, "the frozen worker served some of the clients"
+    print(f"taken out after {frozen_for[0]:.1f} s frozen; {len(cut)} of {count} clients resumed elsewhere")
