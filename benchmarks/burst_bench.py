@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, worker_pids  # noqa: E402
+from evals.balancer import marked_down  # noqa: E402
 from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
 from server.gc_tuning import tune_gc  # noqa: E402
@@ -196,13 +197,6 @@ async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: l
         "cores_busy_until_p95_first_token": {"window_s": round(window_end - began, 2), **busy,
                                              "total": round(sum(busy.values()), 2)},
     }
-
-
-def marked_down(log: Path) -> list[str]:
-    """HAProxy's "Server workers/wN is DOWN, reason: ..." lines, shortened to "wN: reason"."""
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [line.split("workers/")[1].split(", check duration")[0].replace(" is DOWN, reason", "")
-            for line in lines if " is DOWN" in line]
 
 
 class CpuTimeline:

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from evals.balancer import marked_down
 from evals.mock_llm import expected_answer, wait_http
 from tests.conftest import REPO, free_port
 
@@ -168,12 +169,6 @@ def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Pa
             tail = log.read_text(errors="replace").splitlines()[-8:]
             lines += [f"--- {log.name}:"] + [f"  {line[:300]}" for line in tail]
     return "\n".join(lines)
-
-
-def marked_down(haproxy_log: Path) -> list[str]:
-    """HAProxy's verdicts, "wN: reason": each worker marked down had every socket it served cut."""
-    return [line.split("workers/")[1].split(", check duration")[0].replace(" is DOWN, reason", "")
-            for line in haproxy_log.read_text().splitlines() if " is DOWN" in line]
 
 
 def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) -> list[dict]:  # type: ignore[no-untyped-def]
