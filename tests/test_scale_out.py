@@ -177,13 +177,13 @@ def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) 
     from server.auth import issue_token
     from store.settings import get_settings
 
-    with knowledge.admin() as conn:
-        users = [r["id"] for r in conn.execute(
-            "SELECT id FROM users WHERE NOT is_demo AND role = 'freelancer' ORDER BY id LIMIT 40")]
-    settings, base = get_settings(), f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
     where: dict[int, dict] = {}
 
     async def scenario() -> list[asyncio.Task]:
+        with knowledge.admin() as conn:
+            users = [r["id"] for r in conn.execute(
+                "SELECT id FROM users WHERE NOT is_demo AND role = 'freelancer' ORDER BY id LIMIT 40")]
+        settings, base = get_settings(), f"ws://127.0.0.1:{cluster.lb_port}/ws/chat?token="
         started: list[int] = []
         tasks = [asyncio.create_task(converse(base + issue_token(settings, users[i % len(users)]), i, started,
                                               where)) for i in range(count)]
@@ -200,7 +200,7 @@ def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) 
     try:
         tasks = asyncio.run(scenario())
     finally:
-        cluster.stop()
+        cluster.stop()  # whatever failed, no process is left running
     stalled = [i for i, task in enumerate(tasks) if task.cancelled()]
     assert not stalled, stall_report(knowledge, where, stalled, logs)
     return [task.result() for task in tasks]
