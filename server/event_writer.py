@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from store.conversations import NewEvent, append_events
 from store.db import Database
-from store.errors import DatabaseUnavailable
+from store.errors import DatabaseUnavailable, WorkerFenced
 
 log = logging.getLogger("mentor.writer")
 MAX_BATCH = 2000
@@ -65,10 +65,13 @@ def _settle_all(outcomes: list[tuple[Pending, int | None, Exception | None]]) ->
 
 class EventWriter:
     def __init__(self, db: Database, on_batch: Callable[[set[str]], None] | None = None,
-                 commit_interval_s: float = 0.0) -> None:
+                 commit_interval_s: float = 0.0, lease: Callable[[], int | None] = lambda: None,
+                 on_fenced: Callable[[], None] = lambda: None) -> None:
         self.db = db
         self.commit_interval_s = commit_interval_s
         self.on_batch = on_batch  # on the loop, after a batch is delivered: the conversations it touched
+        self.lease = lease  # the worker id whose lease the batches are written under (None: no lease yet)
+        self.on_fenced = on_fenced  # the lease was fenced off: the worker must end (server/hub.py)
         self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         threading.Thread(target=self._run, daemon=True, name="event-writer").start()
 
@@ -106,9 +109,11 @@ class EventWriter:
         if not batch:
             return doomed
         try:
-            seqs = append_events(self.db, [p.item for p in batch], notify=True)
+            seqs = append_events(self.db, [p.item for p in batch], notify=True, writer=self.lease())
         except Exception as exc:  # noqa: BLE001 - reported to each turn; the writer must live on
-            if not isinstance(exc, DatabaseUnavailable) and len({p.item.conversation_id for p in batch}) > 1:
+            if isinstance(exc, WorkerFenced):
+                self.on_fenced()
+            elif not isinstance(exc, DatabaseUnavailable) and len({p.item.conversation_id for p in batch}) > 1:
                 # one bad conversation (e.g. deleted) must not fail everyone else's events
                 return doomed + [outcome for pending in batch for outcome in self._write([pending])]
             for pending in batch:

@@ -11,6 +11,11 @@
 - Liveness: while the worker lives, its listening session holds an advisory lock on the worker's id
   (stored on each answer it streams). A killed worker's session ends, the lock is free, and every
   worker's janitor closes that worker's unfinished answers as `interrupted` (store.conversations.close_orphans).
+- A worker that stops running but keeps its sessions (frozen, its event loop hung) keeps that lock, so
+  it also renews a lease from its event loop. A lease not renewed for MENTOR_WORKER_LEASE_S is fenced
+  off by another worker's janitor (store/workers.py): its answers are closed like a dead worker's, and
+  if it runs again its writes are refused and it ends itself (SIGKILL: the end the others already
+  handle); its process manager starts a fresh one.
 """
 
 from __future__ import annotations
@@ -19,25 +24,38 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
+import signal
 from collections.abc import Callable
 
 import psycopg
 
 from agents.aio import run_blocking
 from store import conversations as convs
+from store import workers
 from store.db import Database
 from store.errors import MentorError
 
 log = logging.getLogger("mentor.hub")
 JANITOR_S = 2.0  # how often orphaned answers are looked for
 FALLBACK_S = 2.0  # a follower re-reads at least this often, in case a notification was missed
+RENEW_S = 2.0  # how often the lease is renewed
+
+
+def end_this_process() -> None:
+    """A fenced worker's end: SIGKILL, exactly what the other workers and the process manager handle."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Hub:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lease_s: float = 15.0) -> None:
         self.db = db
         self.worker_id = secrets.randbits(62) + 1  # positive bigint, unique per process start
+        self.lease_s = lease_s
+        self.lease_registered = False  # from then on this worker's events are written under its lease
+        self.on_fenced: Callable[[], None] = end_this_process
+        self._renewing_since: float | None = None  # loop time since when every renewal has succeeded
         self.on_cancel: Callable[[str], None] = lambda conversation_id: None
         self.listening: asyncio.Event | None = None  # created on the serving loop in start()
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -115,6 +133,7 @@ class Hub:
         """Start listening (and holding the liveness lock) and the janitor; wait until listening."""
         self.listening = asyncio.Event()
         self._tasks = [asyncio.create_task(self._listen(), name="hub-listen"),
+                       asyncio.create_task(self._lease(), name="hub-lease"),
                        asyncio.create_task(self._janitor(), name="hub-janitor")]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.listening.wait(), timeout)
@@ -131,8 +150,7 @@ class Hub:
         assert self.listening is not None
         while True:
             try:
-                url = await run_blocking(self.db.service_url)
-                conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+                conn = await self._connect()
                 async with conn:
                     await conn.execute("SELECT pg_advisory_lock(%s)", (self.worker_id,))
                     await conn.execute("LISTEN mentor_events")
@@ -160,9 +178,73 @@ class Hub:
                 self.listening.clear()
                 await asyncio.sleep(1.0)
 
+    async def _connect(self) -> psycopg.AsyncConnection:
+        """A session of this worker's own (not pooled), named so that a fence ends it with the pool's."""
+        url = await run_blocking(self.db.service_url)
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5,
+                                                     application_name=workers.session_names(self.db.application_name)[1])
+
+    async def _lease(self) -> None:
+        """Renew the lease from the event loop: if the loop stops, so do the renewals."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn = await self._connect()
+                async with conn:
+                    await workers.register(conn, self.worker_id, self.db.application_name, self.lease_s)
+                    self.lease_registered = True
+                    last = None
+                    while await workers.renew(conn, self.worker_id):
+                        now = loop.time()
+                        if self._renewing_since is None or (last is not None and now - last > self.lease_s):
+                            self._renewing_since = now  # (re)started, or this loop itself stalled
+                        last = now
+                        await asyncio.sleep(RENEW_S)
+                    if self.lease_registered:  # not given back by release()
+                        self.fenced()
+                    return
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, MentorError, OSError):
+                self._renewing_since = None
+                await asyncio.sleep(1.0)
+
+    def fenced(self) -> None:
+        """Another worker fenced this one off and closed its answers: nothing of it may be stored now."""
+        log.critical("this worker's lease expired and another worker fenced it off; ending it",
+                     extra={"worker_id": self.worker_id})
+        self.on_fenced()
+
+    def may_fence(self) -> bool:
+        """Only a worker that has renewed its own lease for a whole lease period judges others' leases:
+        after a database outage every lease is old, and none of them should be fenced for it."""
+        since = self._renewing_since
+        return since is not None and asyncio.get_running_loop().time() - since >= self.lease_s + RENEW_S
+
+    async def release(self) -> None:
+        """A clean stop gives the lease back (the survivors' usual rule closes anything left streaming);
+        from here on this worker's events are written without it, and nothing ends the process."""
+        self.lease_registered = False
+        self.on_fenced = lambda: None
+        with contextlib.suppress(psycopg.Error, MentorError, OSError):
+            conn = await self._connect()
+            async with conn:
+                await workers.release(conn, self.worker_id)
+
     async def _janitor(self) -> None:
         while True:
             await asyncio.sleep(JANITOR_S)
+            if self.may_fence():
+                try:
+                    fenced = await run_blocking(workers.fence_stale, self.db, self.worker_id,
+                                                self.db.application_name)
+                except MentorError:
+                    fenced = []  # the database is away; the next round tries again
+                except Exception:  # noqa: BLE001 - the janitor must live on, and close what it can
+                    log.exception("fencing off stale workers failed")
+                    fenced = []
+                if fenced:
+                    log.warning("fenced off workers whose lease expired", extra={"workers": fenced})
             try:
                 closed = await run_blocking(convs.close_orphans, self.db, self.worker_id)
             except MentorError:

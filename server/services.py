@@ -47,9 +47,11 @@ class Services:
     turns: TurnService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hub = Hub(self.db)
+        self.hub = Hub(self.db, lease_s=self.settings.worker_lease_s)
         self.writer = EventWriter(self.db, on_batch=self.hub.signal,
-                                  commit_interval_s=self.settings.event_commit_ms / 1000)
+                                  commit_interval_s=self.settings.event_commit_ms / 1000,
+                                  lease=lambda: self.hub.worker_id if self.hub.lease_registered else None,
+                                  on_fenced=lambda: self.hub.fenced())
         self.turns = TurnService(self)
 
     async def start(self) -> None:
@@ -63,4 +65,5 @@ class Services:
         from agents.aio import close_loop_resources
 
         await self.hub.stop()
+        await self.hub.release()
         await close_loop_resources()  # e.g. the model client's HTTP sessions

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from store.db import Database
-from store.errors import MentorError, NotFound
+from store.errors import MentorError, NotFound, WorkerFenced
 from store.jsonfast import dumps
 
 
@@ -207,17 +207,20 @@ class NewEvent:
     finish: tuple[str, str, dict | None] | None = None
 
 
-def append_events(db: Database, items: list[NewEvent], *, notify: bool = False) -> list[int]:
+def append_events(db: Database, items: list[NewEvent], *, notify: bool = False,
+                  writer: int | None = None) -> list[int]:
     """Store many events, of any conversations, in one transaction (group commit); return their seqs.
 
     `notify`: tell every worker's listener (LISTEN mentor_events) which conversations have new events, at
     commit — how a client following a conversation on another worker learns there is more to read.
+    `writer`: the worker whose turns these are; refused (WorkerFenced) if its lease was fenced off.
     """
     with db.service() as conn:
-        return _append(conn, items, notify=notify)
+        return _append(conn, items, notify=notify, writer=writer)
 
 
-def _append(conn, items: list[NewEvent], *, notify: bool = False) -> list[int]:  # type: ignore[no-untyped-def]
+def _append(conn, items: list[NewEvent], *, notify: bool = False,  # type: ignore[no-untyped-def]
+            writer: int | None = None) -> list[int]:
     """One call of `append_events` (store/migrations/0016): each conversation's seqs taken from its
     `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
     order the items came; the events, tool calls, citations and finished answers stored with them, and
@@ -234,9 +237,14 @@ def _append(conn, items: list[NewEvent], *, notify: bool = False) -> list[int]: 
             row |= {"f": True, "fc": content, "fs": status, "fu": usage or None}
         rows.append(row)
     try:
-        seqs = conn.execute("SELECT append_events(%s::jsonb, %s) AS seqs", (dumps(rows), notify)).fetchone()["seqs"]
+        seqs = conn.execute("SELECT append_events(%s::jsonb, %s, %s) AS seqs",
+                            (dumps(rows), notify, writer)).fetchone()["seqs"]
     except psycopg.errors.NoDataFound as exc:
         raise NotFound(exc.diag.message_primary or "conversation not found") from None
+    except psycopg.Error as exc:
+        if exc.sqlstate == "MW001":
+            raise WorkerFenced(exc.diag.message_primary or "this worker was fenced off") from None
+        raise
     return seqs
 
 
@@ -354,8 +362,9 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
     """Close answers left streaming by a worker that died; return their conversations.
 
     A worker holds a session advisory lock on its id while it lives (server/hub.py), so a lock we can
-    take belongs to a dead worker. Its answer ends as an `interrupted` error (retryable: re-sending the
-    same client id retries it) and `done`, and keeps what had streamed. Only answers quiet for `quiet_s`
+    take belongs to a dead worker; so does a fenced lease (a worker that stopped running:
+    store/workers.py). Its answer ends as an `interrupted` error (retryable: re-sending the same client
+    id retries it) and `done`, and keeps what had streamed. Only answers quiet for `quiet_s`
     are touched, so a worker briefly reconnecting to the database keeps its live turns. `updated_at`
     trails a conversation's last event by up to UPDATED_AT_LAG_S (`append_events` moves it once a
     second), so the check allows for that: quiet means no event for at least `quiet_s`.
@@ -367,7 +376,8 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
                WHERE m.status = 'streaming' AND m.role = 'assistant'
                  AND m.worker_id IS DISTINCT FROM %(me)s
                  AND c.updated_at < now() - make_interval(secs => %(quiet)s + %(lag)s)
-                 AND (m.worker_id IS NULL OR pg_try_advisory_xact_lock(m.worker_id))
+                 AND (m.worker_id IS NULL OR pg_try_advisory_xact_lock(m.worker_id)
+                      OR m.worker_id IN (SELECT id FROM worker_leases WHERE fenced))
                ORDER BY m.id FOR UPDATE OF m SKIP LOCKED""",
             {"me": live_worker, "quiet": quiet_s, "lag": UPDATED_AT_LAG_S}).fetchall()
         if not rows:

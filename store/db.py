@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,9 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._service_pool: ConnectionPool | None = None
         self._service_url: str | None = None
+        # which process a connection serves, in pg_stat_activity; unique per Database, so a worker's
+        # sessions (and no other's) can be ended when it is fenced off (store/workers.py)
+        self.application_name = f"mentor/{os.getpid()}/{secrets.token_hex(3)}"
 
     @classmethod
     def connect(cls, settings: Settings | None = None, *, serving: bool = False) -> Database:
@@ -153,8 +157,7 @@ class Database:
                 url,
                 min_size=min_size,
                 max_size=self._max_size,
-                # which process a connection serves, in pg_stat_activity
-                kwargs={"row_factory": dict_row, "autocommit": False, "application_name": f"mentor/{os.getpid()}"},
+                kwargs={"row_factory": dict_row, "autocommit": False, "application_name": self.application_name},
                 configure=_configure,
                 check=_check_if_idle,
                 reset=_mark_returned,

@@ -49,3 +49,11 @@ class NotFound(MentorError):
 
 class InvalidArgument(MentorError):
     code = "invalid_argument"
+
+
+class WorkerFenced(MentorError):
+    """This worker's lease expired and another worker fenced it off (store/workers.py): it closed this
+    worker's answers, so nothing more of them may be stored, and the worker must end itself."""
+
+    code = "worker_fenced"
+    exit_code = 3

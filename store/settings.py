@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # turns gathering their evidence at once, per worker; more wait, first come first served (server/turns.py)
     # 96 for one worker; `mentor serve --workers N` gives each worker 64 unless this is set (README, Concurrency)
     turn_setup_slots: int = Field(default=96, ge=1, le=4096, alias="MENTOR_TURN_SETUP_SLOTS")
+    # a worker whose lease (renewed from its event loop every 2 s) is this old is fenced off by the others:
+    # its answers closed as interrupted, its sessions ended, its later writes refused (store/workers.py)
+    worker_lease_s: float = Field(default=15.0, ge=4, le=3600, alias="MENTOR_WORKER_LEASE_S")
 
     # all-MiniLM-L6-v2 reads at most 256 word-pieces; 200 cl100k tokens (header included) stays inside it.
     chunk_tokens: int = Field(default=200, ge=64, le=2000, alias="MENTOR_CHUNK_TOKENS")

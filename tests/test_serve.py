@@ -38,8 +38,8 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text  # a lone worker's setup slots: the default
         assert "mentor_turn_setup_slots 96.0" in scraped and "mentor_turn_setup_slots_busy 0.0" in scraped
         with db.admin() as conn:  # its whole pool is open before the first user comes (a burst waits for none)
-            held = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s AND "
-                                "usename = 'mentor_service'", (f"mentor/{proc.pid}",)).fetchone()["n"]
+            held = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name ~ %s AND "
+                                "usename = 'mentor_service'", (f"^mentor/{proc.pid}/[0-9a-f]+$",)).fetchone()["n"]
         assert held == 5
     finally:
         proc.terminate()
