@@ -8,8 +8,10 @@ through the balancer, resume from the last seq they saw, receive their turn's ty
 re-send the same message, which retries it. No message lost, no answer duplicated, no seq skipped.
 And the balancer takes out the killed worker only: the survivors, however busy, keep their sockets.
 
-A frozen worker (SIGSTOP) is taken out by the balancer's check timing out; its clients resume on the
-others and get their answers once it runs again.
+A frozen worker (SIGSTOP) is taken out by the balancer's check timing out, and its clients resume on
+the others. Frozen for less than its lease, it keeps its answers and they finish once it runs again;
+frozen for longer, the others fence it off and close its answers as `interrupted` (the clients re-send
+and are answered by a survivor), and when it runs again it stores nothing more and ends itself.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ TOKENS, RATE = 60, 20.0  # each answer streams for ~3 s
 class Cluster:
     """The mock model, three workers and HAProxy, as real processes."""
 
-    def __init__(self, database_url: str, logs: Path) -> None:
+    def __init__(self, database_url: str, logs: Path, **settings: str) -> None:
         self.mock_port, self.lb_port = free_port(), free_port()
         self.ports = [free_port() for _ in range(3)]
         env = {**os.environ, "DATABASE_URL": database_url, "MENTOR_LLM": "openai", "MENTOR_MODEL": "mock",
                "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
                "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1",
                # each worker keeps its pool open; three share the test session's PostgreSQL (100 connections)
-               "MENTOR_DB_POOL_MAX": "10"}
+               "MENTOR_DB_POOL_MAX": "10", **settings}
         self.procs: list[subprocess.Popen] = []
         try:
             self._start(env, logs)
@@ -260,26 +262,32 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
           f"({len(late)} re-sent after their ack was lost and the attempt closed)")
 
 
-def test_a_frozen_worker_is_taken_out_and_its_answers_finish_when_it_runs_again(knowledge, pg_server,
-                                                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """SIGSTOP: nothing refuses, nothing answers. The balancer's check times out (deploy/haproxy.cfg:
-    ~21 s) and cuts the worker's sockets; its clients resume on the others and wait, because the frozen
-    worker still holds its liveness lock. Once it runs again (SIGCONT) its turns go on and every client
-    gets its answer, through a survivor, with nothing interrupted or repeated."""
-    cluster, count = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path), 30
-    frozen_for: list[float] = []
+def freeze(cluster: Cluster, logs: Path, until, frozen_for: list[float]):  # type: ignore[no-untyped-def]
+    """SIGSTOP the second worker until the balancer has taken it out and `until()` holds, then SIGCONT."""
 
-    async def freeze_until_taken_out() -> None:
+    async def frozen() -> None:
         began = time.monotonic()
         cluster.workers[1].send_signal(signal.SIGSTOP)
         try:
-            while not marked_down(tmp_path / "haproxy") and time.monotonic() - began < 60:
+            while not (marked_down(logs / "haproxy") and until()) and time.monotonic() - began < 90:
                 await asyncio.sleep(0.2)
         finally:
             frozen_for.append(time.monotonic() - began)
             cluster.workers[1].send_signal(signal.SIGCONT)
 
-    results = run_clients(knowledge, cluster, count, tmp_path, freeze_until_taken_out)
+    return frozen
+
+
+def test_a_worker_frozen_within_its_lease_is_taken_out_and_its_answers_finish_when_it_runs_again(
+        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP: nothing refuses, nothing answers. The balancer's check times out (deploy/haproxy.cfg:
+    ~21 s) and cuts the worker's sockets; its clients resume on the others and wait, because the frozen
+    worker still holds its liveness lock and its lease (set longer than the freeze here). Once it runs
+    again (SIGCONT) its turns go on and every client gets its answer, through a survivor, with nothing
+    interrupted or repeated."""
+    cluster, count = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path, MENTOR_WORKER_LEASE_S="120"), 30
+    frozen_for: list[float] = []
+    results = run_clients(knowledge, cluster, count, tmp_path, freeze(cluster, tmp_path, lambda: True, frozen_for))
     verdicts = marked_down(tmp_path / "haproxy")
     assert verdicts == ["w2: Layer7 timeout"], verdicts  # the frozen one only, by its check timing out
     check_every_answer(knowledge, results, count)
@@ -287,3 +295,45 @@ def test_a_frozen_worker_is_taken_out_and_its_answers_finish_when_it_runs_again(
     cut = [r for r in results if r["reconnects"]]
     assert cut, "the frozen worker served some of the clients"
     print(f"taken out after {frozen_for[0]:.1f} s frozen; {len(cut)} of {count} clients resumed elsewhere")
+
+
+def test_a_worker_frozen_past_its_lease_is_fenced_off_its_clients_retry_and_it_ends_when_it_runs_again(
+        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The workers' lease as shipped (MENTOR_WORKER_LEASE_S, 15 s). A survivor fences the frozen worker
+    off and closes its answers as `interrupted`; its clients, cut by the balancer, resume on the others,
+    see the error and re-send, and a survivor answers. When it runs again, nothing of it is stored
+    after the `done` its clients saw, and it ends itself (SIGKILL)."""
+    cluster, count = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path), 30
+
+    def fenced() -> bool:
+        with knowledge.admin() as conn:
+            return conn.execute("SELECT count(*) AS n FROM worker_leases WHERE fenced AND app_name LIKE %s",
+                                (f"mentor/{cluster.workers[1].pid}/%",)).fetchone()["n"] > 0
+
+    frozen_for: list[float] = []
+    ended: list[int | None] = []
+
+    async def freeze_then_watch_it_end() -> None:
+        await freeze(cluster, tmp_path, fenced, frozen_for)()
+        deadline = time.monotonic() + 20
+        while cluster.workers[1].poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        ended.append(cluster.workers[1].poll())
+
+    results = run_clients(knowledge, cluster, count, tmp_path, freeze_then_watch_it_end)
+    assert ended == [-signal.SIGKILL], (ended, (tmp_path / "worker2").read_text()[-3000:])
+    assert "fenced it off; ending it" in (tmp_path / "worker2").read_text()
+    verdicts = marked_down(tmp_path / "haproxy")  # taken out frozen; once it has ended, refused as well
+    assert verdicts[0] == "w2: Layer7 timeout" and {v.split(":")[0] for v in verdicts} == {"w2"}, verdicts
+    check_every_answer(knowledge, results, count)
+    interrupted = [r for r in results if r["interrupted"]]
+    assert interrupted, "the frozen worker was streaming answers"
+    with knowledge.admin() as conn:  # every attempt's last event is its `done`: nothing written after it
+        late = conn.execute(
+            """SELECT message_id FROM conversation_events WHERE conversation_id = ANY(%s::uuid[])
+                 AND message_id IS NOT NULL
+               GROUP BY message_id HAVING max(seq) IS DISTINCT FROM max(seq) FILTER (WHERE type = 'done')""",
+            ([r["conversation"] for r in results],)).fetchall()
+    assert not late, late
+    print(f"fenced off after {frozen_for[0]:.1f} s frozen; {len(interrupted)} of {count} clients re-sent "
+          "their interrupted message and were answered")
