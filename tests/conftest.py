@@ -17,7 +17,14 @@ for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MENTOR_MODEL"):
     os.environ.pop(var, None)
 
 REPO = Path(__file__).resolve().parents[1]
-_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mentor-test-"))
+_SESSION_HOME: list[Path] = []  # made on first use: this module is imported twice (conftest, tests.conftest)
+
+
+def session_home() -> Path:
+    """The session's database and MENTOR_HOME, in one temporary directory."""
+    if not _SESSION_HOME:
+        _SESSION_HOME.append(Path(tempfile.mkdtemp(prefix="mentor-test-")))
+    return _SESSION_HOME[0]
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
@@ -25,7 +32,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untype
     were ~90 MB a run, and 122 runs had left 11 GB in /tmp."""
     import shutil
 
-    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+    for home in _SESSION_HOME:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -41,7 +49,7 @@ def pg_server() -> Iterator[object]:
     """The session's PostgreSQL, on its Unix socket and on 127.0.0.1 (the scale-out test's workers use TCP)."""
     from store.embedded import EmbeddedServer
 
-    server = EmbeddedServer(_SESSION_HOME.resolve(), tcp_port=free_port())
+    server = EmbeddedServer(session_home().resolve(), tcp_port=free_port())
     assert server.start()
     yield server
     server.stop()
@@ -57,7 +65,7 @@ def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
         conn.execute("CREATE DATABASE mentor_test")
     url = pg_server.uri("mentor_test")
     os.environ["DATABASE_URL"] = url
-    os.environ["MENTOR_HOME"] = str(_SESSION_HOME / "home")
+    os.environ["MENTOR_HOME"] = str(session_home() / "home")
     from store.settings import get_settings
 
     get_settings.cache_clear()
