@@ -200,14 +200,17 @@ class Hub:
                             self._renewing_since = now  # (re)started, or this loop itself stalled
                         last = now
                         await asyncio.sleep(RENEW_S)
-                    if self.lease_registered:  # not given back by release()
-                        self.fenced()
+                    self.fenced()
                     return
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, MentorError, OSError):
                 self._renewing_since = None
                 await asyncio.sleep(1.0)
+
+    def lease(self) -> int | None:
+        """The lease this worker's events are written under (its id), once taken and until given back."""
+        return self.worker_id if self.lease_registered else None
 
     def fenced(self) -> None:
         """Another worker fenced this one off and closed its answers: nothing of it may be stored now."""
@@ -235,23 +238,24 @@ class Hub:
         while True:
             await asyncio.sleep(JANITOR_S)
             if self.may_fence():
-                try:
-                    fenced = await run_blocking(workers.fence_stale, self.db, self.worker_id,
-                                                self.db.application_name)
-                except MentorError:
-                    fenced = []  # the database is away; the next round tries again
-                except Exception:  # noqa: BLE001 - the janitor must live on, and close what it can
-                    log.exception("fencing off stale workers failed")
-                    fenced = []
+                fenced = await self._janitor_step("fencing off stale workers", workers.fence_stale, self.db,
+                                                  self.worker_id, self.db.application_name)
                 if fenced:
                     log.warning("fenced off workers whose lease expired", extra={"workers": fenced})
-            try:
-                closed = await run_blocking(convs.close_orphans, self.db, self.worker_id)
-            except MentorError:
-                continue  # the database is away; the next round tries again
-            except Exception:  # noqa: BLE001 - the janitor must live on
-                log.exception("closing orphaned answers failed")
-                continue
+            closed = await self._janitor_step("closing orphaned answers", convs.close_orphans, self.db,
+                                              self.worker_id)
             if closed:
                 log.warning("closed answers of a stopped worker", extra={"conversations": len(closed)})
                 self.signal(closed)
+
+    @staticmethod
+    async def _janitor_step(what: str, step: Callable[..., list], *args: object) -> list:
+        """One step of a janitor round, on the pool. If it fails, nothing is done this round: the database
+        away is the next round's to retry, and a bug is logged; either way the janitor lives on."""
+        try:
+            return await run_blocking(step, *args)
+        except MentorError:
+            return []
+        except Exception:  # noqa: BLE001 - the janitor must live on
+            log.exception("%s failed", what)
+            return []

@@ -50,8 +50,7 @@ class Services:
         self.hub = Hub(self.db, lease_s=self.settings.worker_lease_s)
         self.writer = EventWriter(self.db, on_batch=self.hub.signal,
                                   commit_interval_s=self.settings.event_commit_ms / 1000,
-                                  lease=lambda: self.hub.worker_id if self.hub.lease_registered else None,
-                                  on_fenced=lambda: self.hub.fenced())
+                                  lease=self.hub.lease, on_fenced=self.hub.fenced)
         self.turns = TurnService(self)
 
     async def start(self) -> None:
