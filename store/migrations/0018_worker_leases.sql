@@ -3,10 +3,10 @@
 -- renews a lease every few seconds from its event loop (server/hub.py). When a lease has not been
 -- renewed for its `lease_s` (MENTOR_WORKER_LEASE_S), another worker fences it: it ends that worker's
 -- database sessions (which frees its liveness lock and any row locks), marks the lease fenced, and
--- closes its answers as `interrupted` like a dead worker's. If the worker runs again, its next batch of events is refused
--- here (SQLSTATE MW001) — nothing is written after the `done` its clients have seen — and it ends
--- itself; its process manager starts a fresh one. A writer with no lease row is refused too, so old
--- leases can be deleted.
+-- closes its answers as `interrupted` like a dead worker's. If the worker runs again, its next batch
+-- of events is refused here (SQLSTATE MW001) — nothing is written after the `done` its clients have
+-- seen — and it ends itself; its process manager starts a fresh one. A writer with no lease row is
+-- refused too, so old leases can be deleted.
 CREATE TABLE worker_leases (
     id bigint PRIMARY KEY,
     app_name text NOT NULL,          -- the worker's application_name in pg_stat_activity
