@@ -85,13 +85,15 @@ class ChatProvider:
         temperature: float = 0.4,
         max_tokens: int = 400,
         cancel: threading.Event | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Iterator[str | ModelReply]:
+        """`options`: the caller's other sampling fields (agents/sampling.py), for the model's request."""
         if type(self).astream is ChatProvider.astream:
             raise NotImplementedError
         from agents.aio import iterate_blocking
 
         return iterate_blocking(self.astream(messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
-                                             cancel=cancel))
+                                             cancel=cancel, options=options))
 
     def astream(
         self,
@@ -101,11 +103,12 @@ class ChatProvider:
         temperature: float = 0.4,
         max_tokens: int = 400,
         cancel: threading.Event | None = None,
+        options: dict[str, Any] | None = None,
     ) -> AsyncIterator[str | ModelReply]:
         from agents.aio import iterate_in_pool
 
         return iterate_in_pool(self.stream(messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
-                                           cancel=cancel))
+                                           cancel=cancel, options=options))
 
 
 class OpenAICompatibleProvider(ChatProvider):
@@ -183,12 +186,14 @@ class OpenAICompatibleProvider(ChatProvider):
         except openai.OpenAIError as exc:
             raise EndpointError("failed", _short(exc)) from None
 
-    async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+    async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,  # type: ignore[no-untyped-def]
+                      options=None):
         from langchain_core.messages import convert_to_openai_messages
 
         from agents.llm_http import EndpointError
 
-        body: dict[str, Any] = {"model": self.model, "messages": convert_to_openai_messages(messages),
+        body: dict[str, Any] = {**(options or {}), "model": self.model,
+                                "messages": convert_to_openai_messages(messages),
                                 "temperature": temperature, "max_tokens": max_tokens, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
@@ -315,7 +320,8 @@ class LocalProvider(ChatProvider):
         self.context_limit = 8192
         self._lock = threading.Lock()  # one generation at a time on 2 cores
 
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,  # type: ignore[no-untyped-def]
+               options=None):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -337,8 +343,11 @@ class LocalProvider(ChatProvider):
         kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_tokens,
                       streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]),
                       repetition_penalty=1.15, pad_token_id=self.tokenizer.eos_token_id)
+        options = options or {}
+        if options.get("seed") is not None:
+            torch.manual_seed(options["seed"])
         if temperature > 0:
-            kwargs |= dict(do_sample=True, temperature=max(temperature, 0.05), top_p=0.9)
+            kwargs |= dict(do_sample=True, temperature=max(temperature, 0.05), top_p=options.get("top_p", 0.9))
         else:
             kwargs |= dict(do_sample=False)
         text: list[str] = []

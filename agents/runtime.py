@@ -54,6 +54,7 @@ from agents.grounding import EvidenceIndex, Grounding, check
 from agents.hooks import TurnHooks, TurnRefused, hooks_for
 from agents.llm import ChatProvider, LLMError, ModelReply
 from agents.personas import Persona, get_persona
+from agents.sampling import OutputLimit, Sampling
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit, balanced, search
@@ -78,6 +79,7 @@ class TurnRequest(BaseModel):
     project_id: int | None = Field(None, gt=0, le=2**63 - 1)
     mode: Literal["chat", "simulate_client"] = "chat"
     conversation_id: str | None = None
+    sampling: Sampling | None = None  # an API caller's own (/v1): sampling for the model, max_tokens and stop
 
 
 class Turn:
@@ -196,10 +198,15 @@ class Turn:
 
     # -- the answer ---------------------------------------------------------------------------
     def model_stream(self, messages: list[BaseMessage], tools: list[dict] | None) -> AsyncIterator[str | ModelReply]:
-        gen = self.persona.generation
+        gen, sampling = self.persona.generation, self.req.sampling or Sampling()
         if self.provider.composes:
             return self.composed(self.provider)
-        options = dict(tools=tools, temperature=gen.temperature, max_tokens=gen.max_tokens, cancel=self.cancel)
+        options: dict[str, Any] = dict(
+            tools=tools, cancel=self.cancel,
+            temperature=gen.temperature if sampling.temperature is None else sampling.temperature,
+            max_tokens=sampling.max_tokens or gen.max_tokens)
+        if extra := sampling.model_options():
+            options["options"] = extra
         if not hasattr(self.provider, "astream"):  # a provider written against the synchronous interface only
             return iterate_in_pool(self.provider.stream(messages, **options))
         return self.provider.astream(messages, **options)
@@ -218,9 +225,10 @@ class Turn:
             tools = [TOOLS[t].openai_schema() for t in self.persona.tools
                      if not (TOOLS[t].private and self.req.user_id is None)] or None
         gate = StrictGate(self) if self.strict else None
+        limit = OutputLimit.of(self.req.sampling)
         steps = 0
         while True:
-            reply, step_text = ModelReply(), ""
+            reply, step_text, released_text = ModelReply(), "", ""
             stream = self.model_stream(messages, tools)
             try:
                 async for piece in stream:
@@ -231,15 +239,19 @@ class Turn:
                     released = gate.feed(piece) if gate else piece
                     if gate and gate.failed:
                         break
+                    if limit:
+                        released = limit.feed(released)
                     if released:
+                        released_text += released
                         self.answer += released
                         yield TokenEvent(delta=released)
-                    if self.cancel.is_set():
-                        break
+                    if self.cancel.is_set() or (limit and limit.ended and not self.provider.composes):
+                        break  # (the composer's answer is written already: read on to its usage)
             finally:
-                await stream.aclose()  # stops a model we broke away from (strict mode, cancel)
-            self.count_usage(messages, reply, step_text)
+                await stream.aclose()  # stops a model we broke away from (strict mode, cancel, a limit)
+            self.count_usage(messages, reply, released_text if self.provider.composes else step_text)
             if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()):
+                rest = limit.feed(rest) if limit else rest
                 self.answer += rest
                 yield TokenEvent(delta=rest)
             if gate and gate.failed:
@@ -248,6 +260,12 @@ class Turn:
                 return
             if self.cancel.is_set():
                 self.finish = "cancelled"
+                return
+            if limit and not reply.tool_calls and (rest := limit.flush()):
+                self.answer += rest
+                yield TokenEvent(delta=rest)
+            if limit and limit.ended:
+                self.finish = limit.reason or "stop"
                 return
             if reply.finish_reason == "length":
                 self.finish = "length"
@@ -278,20 +296,25 @@ class Turn:
 
         yield AnswerReplacedEvent(unsupported=unsupported, by=COMPOSER.name)
         self.answer = ""
+        limit = OutputLimit.of(self.req.sampling)  # the replacement keeps the caller's limits afresh
         async for piece in self.composed(COMPOSER):
-            if isinstance(piece, str):
+            if isinstance(piece, str) and (piece := limit.feed(piece) if limit else piece):
                 self.answer += piece
                 yield TokenEvent(delta=piece)
+        if limit and (rest := limit.flush()):
+            self.answer += rest
+            yield TokenEvent(delta=rest)
+        if limit and limit.ended:
+            self.finish = limit.reason or "stop"
 
-    def count_usage(self, messages: list[BaseMessage], reply: ModelReply, step_text: str) -> None:
-        """Add this model call's tokens: the backend's counts, else tiktoken over what was sent and streamed."""
+    def count_usage(self, messages: list[BaseMessage], reply: ModelReply, produced: str) -> None:
+        """Add this model call's tokens: the backend's counts, else tiktoken over what was sent and produced
+        (the composer's answer as released, after any limit cut it)."""
         if reply.prompt_tokens is None or reply.completion_tokens is None:
             self.backend_counted = False
-            self.prompt_tokens += count_message_tokens(messages)
-            self.completion_tokens += count_tokens(step_text)
-        else:
-            self.prompt_tokens += reply.prompt_tokens
-            self.completion_tokens += reply.completion_tokens
+        self.prompt_tokens += count_message_tokens(messages) if reply.prompt_tokens is None else reply.prompt_tokens
+        self.completion_tokens += count_tokens(produced) if reply.completion_tokens is None \
+            else reply.completion_tokens
 
     def grounding(self) -> Grounding:
         return check(self.answer, lambda: self.evidence().index())

@@ -34,7 +34,8 @@ class ScriptedEvalModel(ChatProvider):
     supports_tools = True
 
     def stream(self, messages: list[BaseMessage], *, tools: list[dict] | None = None, temperature: float = 0.4,
-               max_tokens: int = 400, cancel: threading.Event | None = None) -> Iterator[str | ModelReply]:
+               max_tokens: int = 400, cancel: threading.Event | None = None,
+               options: dict | None = None) -> Iterator[str | ModelReply]:
         question = next((str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
         system = next((str(m.content) for m in messages if isinstance(m, SystemMessage)), "")
         answered_tools = any(isinstance(m, ToolMessage) for m in messages)

@@ -3,10 +3,14 @@
 `model` is a persona id and the Bearer token is a user's JWT. Facts are not mixed into the text:
 non-streaming responses carry them in a top-level `mentor.events` array (tool results, citations,
 handoffs) and the grounding check in `mentor.grounding`; streaming responses send each as its own
-chunk with `choices: []` and a `mentor.event` object (the official `openai` client exposes it as
-`chunk.model_extra["mentor"]`), and the grounding check on the last chunk, beside `usage`. Under
-strict grounding a `mentor.event` of type `answer_replaced` means: discard the content streamed so
-far; what follows is the replacement.
+chunk whose one choice has an empty delta, with a `mentor.event` object (the official `openai` client
+exposes it as `chunk.model_extra["mentor"]`), and the grounding check on the chunk that carries the
+finish reason. Under strict grounding a `mentor.event` of type `answer_replaced` means: discard the
+content streamed so far; what follows is the replacement.
+
+The contract (docs/protocol.md, "/v1"): every documented parameter is honoured or refused with a 400
+that names it (`CompletionRequest.refusal`); `max_tokens`/`max_completion_tokens` and `stop` hold for
+every provider, the composer included (agents/sampling.py).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.personas import all_personas, get_persona
 from agents.runtime import HistoryMessage, TurnRequest
+from agents.sampling import Sampling
 from server.rest import Svc, User
 from server.services import Services
 from server.turns import RunningTurn, TurnInput, TurnRejected
@@ -37,13 +42,92 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool | None = False
+
+
 class CompletionRequest(BaseModel):
+    """Every documented chat-completions parameter, each honoured or refused (`refusal`); fields OpenAI
+    does not document are ignored, as OpenAI-compatible servers commonly do."""
+
+    model_config = ConfigDict(extra="ignore")
+
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    temperature: float | None = None
-    max_tokens: int | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    # honoured: passed to the model, and max_tokens/stop applied to whatever writes the answer
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=65_536)
+    max_completion_tokens: int | None = Field(None, ge=1, le=65_536)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    n: int | None = Field(None, ge=1, le=128)
+    # accepted, with no effect on the answer (documented): hints for OpenAI's own products
     user: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    parallel_tool_calls: bool | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # refused unless absent or neutral
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+
+    def refusal(self) -> tuple[str, str] | None:
+        """(param, why) for the first parameter this service cannot honour, else None."""
+        checks: list[tuple[str, bool, str]] = [
+            ("n", (self.n or 1) > 1, "only n=1 is supported: a request is one turn of one persona"),
+            ("tools", bool(self.tools), "client-defined tools are not supported: each persona calls its own tools "
+                                        "(see GET /v1/models); send the request without tools"),
+            ("functions", bool(self.functions), "client-defined functions are not supported"),
+            ("tool_choice", self.tool_choice not in (None, "none", "auto"),
+             "tool_choice must be 'none' or 'auto': there are no client-defined tools"),
+            ("function_call", self.function_call not in (None, "none", "auto"),
+             "function_call must be 'none' or 'auto': there are no client-defined functions"),
+            ("response_format", (self.response_format or {"type": "text"}).get("type") != "text",
+             "only response_format {'type': 'text'} is supported: answers are prose with citations"),
+            ("logprobs", bool(self.logprobs), "logprobs are not available"),
+            ("top_logprobs", bool(self.top_logprobs), "logprobs are not available"),
+            ("logit_bias", bool(self.logit_bias), "logit_bias is not supported"),
+            ("audio", self.audio is not None, "audio output is not supported"),
+            ("modalities", self.modalities not in (None, ["text"]), "only the text modality is supported"),
+            ("prediction", self.prediction is not None, "predicted outputs are not supported"),
+            ("web_search_options", self.web_search_options is not None, "web search is not supported"),
+            ("reasoning_effort", self.reasoning_effort is not None, "the personas are not reasoning models"),
+            ("verbosity", self.verbosity is not None, "verbosity is not supported"),
+            ("service_tier", self.service_tier not in (None, "auto", "default"),
+             "only the 'auto' and 'default' service tiers exist here"),
+        ]
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            checks.append(("stop", True, "at most 4 stop sequences"))
+        return next(((param, why) for param, bad, why in checks if bad), None)
+
+    def sampling(self) -> Sampling:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                        max_tokens=self.max_completion_tokens or self.max_tokens, stop=[s for s in stop if s],
+                        frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 def _text(message: ChatMessage) -> str:
@@ -52,13 +136,32 @@ def _text(message: ChatMessage) -> str:
     return message.content or ""
 
 
-def _refuse(status: int, code: str, message: str, retry_after: float | None = None) -> HTTPException:
-    error = {"message": message, "type": "rate_limit_error" if status == 429 else "invalid_request_error",
-             "code": code}
+def _unreadable_part(body: CompletionRequest) -> str | None:
+    """The first content part that is not text (an image, audio, a file): refused, never dropped silently."""
+    for i, message in enumerate(body.messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                return f"messages[{i}].content[{j}]"
+    return None
+
+
+def _refuse(status: int, code: str, message: str, retry_after: float | None = None,
+            param: str | None = None) -> HTTPException:
+    error: dict[str, Any] = {"message": message, "type": "rate_limit_error" if status == 429
+                             else "invalid_request_error", "param": param, "code": code}
     if retry_after is not None:
         error["retry_after"] = retry_after
     headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
     return HTTPException(status, detail={"error": error}, headers=headers)
+
+
+def check_contract(body: CompletionRequest) -> None:
+    """A parameter this service cannot honour is refused with a 400 naming it, as OpenAI-compatible
+    servers do: a client that relies on it must fail loudly, not get an answer that ignores it."""
+    if refused := body.refusal():
+        raise _refuse(400, "unsupported_parameter", f"{refused[0]}: {refused[1]}", param=refused[0])
+    if part := _unreadable_part(body):
+        raise _refuse(400, "unsupported_content", f"{part}: only text content parts can be read", param=part)
 
 
 def check_limits(body: CompletionRequest, s: Services) -> None:
@@ -87,7 +190,8 @@ def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
                                                    "type": "invalid_request_error"}})
     try:
         history = [HistoryMessage(role=m.role, content=_text(m)) for m in convo[:-1]]
-        return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history)
+        return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history,
+                           sampling=body.sampling())
     except ValidationError as exc:  # e.g. a message over the length limit
         first = exc.errors()[0]
         raise HTTPException(400, detail={"error": {"message": f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
@@ -104,11 +208,13 @@ def models() -> dict[str, Any]:
 async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type: ignore[no-untyped-def]
     """A turn through the same service as the WebSocket: limits, budget, and the turn stored as a new
     conversation (the request's history is used as given, not stored)."""
+    check_contract(body)
     req = _turn_request(body, user)
     check_limits(body, s)
     try:
         begun = await s.turns.begin(Caller(user_id=user), TurnInput(
-            text=req.text, client_id=f"v1-{uuid.uuid4().hex}", persona=req.persona, history=req.history))
+            text=req.text, client_id=f"v1-{uuid.uuid4().hex}", persona=req.persona, history=req.history,
+            sampling=req.sampling))
     except TurnRejected as exc:
         status = 429 if exc.code == "rate_limited" else 400
         raise _refuse(status, exc.code, str(exc), retry_after=exc.retry_after) from None
@@ -121,11 +227,18 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
         done = events[-1] if events and events[-1]["type"] == "done" else _broken(events)
         return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "length" if done["finish_reason"] == "length" else "stop"}],
+                             "finish_reason": _finish(done)}],
                 "usage": {k: done["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
                 "mentor": {"events": [e for e in events if e["type"] in FACT_EVENTS],
                            "grounding": done.get("grounding"), "conversation_id": begun.start.conversation_id}}
-    return StreamingResponse(_sse(begun, cid, created, body.model), media_type="text/event-stream")
+    return StreamingResponse(_sse(begun, cid, created, body.model, body.include_usage),
+                             media_type="text/event-stream")
+
+
+def _finish(done: dict[str, Any]) -> str:
+    """OpenAI's finish reasons: `length` at the cap (the caller's max_tokens or the model's), else `stop`
+    (a stop sequence, the answer's end, a tool-step limit or a cancel)."""
+    return "length" if done["finish_reason"] == "length" else "stop"
 
 
 def _broken(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,25 +248,26 @@ def _broken(events: list[dict[str, Any]]) -> dict[str, Any]:
                                                "code": error["code"]}})
 
 
-async def _sse(turn: RunningTurn, cid: str, created: int, model: str):  # type: ignore[no-untyped-def]
-    def chunk(choices: list, **extra: Any) -> str:
+async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_usage: bool):  # type: ignore[no-untyped-def]
+    """Chunks as the spec has them: each before the last carries one choice (our facts ride on an empty
+    delta); the usage chunk, with `choices: []`, comes last and only when `include_usage` asked for it."""
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
         return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
                                       "model": model, "choices": choices, **extra}, default=str) + "\n\n"
 
     try:
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        yield chunk({"role": "assistant", "content": ""})
         async for event in turn.events():
             if event["type"] == "token":
-                yield chunk([{"index": 0, "delta": {"content": event["delta"]}, "finish_reason": None}])
+                yield chunk({"content": event["delta"]})
             elif event["type"] in FACT_EVENTS:
-                yield chunk([], mentor={"event": event})
+                yield chunk({}, mentor={"event": event})
             elif event["type"] == "done":
-                finish = "length" if event["finish_reason"] == "length" else "stop"
-                yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
-                u = event["usage"]
-                yield chunk([], usage={"prompt_tokens": u["prompt_tokens"], "completion_tokens": u["completion_tokens"],
-                                       "total_tokens": u["total_tokens"]},
-                            mentor={"grounding": event.get("grounding")})
+                yield chunk({}, _finish(event), mentor={"grounding": event.get("grounding")})
+                if include_usage:
+                    u = event["usage"]
+                    yield chunk(None, usage={k: u[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
         yield "data: [DONE]\n\n"
     finally:
         turn.cancel()  # the client went away (or the answer is complete): stop generating

@@ -28,6 +28,7 @@ from agents.aio import run_blocking
 from agents.hooks import PROJECT_REF
 from agents.personas import get_persona
 from agents.runtime import HistoryMessage, TurnRequest, arun_turn
+from agents.sampling import Sampling
 from retrieval.tokens import count_tokens
 from server import metrics
 from server.event_writer import Pending
@@ -60,6 +61,7 @@ class TurnInput:
     project_id: int | None = None
     mode: str | None = None
     history: list[HistoryMessage] | None = None  # stateless callers (/v1) send theirs; else the conversation's
+    sampling: Sampling | None = None  # an API caller's sampling, max_tokens and stop (/v1)
 
 
 @dataclass
@@ -163,7 +165,8 @@ class TurnService:
                                           "conversation_id": start.conversation_id})
             history = inp.history if inp.history is not None else [HistoryMessage(**h) for h in opened.history]
             req = TurnRequest(persona=persona_id, text=inp.text, user_id=caller.user_id, history=history,
-                              project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id)
+                              project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id,
+                              sampling=inp.sampling)
             turn = RunningTurn(start, {**ack(start), "seq": opened.ack_seq, "conversation_id": start.conversation_id},
                                owner_of(caller))
             self.running[start.conversation_id] = turn

@@ -21,7 +21,7 @@ class ScriptedProvider(ChatProvider):
         self.delay_s = delay_s
         self.finish = finish  # "length": as if the model hit its token limit
 
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None, options=None):  # type: ignore[no-untyped-def]
         question = messages[-1].content if messages else ""
         text = HOSTILE if "xss" in str(question).lower() else REPLY
         sent = []

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 from agents.evidence import Evidence
 from agents.llm import ChatProvider, ModelReply
-from retrieval.tokens import count_tokens
 
 _PIECES = re.compile(r"\s*\S+")
 
@@ -40,10 +39,11 @@ class GroundedComposer(ChatProvider):
             sent.append(piece)
             yield piece
         answer = "".join(sent)
-        yield ModelReply(text=answer, prompt_tokens=0, completion_tokens=count_tokens(answer),
+        # completion tokens are counted by the runtime over what it released (a caller's max_tokens may cut)
+        yield ModelReply(text=answer, prompt_tokens=0, completion_tokens=None,
                          finish_reason="cancelled" if cancel is not None and cancel.is_set() else "stop")
 
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None):  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None, options=None):  # type: ignore[no-untyped-def]
         raise NotImplementedError("the grounded composer writes from a turn's evidence: use compose()")
 
 
