@@ -25,6 +25,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server import metrics
 from server.auth import WORKER_HEADER, worker_name
@@ -35,8 +36,8 @@ from server.rest import router as rest_router
 from server.services import Services
 from server.ws import chat_endpoint
 from store.db import Database
-from store.errors import DatabaseUnavailable, MentorError, NotFound
-from store.settings import Settings
+from store.errors import Conflict, DatabaseUnavailable, MentorError, NotFound
+from store.settings import Settings, get_settings
 
 log = logging.getLogger("mentor.app")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -110,6 +111,9 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
                   description="AI mentor and chat-agent service. WebSocket protocol: /docs/protocol "
                               "(docs/protocol.md in the repository).")
     app.state.services = services
+    trusted = (services.settings if services else get_settings()).trusted_proxies
+    if trusted:  # the client's address from the balancer's X-Forwarded-For, only when the peer is one of these
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
     app.include_router(rest_router)
     app.include_router(inbox_router)
     app.include_router(openai_router)
@@ -150,7 +154,8 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
 
     @app.exception_handler(MentorError)
     async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
-        status = 503 if isinstance(exc, DatabaseUnavailable) else 404 if isinstance(exc, NotFound) else 400
+        status = 503 if isinstance(exc, DatabaseUnavailable) else 404 if isinstance(exc, NotFound) \
+            else 409 if isinstance(exc, Conflict) else 400
         body = {"code": exc.code, "message": str(exc), "retryable": getattr(exc, "retryable", False)}
         if request.url.path.startswith("/v1/"):
             return JSONResponse({"error": {"message": str(exc), "type": "server_error" if status == 503
@@ -184,6 +189,7 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
             response.headers["Content-Security-Policy"] = CSP
             response.headers["X-Frame-Options"] = "DENY"
         log.info("request", extra={"request_id": request_id, "path": request.url.path,
+                                   "client": request.client.host if request.client else None,
                                    "status": response.status_code,
                                    "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
         return response
@@ -341,4 +347,4 @@ def ensure_demo_site(db: Database, origins: list[str]) -> str:
             return row["site_key"]
     from server.auth import add_site
 
-    return add_site(db, "demo", origins)["site_key"]
+    return add_site(db, "demo", origins, first_party=True)["site_key"]  # the service's own page

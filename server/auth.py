@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from functools import lru_cache
@@ -22,7 +23,7 @@ from fastapi import WebSocket
 
 from store.conversations import Caller
 from store.db import Database
-from store.errors import MentorError, NotFound
+from store.errors import Conflict, InvalidArgument, MentorError, NotFound
 from store.secrets import read_or_create_secret
 from store.settings import Settings
 
@@ -114,19 +115,31 @@ def protocol_credentials(header: str | None) -> dict[str, str]:
     return found
 
 
-def add_site(db: Database, name: str, origins: list[str]) -> dict:
+def add_site(db: Database, name: str, origins: list[str], first_party: bool = False) -> dict:
+    """`first_party`: the marketplace's own pages, whose signed `sub` is a marketplace user id; any other
+    site vouches only for its own users (site-scoped identities, `site_identity`)."""
     bad = [o for o in origins if not o.startswith(("http://", "https://")) or o.endswith("/")]
     if bad or not origins:
         raise MentorError(f"origins must look like https://example.com (no trailing slash): {bad or origins}")
     key = "site_" + secrets.token_urlsafe(18)
     with db.admin() as conn:  # the secret is returned this once (the CLI prints it) and never listed
-        return conn.execute("INSERT INTO sites (site_key, name, origins, secret) VALUES (%s, %s, %s, %s) RETURNING *",
-                            (key, name, origins, secrets.token_urlsafe(32))).fetchone()
+        return conn.execute(
+            "INSERT INTO sites (site_key, name, origins, secret, first_party) VALUES (%s, %s, %s, %s, %s) RETURNING *",
+            (key, name, origins, secrets.token_urlsafe(32), first_party)).fetchone()
+
+
+def set_first_party(db: Database, site_id: int, first_party: bool) -> dict:
+    with db.admin() as conn:
+        row = conn.execute("UPDATE sites SET first_party = %s WHERE id = %s RETURNING id, name, first_party",
+                           (first_party, site_id)).fetchone()
+    if row is None:
+        raise NotFound(f"no site {site_id}")
+    return row
 
 
 def list_sites(db: Database) -> list[dict]:
     with db.admin() as conn:
-        return conn.execute("SELECT id, site_key, name, origins FROM sites ORDER BY id").fetchall()
+        return conn.execute("SELECT id, site_key, name, origins, first_party FROM sites ORDER BY id").fetchall()
 
 
 def site_caller(db: Database, settings: Settings, site_key: str, origin: str | None, visitor_id: str | None,
@@ -143,16 +156,22 @@ def site_caller(db: Database, settings: Settings, site_key: str, origin: str | N
     if origin not in site["origins"]:
         raise AuthError(f"origin {origin!r} is not allowed for this site")
     if user_token is not None:  # (the caller then loads the user, refusing one that does not exist)
-        return Caller(user_id=verified_site_user(site, user_token), site_id=site["id"], visitor_id=None,
-                      address=address)
+        sub = verified_site_subject(site, user_token)
+        if site["first_party"]:
+            return Caller(user_id=marketplace_user_id(sub), site_id=site["id"], visitor_id=None, address=address)
+        identity = site_identity(db, site["id"], sub)
+        if identity["linked_user_id"] is not None:  # the marketplace user linked this identity themselves
+            return Caller(user_id=identity["linked_user_id"], site_id=site["id"], visitor_id=None, address=address)
+        return Caller(user_id=None, site_id=site["id"], visitor_id=f"su.{identity['id']}", address=address,
+                      site_user=sub)
     visitor = visitor_id if valid_visitor_id(settings, site["id"], visitor_id) else issue_visitor_id(settings,
                                                                                                       site["id"])
     return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)
 
 
-def verified_site_user(site: dict, token: str) -> int:
-    """The user id a site vouches for: an HS256 JWT signed with the site's secret, with `sub` and `exp`.
-    Anything else — another algorithm (`none` included), another site's secret, expired — is refused."""
+def verified_site_subject(site: dict, token: str) -> str:
+    """The user a site vouches for (`sub`): an HS256 JWT signed with the site's secret, with `sub` and
+    `exp`. Anything else — another algorithm (`none` included), another site's secret, expired — is refused."""
     if not site.get("secret"):
         raise AuthError("this site has no secret for signed-in users; register it again with `mentor sites add`")
     try:
@@ -167,10 +186,67 @@ def verified_site_user(site: dict, token: str) -> int:
         raise AuthError("the user token has expired") from None
     except jwt.PyJWTError:
         raise AuthError("the user token is not signed with this site's secret") from None
-    sub = str(claims["sub"])
-    if not sub.isdigit() or len(sub) > 18:
-        raise AuthError("the user token's sub must be a user id")
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not EXTERNAL_ID.fullmatch(sub):
+        raise AuthError("the user token's sub must be a string of 1-128 letters, digits or ._:@+-")
+    return sub
+
+
+EXTERNAL_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,128}", re.ASCII)
+
+
+def marketplace_user_id(sub: str) -> int:
+    """A first-party site's `sub`: a marketplace user id, ASCII digits only."""
+    if not sub.isascii() or not sub.isdigit() or len(sub) > 18 or int(sub) < 1:
+        raise AuthError("a first-party site's user token needs sub = a marketplace user id")
     return int(sub)
+
+
+def site_identity(db: Database, site_id: int, external_id: str) -> dict:
+    """The site-scoped identity for a third-party site's own user (made on first sight)."""
+    with db.service() as conn:
+        return conn.execute(
+            """INSERT INTO site_users (site_id, external_id) VALUES (%s, %s)
+               ON CONFLICT (site_id, external_id) DO UPDATE SET last_seen_at = now()
+               RETURNING id, linked_user_id""", (site_id, external_id)).fetchone()
+
+
+def link_site_identity(db: Database, user_id: int, site_key: str, user_token: str) -> dict:
+    """A signed-in marketplace user links the identity a third-party site vouches for in `user_token`:
+    both sides prove it — the user's own JWT, and the site's signature on its identity."""
+    with db.service() as conn:
+        site = conn.execute("SELECT * FROM sites WHERE site_key = %s", (site_key[:100],)).fetchone()
+    if site is None:
+        raise NotFound("unknown site key")
+    if site["first_party"]:
+        raise InvalidArgument("a first-party site already signs in marketplace users; there is nothing to link")
+    sub = verified_site_subject(site, user_token)
+    identity = site_identity(db, site["id"], sub)
+    with db.service() as conn:
+        row = conn.execute(
+            """UPDATE site_users SET linked_user_id = %s, linked_at = now() WHERE id = %s
+               AND (linked_user_id IS NULL OR linked_user_id = %s) RETURNING id, linked_at""",
+            (user_id, identity["id"], user_id)).fetchone()
+    if row is None:
+        raise Conflict("this site identity is linked to another account")
+    return {"id": row["id"], "site": site["name"], "site_key": site["site_key"], "external_id": sub,
+            "linked_at": row["linked_at"]}
+
+
+def unlink_site_identity(db: Database, user_id: int, link_id: int) -> None:
+    with db.service() as conn:
+        row = conn.execute("""UPDATE site_users SET linked_user_id = NULL, linked_at = NULL
+                              WHERE id = %s AND linked_user_id = %s RETURNING id""", (link_id, user_id)).fetchone()
+    if row is None:
+        raise NotFound(f"no site link {link_id}")
+
+
+def site_links(db: Database, user_id: int) -> list[dict]:
+    with db.service() as conn:
+        return conn.execute(
+            """SELECT su.id, s.name AS site, s.site_key, su.external_id, su.linked_at FROM site_users su
+               JOIN sites s ON s.id = su.site_id WHERE su.linked_user_id = %s ORDER BY su.linked_at""",
+            (user_id,)).fetchall()
 
 
 def user_exists(db: Database, user_id: int) -> dict:

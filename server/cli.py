@@ -367,14 +367,34 @@ app.add_typer(sites_app, name="sites")
 def sites_add(
     origin: Annotated[list[str], typer.Option(help="Allowed page origin, e.g. https://example.com (repeatable).")],
     name: Annotated[str, typer.Option(help="A name for the site.")] = "site",
+    first_party: Annotated[bool, typer.Option("--first-party", help="The marketplace's own pages: its tokens' "
+                                              "`sub` is a marketplace user id (default: the site's own users)")]
+    = False,
 ) -> None:
     """Register a site: prints its site key (the widget's data-site-key), then its secret, shown this once:
-    the site signs its signed-in users' tokens with it (HS256, `sub` = user id, `exp`) for data-user-token."""
+    the site signs its signed-in users' tokens with it (HS256, `sub`, `exp`) for data-user-token. A
+    third-party site's `sub` is its own user id, a support identity of that site only; a first-party
+    site's `sub` is a marketplace user id, whose account and orders the support bot then reads."""
     from server.auth import add_site
 
-    site = add_site(_db(), name, origin)
+    site = add_site(_db(), name, origin, first_party=first_party)
     typer.echo(site["site_key"])
     typer.echo(f"secret (shown once; sign your users' widget tokens with it): {site['secret']}")
+    typer.echo("first-party: sub = a marketplace user id" if first_party else
+               "third-party: sub = your own user id (a support identity on this site only)")
+
+
+@sites_app.command("first-party")
+@handle_errors
+def sites_first_party(
+    site_id: Annotated[int, typer.Argument(help="The site's id (mentor sites list).")],
+    off: Annotated[bool, typer.Option("--off", help="Make it third-party again.")] = False,
+) -> None:
+    """Mark a site first-party (its signed `sub` is a marketplace user id), or third-party with --off."""
+    from server.auth import set_first_party
+
+    site = set_first_party(_db(), site_id, not off)
+    typer.echo(f"{site['name']}: {'first' if site['first_party'] else 'third'}-party")
 
 
 @sites_app.command("list")
@@ -384,7 +404,8 @@ def sites_list() -> None:
     from server.auth import list_sites
 
     for site in list_sites(_db()):
-        typer.echo(f"{site['id']:>3}  {site['site_key']}  {site['name']:<12} {', '.join(site['origins'])}")
+        party = "first-party" if site["first_party"] else "third-party"
+        typer.echo(f"{site['id']:>3}  {site['site_key']}  {site['name']:<12} {party:<11}  {', '.join(site['origins'])}")
 
 
 @app.command()
@@ -478,7 +499,10 @@ def serve(
     # so exit hooks run (the embedded PostgreSQL this process started is stopped, not left behind)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     # Token frames are a few bytes: per-message deflate costs CPU on every frame and saves nothing.
-    options = dict(host=host, port=port, log_config=None, ws="websockets-sansio", ws_per_message_deflate=False)
+    # The client's address behind a balancer is the app's decision (MENTOR_TRUSTED_PROXIES, server/app.py),
+    # not uvicorn's default trust of X-Forwarded-For from 127.0.0.1.
+    options = dict(host=host, port=port, log_config=None, ws="websockets-sansio", ws_per_message_deflate=False,
+                   proxy_headers=False)
     if workers == 1:
         from server.app import create_app
 

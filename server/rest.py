@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from agents.personas import all_personas
@@ -141,3 +141,36 @@ def drafts(user: User, s: Svc) -> list[dict[str, Any]]:
 def tickets(user: User, s: Svc) -> list[dict[str, Any]]:
     return _rows(s, user, """SELECT id, conversation_id, subject, reason, status, created_at FROM support_tickets
                              ORDER BY created_at DESC""")
+
+
+class SiteLink(BaseModel):
+    site_key: str = Field(min_length=1, max_length=100)
+    user_token: str = Field(min_length=1, max_length=4096, description="the site's signed token for its user")
+
+
+@router.get("/me/site-links")
+def my_site_links(user: User, s: Svc) -> list[dict[str, Any]]:
+    """Third-party sites whose identity for you you linked to this account."""
+    from server.auth import site_links
+
+    return site_links(s.db, user)
+
+
+@router.post("/me/site-links", status_code=201)
+def link_site(body: SiteLink, user: User, s: Svc) -> dict[str, Any]:
+    """Link a third-party site's identity to this account, so the support widget on that site reads your
+    account, orders and payments. Both sides prove it: your token, and the site's signed token for you."""
+    from server.auth import link_site_identity
+
+    try:
+        return link_site_identity(s.db, user, body.site_key, body.user_token)
+    except AuthError as exc:
+        raise HTTPException(400, detail={"code": "invalid_site_token", "message": str(exc)}) from None
+
+
+@router.delete("/me/site-links/{link_id}", status_code=204)
+def unlink_site(link_id: Annotated[int, Path(ge=1, le=2**63 - 1)], user: User, s: Svc) -> None:
+    """Unlink: the widget on that site goes back to knowing only the site's own identity for you."""
+    from server.auth import unlink_site_identity
+
+    unlink_site_identity(s.db, user, link_id)

@@ -93,7 +93,10 @@ class ChatSession:
     async def serve(self) -> None:
         personas = [p for p in all_personas().values() if self.user or p.anonymous]
         await self.send({"type": "ready", "protocol": 1, "seq": None, "user": self.user,
-                         "visitor_id": self.caller.visitor_id if self.caller.anonymous else None,
+                         # a site-scoped identity comes from the site's token each time: nothing to keep
+                         "visitor_id": self.caller.visitor_id if self.caller.anonymous and not self.caller.site_user
+                         else None,
+                         "site_user": self.caller.site_user,
                          "personas": [{"id": p.id, "name": p.name, "role": p.role} for p in personas],
                          "limits": {"max_message_chars": self.s.settings.max_message_chars,
                                     "max_frame_bytes": self.s.settings.max_frame_bytes,

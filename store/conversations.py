@@ -27,6 +27,7 @@ class Caller:
     site_id: int | None = None
     visitor_id: str | None = None
     address: str | None = None  # the client's network address (rate limits), never stored
+    site_user: str | None = None  # a third-party site's own user id (its identity is `visitor_id`)
 
     @property
     def anonymous(self) -> bool:

@@ -51,6 +51,12 @@ class InvalidArgument(MentorError):
     code = "invalid_argument"
 
 
+class Conflict(MentorError):
+    """The request clashes with the record's state (e.g. it belongs to someone else): HTTP 409."""
+
+    code = "conflict"
+
+
 class WorkerFenced(MentorError):
     """This worker's lease expired and another worker fenced it off (store/workers.py): it closed this
     worker's answers, so nothing more of them may be stored, and the worker must end itself."""

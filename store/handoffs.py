@@ -79,16 +79,24 @@ def transcript(db: Database, staff: Staff, conversation_id: str, after_seq: int 
 
 
 def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
-    """Who the customer is, for the agent: a widget visitor, or a user with their plan, recent orders and
-    payments. Read once the agent may see the handoff (a customer's rows are not the agent's to read under
-    RLS; they are read as the customer)."""
+    """Who the customer is, for the agent: a widget visitor, a third-party site's own user (a support
+    identity of that site, with no marketplace records), or a user with their plan, recent orders and
+    payments; and through which site, first- or third-party. Read once the agent may see the handoff (a
+    customer's rows are not the agent's to read under RLS; they are read as the customer)."""
     with db.service() as conn:
         row = conn.execute(
-            """SELECT c.user_id, c.visitor_id, u.name, u.handle, u.role, p.name AS plan FROM conversations c
+            """SELECT c.user_id, c.visitor_id, u.name, u.handle, u.role, p.name AS plan,
+                      s.name AS site_name, s.first_party, su.external_id
+               FROM conversations c
                LEFT JOIN users u ON u.id = c.user_id LEFT JOIN subscription_plans p ON p.id = u.plan_id
+               LEFT JOIN sites s ON s.id = c.site_id
+               LEFT JOIN site_users su ON c.visitor_id LIKE 'su.%%' AND su.id::text = substr(c.visitor_id, 4)
                WHERE c.id = %s""", (conversation_id,)).fetchone()
-    if row is None or row["user_id"] is None:
-        return {"visitor": True, "name": None}
+    if row is None:
+        return {"visitor": True, "name": None, "site": None}
+    site = None if row["site_name"] is None else {"name": row["site_name"], "first_party": row["first_party"]}
+    if row["user_id"] is None:
+        return {"visitor": True, "name": None, "site": site, "site_user": row["external_id"]}
     with db.as_user(row["user_id"]) as conn:  # as the customer: row-level security gives exactly their rows
         orders = conn.execute(
             """SELECT id, status, amount::float AS amount, created_at FROM orders
@@ -97,7 +105,7 @@ def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
             """SELECT id, kind, status, amount::float AS amount, created_at FROM payments
                ORDER BY created_at DESC LIMIT 5""").fetchall()
     return {"visitor": False, "user_id": row["user_id"], "name": row["name"], "handle": row["handle"],
-            "role": row["role"], "plan": row["plan"], "orders": orders, "payments": payments}
+            "role": row["role"], "plan": row["plan"], "orders": orders, "payments": payments, "site": site}
 
 
 def add_note(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[str, Any]:

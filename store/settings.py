@@ -80,6 +80,9 @@ class Settings(BaseSettings):
                                    description="the origin browsers use for this service (the demo widget's site)")
     metrics_token: str | None = Field(default=None, alias="MENTOR_METRICS_TOKEN", min_length=16,
                                       description="if set, /metrics needs Authorization: Bearer <this token>")
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs, comma-separated):
+    # the balancer's address(es). Unset = none: the peer's own address is the client's, whatever it sends.
+    trusted_proxies: str = Field(default="", alias="MENTOR_TRUSTED_PROXIES")
     max_message_chars: int = Field(default=4000, ge=100, le=100_000, alias="MENTOR_MAX_MESSAGE_CHARS")
     max_frame_bytes: int = Field(default=32_768, ge=1024, le=1_048_576, alias="MENTOR_MAX_FRAME_BYTES")
     user_messages_per_minute: int = Field(default=20, ge=1, le=10_000, alias="MENTOR_USER_RATE")
@@ -99,6 +102,20 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgres://")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (p.strip() for p in value.split(",")):
+            if not item or item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or CIDR (e.g. 10.0.0.5, 10.0.0.0/16, *)") from None
+        return value.strip()
 
     @field_validator("db_pool_min")
     @classmethod

@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -44,9 +45,12 @@ TOKENS, RATE = 60, 20.0  # each answer streams for ~3 s
 class Cluster:
     """The mock model, three workers and HAProxy, as real processes."""
 
-    def __init__(self, database_url: str, logs: Path, **settings: str) -> None:
+    def __init__(self, database_url: str, logs: Path, workers: int = 3, tokens: int = TOKENS, rate: float = RATE,
+                 **settings: str) -> None:
+        """`workers` < 3: the balancer's three server slots share them (one worker holds every socket)."""
         self.mock_port, self.lb_port = free_port(), free_port()
-        self.ports = [free_port() for _ in range(3)]
+        self.ports = [free_port() for _ in range(workers)]
+        self.tokens, self.rate = tokens, rate
         env = {**os.environ, "DATABASE_URL": database_url, "MENTOR_LLM": "openai", "MENTOR_MODEL": "mock",
                "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1", "OPENAI_API_KEY": "sk-mock",
                "MENTOR_USER_RATE": "10000", "MENTOR_GROUNDING": "flag", "HF_HUB_OFFLINE": "1",
@@ -61,14 +65,15 @@ class Cluster:
 
     def _start(self, env: dict[str, str], logs: Path) -> None:
         self.mock = self._spawn([sys.executable, "-m", "evals.mock_llm", "--port", str(self.mock_port),
-                                 "--tokens", str(TOKENS), "--rate", str(RATE), "--ttft", "0.05"], env, logs / "mock")
+                                 "--tokens", str(self.tokens), "--rate", str(self.rate), "--ttft", "0.05"], env,
+                                logs / "mock")
         mentor = str(Path(sys.executable).parent / "mentor")
         self.workers = [self._spawn([mentor, "serve", "--port", str(p)], env, logs / f"worker{i + 1}")
                         for i, p in enumerate(self.ports)]
         for port in self.ports:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180)
         lb_env = {**env, "MENTOR_LB_BIND": f"127.0.0.1:{self.lb_port}",
-                  **{f"MENTOR_WORKER_{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(self.ports)}}
+                  **{f"MENTOR_WORKER_{i + 1}": f"127.0.0.1:{self.ports[i % len(self.ports)]}" for i in range(3)}}
         self.balancer = self._spawn(["haproxy", "-db", "-f", str(REPO / "deploy" / "haproxy.cfg")], lb_env,
                                     logs / "haproxy")
         wait_http(f"http://127.0.0.1:{self.lb_port}/healthz", timeout=30)
@@ -337,3 +342,56 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off_its_clients_retry_and_it_e
     assert not late, late
     print(f"fenced off after {frozen_for[0]:.1f} s frozen; {len(interrupted)} of {count} clients re-sent "
           "their interrupted message and were answered")
+
+
+async def visitor_says_hello(url: str, site_key: str, source: str, forwarded_for: str | None = None) -> str:
+    """A widget visitor connecting from `source` (a loopback address of its own) sends one message:
+    returns "ack" when the turn was admitted, else the error's code."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    async with websockets.connect(f"{url}?site_key={site_key}", origin="https://shop.example", open_timeout=30,
+                                  local_addr=(source, 0), additional_headers=headers) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=30))["type"] == "ready"
+        await ws.send(json.dumps({"type": "message", "client_id": uuid.uuid4().hex, "text": "How do I get paid?"}))
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+            if event["type"] in ("ack", "error"):
+                return "ack" if event["type"] == "ack" else event["code"]
+
+
+def test_visitors_behind_haproxy_have_their_own_address_and_a_sent_header_changes_nothing(
+        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Per-address limits behind the shipped balancer: the worker trusts X-Forwarded-For from HAProxy's
+    address only (MENTOR_TRUSTED_PROXIES), HAProxy sets it to the client's own address, so two visitors
+    on different addresses have separate buckets; a header a visitor sends, through the balancer or
+    straight to the worker, changes nothing."""
+    from server.auth import add_site
+
+    site = add_site(knowledge, "shop", ["https://shop.example"])
+    cluster = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path, workers=1, tokens=5, rate=200.0,
+                      MENTOR_TRUSTED_PROXIES="127.0.0.1", MENTOR_ADDRESS_RATE="2", MENTOR_VISITOR_RATE="100")
+    via_lb, direct = f"ws://127.0.0.1:{cluster.lb_port}/ws/chat", f"ws://127.0.0.1:{cluster.ports[0]}/ws/chat"
+
+    async def scenario() -> dict[str, list[str]]:
+        key = site["site_key"]
+        first = [await visitor_says_hello(via_lb, key, "127.0.0.2") for _ in range(2)]
+        first.append(await visitor_says_hello(via_lb, key, "127.0.0.2", forwarded_for="10.1.2.3"))
+        second = [await visitor_says_hello(via_lb, key, "127.0.0.3")]
+        straight = [await visitor_says_hello(direct, key, "127.0.0.4", forwarded_for=f"10.9.9.{i}") for i in range(3)]
+        return {"first": first, "second": second, "straight": straight}
+
+    try:
+        seen = asyncio.run(scenario())
+        with httpx.Client(base_url=f"http://127.0.0.1:{cluster.lb_port}",
+                          transport=httpx.HTTPTransport(local_address="127.0.0.3")) as client:
+            assert client.get("/healthz", headers={"X-Forwarded-For": "10.6.6.6"}).status_code == 200
+    finally:
+        cluster.stop()
+    # two from 127.0.0.2, then its own bucket is spent, whatever header the third one sends
+    assert seen["first"] == ["ack", "ack", "rate_limited"], seen
+    # another address behind the same balancer has a bucket of its own (before: every visitor was 127.0.0.1)
+    assert seen["second"] == ["ack"], seen
+    # straight to the worker, from a peer it does not trust: the header is ignored, the peer is the client
+    assert seen["straight"] == ["ack", "ack", "rate_limited"], seen
+    logged = [json.loads(line) for line in (tmp_path / "worker1").read_text().splitlines() if line.startswith("{")]
+    clients = {e.get("client") for e in logged if e.get("path") == "/healthz"}
+    assert "127.0.0.3" in clients and "10.6.6.6" not in clients, clients

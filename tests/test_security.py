@@ -409,7 +409,7 @@ def _widget(live, site: dict, origin: str, user_token: str | None = None):  # ty
 
 
 def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
-    site = add_site(db, "market", ["https://market.example"])
+    site = add_site(db, "market", ["https://market.example"], first_party=True)  # the marketplace's own pages
     mateo = demo_ids["mateo"]
     token = jwt.encode({"sub": str(mateo), "exp": int(time.time()) + 600}, site["secret"], algorithm="HS256")
     ws, ready = _widget(live, site, "https://market.example", token)

@@ -387,7 +387,13 @@ def test_cli_token_and_sites(live, db: Database) -> None:
     assert claims["sub"] == "2" and claims["exp"] > time.time()
     added = runner.invoke(app, ["sites", "add", "--origin", "https://shop.example", "--name", "shop"])
     assert added.exit_code == 0 and added.stdout.strip().startswith("site_")
-    assert "https://shop.example" in runner.invoke(app, ["sites", "list"]).stdout
+    listed = runner.invoke(app, ["sites", "list"]).stdout
+    assert "https://shop.example" in listed and "third-party" in listed
+    own = runner.invoke(app, ["sites", "add", "--origin", "https://market.example", "--name", "own", "--first-party"])
+    assert own.exit_code == 0 and "first-party" in own.stdout
+    shop_id = next(line.split()[0] for line in listed.splitlines() if " shop " in line)
+    assert runner.invoke(app, ["sites", "first-party", shop_id]).stdout.strip() == "shop: first-party"
+    assert runner.invoke(app, ["sites", "first-party", shop_id, "--off"]).stdout.strip() == "shop: third-party"
     bad = runner.invoke(app, ["sites", "add", "--origin", "shop.example"])
     assert bad.exit_code != 0 and bad.stderr.startswith("error: origins must look like")
 

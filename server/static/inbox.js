@@ -89,7 +89,13 @@ async function open(id) {
   $("conversation").hidden = false;
   const kv = (k, v) => `<div class="kv"><span>${k}</span><span>${v}</span></div>`;
   const money = (x) => `$${Number(x).toFixed(2)}`;
-  $("customer").innerHTML = `<div class="ctitle">Customer: ${c.visitor ? "a widget visitor" : `${escapeHtml(c.name)} (@${escapeHtml(c.handle)})`}</div>`
+  // who vouched for the customer: a first-party site signs in marketplace users; a third-party site only
+  // its own users, who have no marketplace records here
+  const who = c.visitor ? (c.site_user ? `${escapeHtml(c.site_user)}, signed in at ${escapeHtml(c.site ? c.site.name : "a site")}` : "a widget visitor")
+    : `${escapeHtml(c.name)} (@${escapeHtml(c.handle)})`;
+  const site = c.site ? kv("site", `${escapeHtml(c.site.name)} · ${c.site.first_party ? "first-party" : "third-party"}`) : "";
+  $("customer").innerHTML = `<div class="ctitle">Customer: ${who}</div>` + site
+    + (c.site_user ? kv("account", "this site's own user — no marketplace records") : "")
     + (c.visitor ? "" : kv("plan", escapeHtml(c.plan || "")))
     + kv("ticket", `#${escapeHtml(h.ticket_id)}`) + kv("reason", escapeHtml(h.reason))
     + `<div class="kv"><span>status</span><span id="handoff-status">${escapeHtml(h.status)}</span></div>`
