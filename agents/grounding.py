@@ -43,7 +43,12 @@ FIGURE = re.compile(
     re.I,
 )
 _CITATION = re.compile(r"\[\d{1,3}\]")
-_LIST_MARKER = re.compile(r"(?m)^\s*\d{1,2}[.)]\s")
+# what is not a figure, though it has digits: list markers ("1." or "2)" at a line's start, also at the end of
+# a streamed piece), step and section numbers ("Step 2", "Part 3"), versions ("v2.1", "version 3", "2.4.1")
+_LIST_MARKER = re.compile(r"(?m)^[ \t>*-]*(?:\d{1,2}[.)]|\(\d{1,2}\))(?=\s|$)")
+_STEP = re.compile(r"\b(?:step|phase|part|stage|chapter|section|option|tip|lesson|module|level|point|rule|"
+                   r"question|item)\s\d{1,3}\b", re.I)
+_VERSION = re.compile(r"\b(?:v|version\s?)\d+(?:\.\d+)*\b|\b\d+\.\d+\.\d+\b", re.I)
 _URL = re.compile(r"https?://\S+|\bwww\.\S+")
 _SCALE_OF = re.compile(r"(?<=\d)\s?(?:/\s?|out of\s)(?:5|10|100)\b")  # "7/10", "4.8 out of 5": a scale, not a figure
 _SCALES = {"k": 1000, "thousand": 1000, "m": 1_000_000, "million": 1_000_000, "bn": 10**9, "billion": 10**9,
@@ -103,7 +108,7 @@ def _date(kind: str, raw: str) -> tuple[int, ...] | None:
 
 def _masked(text: str) -> str:
     """Blank out what is not a figure (citation and list markers, links), keeping offsets."""
-    for pattern in (_CITATION, _URL, _LIST_MARKER, _SCALE_OF):
+    for pattern in (_CITATION, _URL, _LIST_MARKER, _STEP, _VERSION, _SCALE_OF):
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
     return text
 
@@ -214,3 +219,51 @@ def mentions_value(text: str, value: float, *, as_percent_of_fraction: bool = Tr
         if as_percent and abs(fig.value - target * 100) <= tolerance:
             return True
     return False
+
+
+# Where a streamed answer may be cut into pieces that are checked on their own: after a sentence's end
+# or a line break, but never inside something `extract_figures` reads whole — a list marker ("1."),
+# an abbreviated month ("Oct. 31, 2026"), a decimal ("2.5"), "e.g."/"i.e."
+_SENTENCE_END = re.compile(r"[.!?:](?=\s)|\n")
+_NO_CUT_BEFORE = re.compile(r"(?:(?m:^)[ \t>*-]*\d{1,2}|\b(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec|e\.g|i\.e|"
+                            r"etc|vs|no|approx|ca))$", re.I)
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Offsets where `text` may be cut so that each piece is checked as the whole text would be."""
+    return [m.end() for m in _SENTENCE_END.finditer(text)
+            if m.group(0) != "." or not _NO_CUT_BEFORE.search(text, 0, m.start())]
+
+
+class StrictGate:
+    """Strict grounding while an answer streams: holds text until a sentence is complete, then releases it
+    only if its figures are supported. It cuts only where `sentence_ends` allows, so a piece is checked by
+    the same rule as the whole answer (`check`)."""
+
+    def __init__(self, index: Callable[[], EvidenceIndex]) -> None:
+        self.index = index  # called per piece: tool calls may add evidence mid-answer
+        self.buffer = ""
+        self.unsupported: list[str] = []
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.unsupported)
+
+    def feed(self, text: str) -> str:
+        self.buffer += text
+        ends = sentence_ends(self.buffer)
+        if not ends:
+            return ""
+        ready, self.buffer = self.buffer[:ends[-1]], self.buffer[ends[-1]:]
+        return self._checked(ready)
+
+    def flush(self) -> str:
+        ready, self.buffer = self.buffer, ""
+        return self._checked(ready)
+
+    def _checked(self, text: str) -> str:
+        result = check(text, self.index)
+        if result.unsupported:
+            self.unsupported += [f for f in result.unsupported if f not in self.unsupported]
+            return ""
+        return text

@@ -13,8 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
-from agents.events import Event, HandoffEvent
-from agents.evidence import Handoff
+from agents.events import Event
 from agents.sentiment import is_upset, wants_human
 from agents.simulation import client_brief, wants_feedback
 from store.errors import MentorError
@@ -142,11 +141,7 @@ class Escalation(TurnHooks):
             reason = "no_answer"
         if reason is None:
             return
-        subject = " ".join(text.split())[:80]
-        outcome = yield from turn.call_tool("create_support_ticket", {"subject": subject, "reason": reason})
-        if outcome.error is None:
-            turn.handoff = Handoff(ticket_id=outcome.data["ticket_id"], reason=reason)
-            yield HandoffEvent(ticket_id=outcome.data["ticket_id"], reason=reason)
+        yield from turn.call_tool("create_support_ticket", {"reason": reason})  # its handoff event comes with it
 
 
 class FinalizeDraft(TurnHooks):

@@ -21,6 +21,7 @@ import importlib.util
 import io
 import json
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -36,13 +37,42 @@ from store.settings import Settings, get_settings
 
 
 class LLMError(MentorError):
-    """The model backend failed after retries (or cannot be used at all)."""
+    """The model backend failed after retries (or cannot be used at all).
+
+    Its message is for the person in the chat — it names no host, port or stack; `detail` is for the
+    operator and goes to the log (with the conversation) only."""
 
     code = "llm_unavailable"
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, detail: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.detail = detail or message
+        if code is not None:
+            self.code = code  # llm_timeout: no first byte in time (/v1 answers 504 rather than 502)
+
+
+def endpoint_failure(exc: Any) -> LLMError:
+    """Either HTTP path's failure (agents/llm_http.py's categories) as one typed error, worded for the user."""
+    detail = f"{exc.kind}{f' {exc.status}' if exc.status else ''}: {_short(exc)}"
+    if exc.kind == "timeout":
+        return LLMError("The language model did not start answering in time. Please try again.",
+                        retryable=True, detail=detail, code="llm_timeout")
+    if exc.kind == "unreachable":
+        return LLMError("The language model cannot be reached right now. Please try again in a moment.",
+                        retryable=True, detail=detail)
+    if exc.kind == "broken":
+        return LLMError("The language model stopped mid-answer; what it wrote so far is kept. Please try again.",
+                        retryable=True, detail=detail)
+    if exc.kind == "status" and exc.status == 429:
+        return LLMError("The language model is busy. Please try again in a moment.", retryable=True, detail=detail)
+    if exc.kind == "status" and (exc.status or 0) >= 500:
+        return LLMError("The language model failed to answer. Please try again.", retryable=True, detail=detail)
+    if exc.kind == "status" and "context" in str(exc).lower():  # llama.cpp, vLLM, OpenAI word it this way
+        return LLMError("This conversation is too long for the language model. Please start a new conversation.",
+                        retryable=False, detail=detail)
+    return LLMError("The language model refused this request; the service's operator can see why in its log.",
+                    retryable=False, detail=detail)
 
 
 @dataclass
@@ -62,6 +92,25 @@ class ModelReply:
     finish_reason: str = "stop"
 
 
+@dataclass
+class ModelHealth:
+    """What `/readyz` and start-up say about the model: can it answer, is the configured model served,
+    and can its chat template do tools (None: this endpoint cannot tell)."""
+
+    ok: bool
+    reachable: bool | None = None
+    model_listed: bool | None = None
+    tools: bool | None = None
+    error: str | None = None
+    checked: str = "none"  # "probe" (models list just now), "last_request" (a real request's outcome), "none"
+
+
+async def model_health(provider: Any) -> ModelHealth:
+    """The provider's own health, or — for a provider that has no such check — healthy as its process."""
+    check = getattr(provider, "health", None)
+    return await check() if check is not None else ModelHealth(ok=True, reachable=True)
+
+
 class ChatProvider:
     """`astream` is what turns use; a provider written synchronously (`stream`) is adapted on the
     bounded pool, and an async one gets a synchronous `stream` for free."""
@@ -69,6 +118,10 @@ class ChatProvider:
     name = "base"
     supports_tools = False
     composes = False  # True: writes from the turn's evidence (`compose`), not from a prompt (`stream`)
+
+    async def health(self) -> ModelHealth:
+        """In-process models are as healthy as the process."""
+        return ModelHealth(ok=True, reachable=True, tools=self.supports_tools)
 
     def compose(self, evidence: Any, structure: str, *, cancel: threading.Event | None = None
                 ) -> Iterator[str | ModelReply]:
@@ -117,9 +170,13 @@ class OpenAICompatibleProvider(ChatProvider):
     (benchmarks/sse_parse_bench.py measures both, and the two HTTP paths)."""
 
     supports_tools = True
+    HEALTH_MAX_AGE_S = 5.0  # /readyz probes the endpoint at most this often per worker
 
     def __init__(self, settings: Settings) -> None:
         self.model = settings.mentor_model
+        self._base_url = (settings.openai_base_url or "https://api.openai.com/v1").rstrip("/")
+        self._last_request: tuple[float, str | None] | None = None  # (when, error or None) of the last turn
+        self._probed: tuple[float, ModelHealth] | None = None
         self.name = f"openai-compatible:{self.model}"
         self._options = dict(api_key=settings.openai_api_key or "not-needed",  # local servers accept any key
                              base_url=settings.openai_base_url, timeout=settings.llm_timeout_s,
@@ -160,6 +217,52 @@ class OpenAICompatibleProvider(ChatProvider):
 
             self._client().chat  # noqa: B018
 
+    async def health(self) -> ModelHealth:
+        """The endpoint's state: the last real request's outcome if it is recent, else a probe of its models
+        list (cheap: no generation) at most every HEALTH_MAX_AGE_S; llama.cpp's `/props` says whether the
+        chat template can do tools."""
+        now = time.monotonic()
+        probed = self._probed[1] if self._probed else None
+        if self._last_request and now - self._last_request[0] < self.HEALTH_MAX_AGE_S:
+            error = self._last_request[1]
+            return ModelHealth(ok=error is None and (probed is None or probed.model_listed is not False),
+                               reachable=True if error is None else None, error=error, checked="last_request",
+                               model_listed=probed.model_listed if probed else None,
+                               tools=probed.tools if probed else None)
+        if self._probed and now - self._probed[0] < self.HEALTH_MAX_AGE_S:
+            return self._probed[1]
+        health = await self._probe()
+        self._probed = (time.monotonic(), health)
+        return health
+
+    async def _probe(self) -> ModelHealth:
+        headers = {"Authorization": f"Bearer {self._options['api_key']}"}
+        try:
+            async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
+                listed = await client.get(f"{self._base_url}/models")
+                props = await client.get(f"{self._base_url.removesuffix('/v1')}/props") \
+                    if listed.status_code == 200 else None
+        except httpx.HTTPError as exc:
+            return ModelHealth(ok=False, reachable=False, error=f"unreachable: {_short(exc)}", checked="probe")
+        if listed.status_code in (401, 403):
+            return ModelHealth(ok=False, reachable=True, error=f"the models list answered {listed.status_code}: "
+                               "check OPENAI_API_KEY", checked="probe")
+        if listed.status_code >= 500:
+            return ModelHealth(ok=False, reachable=True, error=f"the models list answered {listed.status_code}",
+                               checked="probe")
+        ids: list[str] = []
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            ids = [str(m.get("id")) for m in listed.json().get("data") or []]
+        tools = None
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            if props is not None and props.status_code == 200:
+                tools = bool(props.json()["chat_template_caps"]["supports_tools"])
+        if ids and self.model not in ids:
+            return ModelHealth(ok=False, reachable=True, model_listed=False, tools=tools, checked="probe",
+                               error=f"MENTOR_MODEL={self.model!r} is not served here; it serves {ids[:5]}")
+        return ModelHealth(ok=True, reachable=True, model_listed=True if ids else None, tools=tools,
+                           checked="probe")
+
     async def _openai_lines(self, body: dict[str, Any]) -> AsyncIterator[str]:
         """The response's lines through the openai client's generic POST (its retries, timeouts, errors)
         with our body as is: the typed `chat.completions.create` re-walks every message and tool schema
@@ -179,7 +282,9 @@ class OpenAICompatibleProvider(ChatProvider):
                 await response.close()
         except openai.APIStatusError as exc:  # the client's errors, in the categories of agents/llm_http.py
             raise EndpointError("status", _short(exc), exc.status_code) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        except openai.APITimeoutError as exc:
+            raise EndpointError("timeout", _short(exc)) from None
+        except openai.APIConnectionError as exc:
             raise EndpointError("unreachable", _short(exc)) from None
         except httpx.HTTPError as exc:  # e.g. the stream was cut mid-answer; the openai client does not wrap it
             raise EndpointError("broken", _short(exc)) from None
@@ -214,18 +319,17 @@ class OpenAICompatibleProvider(ChatProvider):
                     reply.finish_reason = "cancelled"
                     break
         except EndpointError as exc:  # either HTTP path's failure, as one typed error
-            if exc.kind == "status":
-                retryable = exc.status == 429 or (exc.status or 0) >= 500
-                raise LLMError(f"model endpoint answered {exc.status}: {_short(exc)}", retryable=retryable) from None
-            if exc.kind == "unreachable":
-                raise LLMError(f"model endpoint unreachable: {_short(exc)}", retryable=True) from None
-            if exc.kind == "failed":
-                raise LLMError(f"model call failed: {_short(exc)}", retryable=False) from None
-            raise LLMError(f"model stream broke off: {_short(exc)}", retryable=True) from None
+            failure = endpoint_failure(exc)
+            # the endpoint is down (or refuses everyone) — not merely this request (a context overflow)
+            down = failure.retryable or exc.status in (401, 403, 404)
+            self._last_request = (time.monotonic(), failure.detail if down else None)
+            raise failure from None
         except json.JSONDecodeError:
-            raise LLMError("model endpoint sent a malformed stream", retryable=True) from None
+            raise LLMError("The language model sent a reply that could not be read. Please try again.",
+                           retryable=True, detail="malformed stream (not JSON)") from None
         finally:
             await lines.aclose()  # a break (done, cancelled) or an error: the response is closed now
+        self._last_request = (time.monotonic(), None)
         yield reply.build()
 
 
@@ -241,7 +345,8 @@ class _ReplyBuilder:
     def add(self, chunk: dict[str, Any]) -> str:
         if "error" in chunk:
             message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
-            raise LLMError(f"model endpoint reported an error mid-stream: {str(message)[:200]}", retryable=True)
+            raise LLMError("The language model reported an error mid-answer. Please try again.", retryable=True,
+                           detail=f"error mid-stream: {str(message)[:200]}")
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         text = ""
@@ -373,7 +478,8 @@ class LocalProvider(ChatProvider):
                 stop.set()
                 worker.join()
         if errors:
-            raise LLMError(f"local model failed: {_short(errors[0])}", retryable=False)
+            raise LLMError("The local language model failed to answer.", retryable=False,
+                           detail=f"local model: {_short(errors[0])}")
         completion = "".join(text)
         yield ModelReply(
             text=completion,

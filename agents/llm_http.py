@@ -36,7 +36,8 @@ class EndpointError(Exception):
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.kind = kind  # "status" | "unreachable" | "broken" (mid-stream) | "failed" (not retryable)
+        # "status" | "unreachable" | "timeout" (no first byte in time) | "broken" (mid-stream) | "failed"
+        self.kind = kind
         self.status = status
 
 
@@ -86,7 +87,7 @@ class ChatEndpoint:
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                         "Accept": "text/event-stream"}
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
-        self.max_retries = max_retries
+        self.timeout_s, self.max_retries = timeout_s, max_retries
         # an HTTP(S)_PROXY / NO_PROXY from the environment, looked up once: a session that trusts the
         # environment does it (and a ~/.netrc lookup) on a thread for every request
         self.proxy: dict[str, Any] = {}
@@ -113,15 +114,25 @@ class ChatEndpoint:
         self._session()
 
     async def _open(self, body: bytes) -> aiohttp.ClientResponse:
+        """The response's headers, within one deadline (the timeout) for every attempt and wait together.
+
+        Retried: a connection refused or reset, 408/409/429/5xx — the request did not run, or says to come
+        back. Not retried: no first byte within the deadline — the model may be working on it, and a second
+        copy would only queue behind it; that is one timeout error, however many retries are allowed."""
         session, attempt = self._session(), 0
+        deadline = time.monotonic() + self.timeout_s
         while True:
             last = attempt >= self.max_retries
             try:
-                response = await session.post(self.url, data=body, headers=self.headers, **self.proxy)
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                if last:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    response = await session.post(self.url, data=body, headers=self.headers, **self.proxy)
+            except TimeoutError:
+                raise EndpointError("timeout", f"no response within {self.timeout_s:g} s") from None
+            except aiohttp.ClientConnectionError as exc:
+                delay = retry_delay(attempt)
+                if last or time.monotonic() + delay >= deadline:
                     raise EndpointError("unreachable", str(exc) or type(exc).__name__) from None
-                await asyncio.sleep(retry_delay(attempt))
+                await asyncio.sleep(delay)
                 attempt += 1
                 continue
             except aiohttp.ClientError as exc:  # e.g. an invalid URL or a malformed response: retrying cannot help
@@ -133,9 +144,10 @@ class ChatEndpoint:
             except (aiohttp.ClientError, TimeoutError):
                 detail = b""
             response.close()
-            if last or not _should_retry(response):
+            delay = retry_delay(attempt, response.headers)
+            if last or not _should_retry(response) or time.monotonic() + delay >= deadline:
                 raise EndpointError("status", _status_message(response.status, detail), response.status)
-            await asyncio.sleep(retry_delay(attempt, response.headers))
+            await asyncio.sleep(delay)
             attempt += 1
 
     async def lines(self, payload: dict[str, Any]) -> AsyncIterator[str]:

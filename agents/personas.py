@@ -54,6 +54,9 @@ class Generation(BaseModel):
     temperature: float = Field(0.4, ge=0, le=2)
     max_tokens: int = Field(400, ge=16, le=4096)
     max_tool_steps: int = Field(4, ge=0, le=10)
+    # tool calls run per model round: identical ones (same tool, same arguments) are answered once, and
+    # past this many the rest are dropped (a small model asked for one tool ten times, five of them the same)
+    max_tool_calls: int = Field(4, ge=1, le=16)
     history_tokens: int = Field(1500, ge=0, le=100_000)
 
 
@@ -172,3 +175,11 @@ def get_persona(persona_id: str) -> Persona:
 
 def all_personas() -> dict[str, Persona]:
     return load_personas(os.environ.get("MENTOR_PERSONAS_DIR") or None)
+
+
+def personas_without_tools(tools_supported: bool | None) -> dict[str, list[str]]:
+    """Personas whose tools a model endpoint without tool support cannot call (None: cannot tell, assume it
+    can); each keeps its up-front tools, which the runtime runs itself."""
+    if tools_supported is not False:
+        return {}
+    return {p.id: list(p.tools) for p in all_personas().values() if p.tools}

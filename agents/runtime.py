@@ -25,6 +25,7 @@ answer instead, announced by an `answer_replaced` event.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import uuid
@@ -44,15 +45,16 @@ from agents.events import (
     DoneEvent,
     ErrorEvent,
     Event,
+    HandoffEvent,
     TokenEvent,
     ToolCallEvent,
     ToolResultEvent,
     Usage,
 )
 from agents.evidence import Evidence, Handoff
-from agents.grounding import EvidenceIndex, Grounding, check
+from agents.grounding import EvidenceIndex, Grounding, StrictGate, check
 from agents.hooks import TurnHooks, TurnRefused, hooks_for
-from agents.llm import ChatProvider, LLMError, ModelReply
+from agents.llm import ChatProvider, LLMError, ModelReply, ToolCallRequest
 from agents.personas import Persona, get_persona
 from agents.sampling import OutputLimit, Sampling
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
@@ -62,8 +64,8 @@ from retrieval.tokens import count_tokens
 from store.db import Database
 from store.errors import MentorError
 
+log = logging.getLogger("mentor.turn")
 STATED_RATE = re.compile(r"\$\s?(\d{1,4}(?:\.\d{1,2})?)\s*(?:/\s*h(?:ou)?r?\b|(?:an|per|a)\s+hour\b|hourly\b)", re.I)
-SENTENCE_END = re.compile(r"[.!?:](?=\s)|\n")
 
 
 class HistoryMessage(BaseModel):
@@ -80,6 +82,14 @@ class TurnRequest(BaseModel):
     mode: Literal["chat", "simulate_client"] = "chat"
     conversation_id: str | None = None
     sampling: Sampling | None = None  # an API caller's own (/v1): sampling for the model, max_tokens and stop
+    # an API caller's system/developer messages (/v1): given to the model below the persona's own rules
+    instructions: str | None = Field(None, max_length=20_000)
+
+
+def strictly_grounded(persona: Persona, grounding: str | None, provider: ChatProvider) -> bool:
+    """Is this answer released only once its figures are checked (and replaced if one is not)? The composer
+    quotes its evidence, so it needs no gate."""
+    return (grounding or persona.grounding) == "strict" and not provider.composes
 
 
 class Turn:
@@ -90,10 +100,11 @@ class Turn:
         self.on_prepared = on_prepared  # told once everything before the answer is done (or failed)
         self.cancel = cancel or threading.Event()
         self.hooks: list[TurnHooks] = hooks_for(persona.behaviours)
-        self.strict = (grounding or persona.grounding) == "strict" and not provider.composes
+        self.strict = strictly_grounded(persona, grounding, provider)
         transcript = "\n".join(f"{h.role}: {h.content}" for h in req.history) + f"\nuser: {req.text}"
         self.ctx = ToolContext(db=db, user_id=req.user_id, allowed_corpora=persona.corpora,
-                               transcript=transcript.strip(), conversation_id=req.conversation_id)
+                               transcript=transcript.strip(), conversation_id=req.conversation_id,
+                               question=req.text)
         self.records: list[tuple[str, Any]] = []  # what the prompt shows, tool errors included
         self.hits: list[SearchHit] = []
         self.handoff: Handoff | None = None
@@ -106,6 +117,8 @@ class Turn:
         self.saved_draft = False
         self.citation_ids: set[int] = set()
         self.finish = "stop"
+        self._index: EvidenceIndex | None = None
+        self._index_seen: tuple[int, int] = (-1, -1)
 
     # -- evidence -----------------------------------------------------------------------------
     def call_tool(self, name: str, args: dict[str, Any], call_id: str | None = None,
@@ -121,6 +134,11 @@ class Turn:
         self.records.append((name, outcome.data if outcome.error is None else {"error": outcome.error}))
         if name == "save_proposal_draft" and outcome.error is None:
             self.saved_draft = True
+        if name == "create_support_ticket" and outcome.error is None:
+            # every ticket is a handoff, whoever opened it (a hook, the model): the client follows the
+            # conversation for a person's replies from this event on
+            self.handoff = Handoff(ticket_id=outcome.data["ticket_id"], reason=outcome.data["reason"])
+            yield HandoffEvent(ticket_id=outcome.data["ticket_id"], reason=outcome.data["reason"])
         if name == "search_knowledge" and outcome.data:
             yield from self.cite([SearchHit(corpus="", anchor="", score=0, **{k: r[k] for k in (
                 "chunk_id", "title", "section", "source", "text")}) for r in outcome.data["results"]])
@@ -192,6 +210,13 @@ class Turn:
             hits=list(self.hits), handoff=self.handoff, signed_in=self.req.user_id is not None, mode=self.req.mode,
             system_prompt=self.system_text, question_vector=self.question_vector)
 
+    def evidence_index(self) -> EvidenceIndex:
+        """The evidence's figures, rebuilt only when a tool call mid-answer added evidence."""
+        seen = (len(self.records), len(self.hits))
+        if self._index is None or seen != self._index_seen:
+            self._index, self._index_seen = self.evidence().index(), seen
+        return self._index
+
     def structure(self) -> str:
         """Which of the composer's per-persona structures writes this turn's answer."""
         return next((name for h in self.hooks if (name := h.composer(self))), None) or self.persona.composer
@@ -224,7 +249,7 @@ class Turn:
         if self.provider.supports_tools and all(h.offers_tools(self) for h in self.hooks):
             tools = [TOOLS[t].openai_schema() for t in self.persona.tools
                      if not (TOOLS[t].private and self.req.user_id is None)] or None
-        gate = StrictGate(self) if self.strict else None
+        gate = StrictGate(self.evidence_index) if self.strict else None
         limit = OutputLimit.of(self.req.sampling)
         steps = 0
         while True:
@@ -247,9 +272,15 @@ class Turn:
                         yield TokenEvent(delta=released)
                     if self.cancel.is_set() or (limit and limit.ended and not self.provider.composes):
                         break  # (the composer's answer is written already: read on to its usage)
+            except LLMError:  # what was streamed before the failure was generated, and is kept: count it
+                self.count_usage(messages, ModelReply(), step_text)
+                raise
             finally:
                 await stream.aclose()  # stops a model we broke away from (strict mode, cancel, a limit)
-            self.count_usage(messages, reply, released_text if self.provider.composes else step_text)
+            # what was produced: all the model sent, unless a limit cut the answer here (then what was released,
+            # so completion_tokens never exceeds the caller's max_tokens); the composer's, as released
+            cut = self.provider.composes or (limit is not None and limit.ended)
+            self.count_usage(messages, reply, released_text if cut else step_text)
             if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()):
                 rest = limit.feed(rest) if limit else rest
                 self.answer += rest
@@ -275,9 +306,10 @@ class Turn:
                 self.finish = "tool_steps"
                 return
             steps += 1
+            calls = distinct_calls(reply.tool_calls)[:gen.max_tool_calls]
             messages.append(AIMessage(content=reply.text, tool_calls=[
-                {"id": c.id, "name": c.name, "args": c.args} for c in reply.tool_calls]))
-            for call in reply.tool_calls:
+                {"id": c.id, "name": c.name, "args": c.args} for c in calls]))
+            for call in calls:
                 # malformed arguments: tell the model, and the user, instead of guessing them
                 refused = None if call.malformed is None else \
                     f"the model sent malformed arguments for {call.name}: {call.malformed[:200]!r}"
@@ -335,6 +367,9 @@ class Turn:
         self.system_text = self.with_evidence(persona.system_prompt())
         for hook in self.hooks:
             self.system_text = hook.system_prompt(self, self.system_text)
+        if req.instructions:  # below the persona's rules: they still hold where the two disagree
+            self.system_text += ("\n\n## Instructions from the application calling you\nFollow these where they do "
+                                 "not conflict with everything above.\n" + req.instructions)
         messages: list[BaseMessage] = [SystemMessage(self.system_text)]
         messages += trim_history([h.model_dump() for h in self.req.history], persona.generation.history_tokens)
         messages.append(HumanMessage(self.req.text))
@@ -358,7 +393,9 @@ class Turn:
                 yield event
             async for event in drive(self.after_answer(), []):
                 yield event
-        except LLMError as exc:
+        except LLMError as exc:  # the user reads the message; the operator's detail goes to the log
+            log.warning("model call failed", extra={"conversation_id": self.req.conversation_id,
+                                                    "persona": self.persona.id, "detail": exc.detail})
             yield ErrorEvent(code=exc.code, message=str(exc), retryable=exc.retryable)
             self.finish = "error"
         except MentorError as exc:  # refused turns and typed failures end like any other: error, then done
@@ -374,44 +411,16 @@ class Turn:
         )
 
 
-class StrictGate:
-    """Holds streamed text until a sentence is complete, then releases it only if its figures are supported."""
-
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
-        self.buffer = ""
-        self.unsupported: list[str] = []
-        self._index: EvidenceIndex | None = None
-        self._seen: tuple[int, int] = (-1, -1)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.unsupported)
-
-    def index(self) -> EvidenceIndex:
-        seen = (len(self.turn.records), len(self.turn.hits))  # tool calls may add evidence mid-answer
-        if self._index is None or seen != self._seen:
-            self._index, self._seen = self.turn.evidence().index(), seen
-        return self._index
-
-    def feed(self, text: str) -> str:
-        self.buffer += text
-        ends = [m.end() for m in SENTENCE_END.finditer(self.buffer)]
-        if not ends:
-            return ""
-        ready, self.buffer = self.buffer[:ends[-1]], self.buffer[ends[-1]:]
-        return self._checked(ready)
-
-    def flush(self) -> str:
-        ready, self.buffer = self.buffer, ""
-        return self._checked(ready)
-
-    def _checked(self, text: str) -> str:
-        result = check(text, self.index())
-        if result.unsupported:
-            self.unsupported += [f for f in result.unsupported if f not in self.unsupported]
-            return ""
-        return text
+def distinct_calls(calls: list[ToolCallRequest]) -> list[ToolCallRequest]:
+    """The round's calls with repeats removed (same tool, same arguments: one answer serves them all)."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for call in calls:
+        key = (call.name, call.malformed or json.dumps(call.args, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            kept.append(call)
+    return kept
 
 
 async def arun_turn(req: TurnRequest, *, db: Database, provider: ChatProvider,

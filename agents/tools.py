@@ -39,6 +39,7 @@ class ToolContext:
     allowed_corpora: list[str] = field(default_factory=list)
     transcript: str = ""
     conversation_id: str | None = None
+    question: str = ""  # the customer's own words this turn (a ticket's subject)
 
 
 @dataclass
@@ -140,7 +141,8 @@ class SaveDraftArgs(Args):
 
 
 class TicketArgs(Args):
-    subject: str = Field(..., min_length=3, max_length=200)
+    subject: str | None = Field(None, max_length=200, description="ignored: a ticket's subject is always the "
+                                "customer's own words")
     reason: Literal["user_request", "no_answer", "upset", "other"] = "user_request"
 
 
@@ -361,6 +363,15 @@ def my_account(conn: psycopg.Connection, ctx: ToolContext, _: NoArgs) -> dict:
 TICKETS_PER_HOUR = 3  # per visitor or user, across their conversations
 
 
+def ticket_subject(words: str) -> str:
+    """A ticket's subject: the customer's message, on one line, cut at a word near 80 characters. Never
+    what a model wrote (a small one writes markup: `<tool_call>_‹tool_call_call…`)."""
+    text = " ".join(words.split())
+    if len(text) <= 80:
+        return text or "(no message)"
+    return text[:80].rsplit(" ", 1)[0] + "…"
+
+
 def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: TicketArgs) -> dict:
     if ctx.conversation_id is not None:
         recent = conn.execute("SELECT recent_ticket_count(%s) AS n", (ctx.conversation_id,)).fetchone()["n"]
@@ -373,7 +384,8 @@ def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: Tick
     conn.execute(
         """INSERT INTO support_tickets (id, user_id, conversation_id, subject, reason, transcript)
            VALUES (%s, app_user_id(), %s, %s, %s, %s)""",
-        (ticket_id, ctx.conversation_id, args.subject, args.reason, ctx.transcript or "(no transcript)"))
+        (ticket_id, ctx.conversation_id, ticket_subject(ctx.question or ctx.transcript), args.reason,
+         ctx.transcript or "(no transcript)"))
     return {"ticket_id": ticket_id, "status": "open", "reason": args.reason}
 
 

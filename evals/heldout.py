@@ -18,6 +18,7 @@ from agents.composer import COMPOSER
 from agents.llm import ChatProvider
 from agents.personas import get_persona
 from agents.runtime import Turn, TurnRequest
+from agents.tools import ticket_subject
 from retrieval.corpora import add_corpus
 from retrieval.ingest import ingest_paths
 from retrieval.search import search
@@ -104,8 +105,8 @@ def run_heldout(db: Database, provider: ChatProvider = COMPOSER, spec: HeldoutSe
     finally:
         with db.admin() as conn:  # tickets the turns opened
             conn.execute("DELETE FROM support_tickets WHERE user_id IS NULL AND conversation_id IS NULL "
-                         "AND subject = ANY(%s)", ([q[:80] for q in [*(c.question for c in spec.cases),
-                                                                      *spec.off_topic]],))
+                         "AND subject = ANY(%s)", ([ticket_subject(q) for q in [*(c.question for c in spec.cases),
+                                                                                *spec.off_topic]],))
     return HeldoutReport(
         hits_at_5=sum(r.rank is not None for r in results), facts_in_answer=sum(r.fact_in_answer for r in results),
         cases=len(results), unsupported_figures=sum(len(r.unsupported) for r in results),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import html
 import logging
@@ -27,6 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from agents.llm import model_health
+from agents.personas import personas_without_tools
 from server import metrics
 from server.auth import WORKER_HEADER, worker_name
 from server.inbox import router as inbox_router
@@ -123,8 +126,13 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
         message = f"{where}: {first.get('msg', 'invalid')}"
-        if request.url.path.startswith("/v1/"):  # the shape OpenAI clients parse
-            return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+        if request.url.path.startswith("/v1/"):  # the shape OpenAI clients parse, naming the parameter
+            param = _openai_param(first.get("loc", ()))
+            if first.get("type") == "json_invalid":
+                message, param = "the body is not valid JSON", None
+            elif param:
+                message = f"{param}: {first.get('msg', 'invalid')}"
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": param,
                                            "code": "invalid_body"}}, status_code=400)
         return JSONResponse({"detail": {"code": "invalid_request", "message": message}}, status_code=422)
 
@@ -209,14 +217,19 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready = the database answers and the model can: its endpoint is reachable and serves the configured
+        model (a probe of its models list at most every 5 s, or the last request's outcome if newer), with
+        whether its chat template can do tools and which personas lose them if not."""
         s: Services | None = request.app.state.services
-        checks = {"database": False, "model": False}
-        if s is not None:
-            checks["database"] = s.db.ping()
-            checks["model"] = s.provider is not None
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, **checks, "backend": s.provider.name if s else None},
+        if s is None:
+            return JSONResponse({"ready": False, "database": False, "model": False, "backend": None}, 503)
+        database = await asyncio.to_thread(s.db.ping)
+        health = await model_health(s.provider)
+        ready = database and health.ok
+        return JSONResponse({"ready": ready, "database": database, "model": health.ok, "backend": s.provider.name,
+                             "model_detail": {**dataclasses.asdict(health),
+                                              "personas_without_tools": personas_without_tools(health.tools)}},
                             status_code=200 if ready else 503)
 
     @app.get("/metrics")
@@ -327,6 +340,19 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
         return HTMLResponse(_page("WebSocket protocol", f'<p><a href="/">← back to the chat</a></p>{body}'))
 
     return app
+
+
+def _openai_param(loc: tuple | list) -> str | None:
+    """A validation error's place as OpenAI names parameters: `max_tokens`, `messages[2].content`."""
+    path = list(loc[1:])
+    if not path or not isinstance(path[0], str):
+        return None
+    param = path[0]
+    if param == "messages" and len(path) > 1 and isinstance(path[1], int):
+        param += f"[{path[1]}]"
+        if len(path) > 2 and path[2] in ("role", "content"):
+            param += f".{path[2]}"
+    return param
 
 
 def _page(title: str, body: str) -> str:

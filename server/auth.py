@@ -158,12 +158,10 @@ def site_caller(db: Database, settings: Settings, site_key: str, origin: str | N
     if user_token is not None:  # (the caller then loads the user, refusing one that does not exist)
         sub = verified_site_subject(site, user_token)
         if site["first_party"]:
-            return Caller(user_id=marketplace_user_id(sub), site_id=site["id"], visitor_id=None, address=address)
+            return Caller(user_id=marketplace_user_id(sub), site_id=site["id"], visitor_id=None, address=address,
+                          first_party=True)
         identity = site_identity(db, site["id"], sub)
-        if identity["linked_user_id"] is not None:  # the marketplace user linked this identity themselves
-            return Caller(user_id=identity["linked_user_id"], site_id=site["id"], visitor_id=None, address=address)
-        return Caller(user_id=None, site_id=site["id"], visitor_id=f"su.{identity['id']}", address=address,
-                      site_user=sub)
+        return identity_caller(site["id"], identity["id"], sub, identity["linked_user_id"], address)
     visitor = visitor_id if valid_visitor_id(settings, site["id"], visitor_id) else issue_visitor_id(settings,
                                                                                                       site["id"])
     return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)
@@ -184,8 +182,14 @@ def verified_site_subject(site: dict, token: str) -> str:
         claims = jwt.decode(token, site["secret"], algorithms=["HS256"], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:
         raise AuthError("the user token has expired") from None
-    except jwt.PyJWTError:
+    except jwt.InvalidSignatureError:
         raise AuthError("the user token is not signed with this site's secret") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(f"the user token has no {exc.claim!r} claim (it needs sub and exp)") from None
+    except (jwt.ImmatureSignatureError, jwt.InvalidIssuedAtError):
+        raise AuthError("the user token is not valid yet (its nbf or iat is in the future)") from None
+    except jwt.PyJWTError as exc:  # e.g. a sub that is not a string, an exp that is not a number
+        raise AuthError(f"the user token is invalid: {str(exc)[:100]}") from None
     sub = claims["sub"]
     if not isinstance(sub, str) or not EXTERNAL_ID.fullmatch(sub):
         raise AuthError("the user token's sub must be a string of 1-128 letters, digits or ._:@+-")
@@ -200,6 +204,28 @@ def marketplace_user_id(sub: str) -> int:
     if not sub.isascii() or not sub.isdigit() or len(sub) > 18 or int(sub) < 1:
         raise AuthError("a first-party site's user token needs sub = a marketplace user id")
     return int(sub)
+
+
+def identity_caller(site_id: int, identity: int, external_id: str, linked_user_id: int | None,
+                    address: str | None) -> Caller:
+    """A third-party site's user: the marketplace user who linked the identity, else the identity itself."""
+    if linked_user_id is not None:
+        return Caller(user_id=linked_user_id, site_id=site_id, address=address, site_identity=identity)
+    return Caller(user_id=None, site_id=site_id, visitor_id=f"su.{identity}", address=address,
+                  site_user=external_id, site_identity=identity)
+
+
+def refreshed_identity(db: Database, caller: Caller) -> Caller:
+    """The caller again, as the identity's link stands now: unlinking takes effect on open sockets too."""
+    with db.service() as conn:
+        row = conn.execute("SELECT external_id, linked_user_id FROM site_users WHERE id = %s",
+                           (caller.site_identity,)).fetchone()
+    if row is None:
+        raise AuthError("this site identity no longer exists")
+    if row["linked_user_id"] == caller.user_id:
+        return caller
+    return identity_caller(caller.site_id or 0, caller.site_identity or 0, row["external_id"], row["linked_user_id"],
+                           caller.address)
 
 
 def site_identity(db: Database, site_id: int, external_id: str) -> dict:

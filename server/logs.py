@@ -12,7 +12,7 @@ import re
 import sys
 import time
 
-_EXTRA = ("request_id", "conversation_id", "path", "status", "duration_ms", "backend", "persona", "client")
+_EXTRA = ("request_id", "conversation_id", "path", "status", "duration_ms", "backend", "persona", "client", "detail")
 
 
 _QUERY = re.compile(r"(/[^\s\"'?]*)\?[^\s\"']*")

@@ -25,7 +25,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.personas import all_personas, get_persona
-from agents.runtime import HistoryMessage, TurnRequest
+from agents.runtime import HistoryMessage, TurnRequest, strictly_grounded
 from agents.sampling import Sampling
 from server.rest import Svc, User
 from server.services import Services
@@ -178,24 +178,33 @@ def check_limits(body: CompletionRequest, s: Services) -> None:
         raise _refuse(400, "message_too_long", f"messages are limited to {settings.max_message_chars} characters")
 
 
-def _turn_request(body: CompletionRequest, user_id: int) -> TurnRequest:
+def _turn_request(body: CompletionRequest, user_id: int, composes: bool) -> TurnRequest:
+    """The request as a turn: its last message is the question, the user/assistant messages before it the
+    history, and system/developer messages the caller's instructions (below the persona's own rules)."""
     try:
         get_persona(body.model)
     except NotFound as exc:
-        raise HTTPException(404, detail={"error": {"message": str(exc), "type": "invalid_request_error",
-                                                   "code": "model_not_found"}}) from None
+        raise _refuse(404, "model_not_found", str(exc), param="model") from None
+    for i, m in enumerate(body.messages):
+        if m.role == "tool":
+            raise _refuse(400, "unsupported_parameter", f"messages[{i}]: tool messages answer client-defined tools, "
+                          "which this service does not take", param=f"messages[{i}]")
+        if m.role in ("system", "developer") and composes and _text(m).strip():
+            raise _refuse(400, "unsupported_parameter", f"messages[{i}]: {m.role} instructions need a language "
+                          "model, and this service answers with its offline grounded composer, which quotes the "
+                          "persona's sources and follows no instructions; send the request without them",
+                          param=f"messages[{i}]")
     convo = [m for m in body.messages if m.role in ("user", "assistant")]
     if not convo or convo[-1].role != "user" or not _text(convo[-1]).strip():
-        raise HTTPException(400, detail={"error": {"message": "the last message must be a non-empty user message",
-                                                   "type": "invalid_request_error"}})
+        raise _refuse(400, "invalid_body", "the last message must be a non-empty user message", param="messages")
+    instructions = "\n\n".join(t for m in body.messages if m.role in ("system", "developer") if (t := _text(m).strip()))
     try:
         history = [HistoryMessage(role=m.role, content=_text(m)) for m in convo[:-1]]
         return TurnRequest(persona=body.model, text=_text(convo[-1]), user_id=user_id, history=history,
-                           sampling=body.sampling())
+                           sampling=body.sampling(), instructions=instructions or None)
     except ValidationError as exc:  # e.g. a message over the length limit
         first = exc.errors()[0]
-        raise HTTPException(400, detail={"error": {"message": f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
-                                                   "type": "invalid_request_error", "code": "invalid_body"}}) from None
+        raise _refuse(400, "invalid_body", f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 @router.get("/models")
@@ -209,12 +218,12 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
     """A turn through the same service as the WebSocket: limits, budget, and the turn stored as a new
     conversation (the request's history is used as given, not stored)."""
     check_contract(body)
-    req = _turn_request(body, user)
+    req = _turn_request(body, user, s.provider.composes)
     check_limits(body, s)
     try:
         begun = await s.turns.begin(Caller(user_id=user), TurnInput(
             text=req.text, client_id=f"v1-{uuid.uuid4().hex}", persona=req.persona, history=req.history,
-            sampling=req.sampling))
+            sampling=req.sampling, instructions=req.instructions))
     except TurnRejected as exc:
         status = 429 if exc.code == "rate_limited" else 400
         raise _refuse(status, exc.code, str(exc), retry_after=exc.retry_after) from None
@@ -222,16 +231,19 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not body.stream:
         events = [e async for e in begun.events()]
+        done = events[-1] if events and events[-1]["type"] == "done" else None
+        if done is None or done["finish_reason"] == "error":
+            raise _failed(events)
         replaced = max((i for i, e in enumerate(events) if e["type"] == "answer_replaced"), default=-1)
         text = "".join(e["delta"] for e in events[replaced + 1:] if e["type"] == "token")
-        done = events[-1] if events and events[-1]["type"] == "done" else _broken(events)
         return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": _finish(done)}],
                 "usage": {k: done["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
                 "mentor": {"events": [e for e in events if e["type"] in FACT_EVENTS],
                            "grounding": done.get("grounding"), "conversation_id": begun.start.conversation_id}}
-    return StreamingResponse(_sse(begun, cid, created, body.model, body.include_usage),
+    hold = strictly_grounded(get_persona(body.model), s.settings.grounding, s.provider)
+    return StreamingResponse(_sse(begun, cid, created, body.model, body.include_usage, hold),
                              media_type="text/event-stream")
 
 
@@ -241,29 +253,61 @@ def _finish(done: dict[str, Any]) -> str:
     return "length" if done["finish_reason"] == "length" else "stop"
 
 
-def _broken(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The turn could not be stored (the database went away mid-answer): answer 503, typed."""
-    error = next((e for e in events if e["type"] == "error"), {"code": "internal", "message": "the turn failed"})
-    raise HTTPException(503, detail={"error": {"message": error["message"], "type": "server_error",
-                                               "code": error["code"]}})
+# A failed turn as HTTP: the model timed out (504) or failed (502); the service itself could not finish the
+# turn (503: the database went away, the worker was fenced off); a turn the persona refused is the caller's (4xx).
+FAILURE_STATUS = {"llm_timeout": 504, "llm_unavailable": 502, "interrupted": 503, "database_unavailable": 503,
+                  "internal": 500, "sign_in_required": 403, "forbidden": 403, "not_found": 404}
 
 
-async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_usage: bool):  # type: ignore[no-untyped-def]
+def _failure(events: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    error = next((e for e in events if e["type"] == "error"),
+                 {"code": "internal", "message": "the turn failed", "retryable": True})
+    status = FAILURE_STATUS.get(error["code"], 400)
+    return status, {"message": error["message"], "type": "server_error" if status >= 500 else "invalid_request_error",
+                    "param": None, "code": error["code"]}
+
+
+def _failed(events: list[dict[str, Any]]) -> HTTPException:
+    """Never a `200` with empty text: the official client raises on these (APIStatusError)."""
+    status, error = _failure(events)
+    return HTTPException(status, detail={"error": error})
+
+
+async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_usage: bool, hold: bool):  # type: ignore[no-untyped-def]
     """Chunks as the spec has them: each before the last carries one choice (our facts ride on an empty
-    delta); the usage chunk, with `choices: []`, comes last and only when `include_usage` asked for it."""
+    delta); the usage chunk, with `choices: []`, comes last and only when `include_usage` asked for it.
+
+    `hold`: a strictly grounded persona's text is sent once the whole answer is checked, so a standard
+    client never shows a sentence that is later withdrawn (`answer_replaced` is our extension; they
+    would glue the replacement to it). A failed turn ends with an SSE `error` event, which the official
+    client raises as an `APIError`, and no `[DONE]`."""
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
         return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
                                       "model": model, "choices": choices, **extra}, default=str) + "\n\n"
 
+    held: list[str] = []
+    seen: list[dict[str, Any]] = []
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for event in turn.events():
+            seen.append(event)
             if event["type"] == "token":
-                yield chunk({"content": event["delta"]})
-            elif event["type"] in FACT_EVENTS:
+                if hold:
+                    held.append(event["delta"])
+                else:
+                    yield chunk({"content": event["delta"]})
+            elif event["type"] == "answer_replaced" and hold:
+                held.clear()  # never sent: nothing to withdraw
+            elif event["type"] in FACT_EVENTS and event["type"] != "error":
                 yield chunk({}, mentor={"event": event})
             elif event["type"] == "done":
+                if event["finish_reason"] == "error":
+                    _, error = _failure(seen)
+                    yield "event: error\ndata: " + json.dumps({"error": error}) + "\n\n"
+                    return
+                if held:
+                    yield chunk({"content": "".join(held)})
                 yield chunk({}, _finish(event), mentor={"grounding": event.get("grounding")})
                 if include_usage:
                     u = event["usage"]

@@ -3,16 +3,20 @@ the link to the other workers (hub), the event writer and the turn service."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
-from agents.llm import ChatProvider
+from agents.llm import ChatProvider, model_health
+from agents.personas import personas_without_tools
 from server.event_writer import EventWriter
 from server.hub import Hub
 from server.turns import TurnService
 from store.db import Database
 from store.settings import Settings
+
+log = logging.getLogger("mentor.services")
 
 
 class RateLimiter:
@@ -59,6 +63,18 @@ class Services:
         warm_up = getattr(self.provider, "warm_up", None)
         if warm_up is not None:
             await warm_up()
+        await self.report_model()
+
+    async def report_model(self) -> None:
+        """Tell the operator at start-up when the model cannot answer, or cannot call tools."""
+        health = await model_health(self.provider)
+        if not health.ok:
+            log.warning("the model endpoint is not ready", extra={"backend": self.provider.name,
+                                                                  "detail": health.error})
+        if lost := personas_without_tools(health.tools):
+            log.warning("the model endpoint's chat template cannot call tools: these personas answer without "
+                        "their tools (up-front tools still run): " + "; ".join(
+                            f"{p}: {', '.join(t)}" for p, t in lost.items()), extra={"backend": self.provider.name})
 
     async def stop(self) -> None:
         from agents.aio import close_loop_resources

@@ -62,6 +62,7 @@ class TurnInput:
     mode: str | None = None
     history: list[HistoryMessage] | None = None  # stateless callers (/v1) send theirs; else the conversation's
     sampling: Sampling | None = None  # an API caller's sampling, max_tokens and stop (/v1)
+    instructions: str | None = None  # an API caller's system messages (/v1)
 
 
 @dataclass
@@ -102,6 +103,13 @@ class RunningTurn:
         return self.task is None or self.task.done()
 
 
+def widget_may_offer(caller: Caller) -> bool:
+    """May a signed-in caller use more than the support bot here? On the chat page and the marketplace's own
+    (first-party) sites, yes; in a third-party site's widget, only support, linked account or not (the site
+    must not reach the user's profile, revenue or drafts through the mentors)."""
+    return caller.site_id is None or caller.first_party
+
+
 def owner_of(caller: Caller) -> str:
     return f"user:{caller.user_id}" if not caller.anonymous else f"visitor:{caller.visitor_id}"
 
@@ -126,6 +134,9 @@ class TurnService:
             raise TurnRejected("unknown_persona", str(exc)) from None
         if caller.anonymous and not persona.anonymous:
             raise TurnRejected("forbidden", f"{persona.name} needs a signed-in user; widget visitors talk to support")
+        if not persona.anonymous and not widget_may_offer(caller):
+            raise TurnRejected("forbidden", f"{persona.name} is not offered in this site's widget: it answers "
+                               "support questions")
         named = PROJECT_REF.search(inp.text)  # "project 42" in the text moves the conversation to it
         project = inp.project_id or (int(named.group(1)) if named else None)
 
@@ -166,7 +177,7 @@ class TurnService:
             history = inp.history if inp.history is not None else [HistoryMessage(**h) for h in opened.history]
             req = TurnRequest(persona=persona_id, text=inp.text, user_id=caller.user_id, history=history,
                               project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id,
-                              sampling=inp.sampling)
+                              sampling=inp.sampling, instructions=inp.instructions)
             turn = RunningTurn(start, {**ack(start), "seq": opened.ack_seq, "conversation_id": start.conversation_id},
                                owner_of(caller))
             self.running[start.conversation_id] = turn

@@ -22,7 +22,15 @@ from starlette.websockets import WebSocketState
 
 from agents.personas import all_personas
 from server import metrics
-from server.auth import AuthError, accept_socket, protocol_credentials, site_caller, user_exists, verify_token
+from server.auth import (
+    AuthError,
+    accept_socket,
+    protocol_credentials,
+    refreshed_identity,
+    site_caller,
+    user_exists,
+    verify_token,
+)
 from server.protocol import (
     CLIENT_TYPES,
     CancelFrame,
@@ -35,7 +43,7 @@ from server.protocol import (
     TypingFrame,
 )
 from server.services import Services
-from server.turns import Duplicate, HumanOwned, RunningTurn, TurnInput, TurnRejected
+from server.turns import Duplicate, HumanOwned, RunningTurn, TurnInput, TurnRejected, widget_may_offer
 from store import conversations as convs
 from store.conversations import Caller
 from store.errors import MentorError, NotFound
@@ -91,7 +99,7 @@ class ChatSession:
 
     # -- receiving ------------------------------------------------------------------------------
     async def serve(self) -> None:
-        personas = [p for p in all_personas().values() if self.user or p.anonymous]
+        personas = [p for p in all_personas().values() if p.anonymous or (self.user and widget_may_offer(self.caller))]
         await self.send({"type": "ready", "protocol": 1, "seq": None, "user": self.user,
                          # a site-scoped identity comes from the site's token each time: nothing to keep
                          "visitor_id": self.caller.visitor_id if self.caller.anonymous and not self.caller.site_user
@@ -177,6 +185,8 @@ class ChatSession:
             return None
 
     async def dispatch(self, frame: Any) -> None:
+        if self.caller.site_identity is not None and frame.type != "ping":
+            await self.refresh_identity()
         if frame.type == "ping":
             await self.send({"type": "pong", "seq": None, "time": time.time()})
         elif isinstance(frame, MessageFrame):
@@ -198,6 +208,16 @@ class ChatSession:
                 await self.send(_error("not_found", str(exc)))
                 return
             await self.send({"type": "contact_saved", "seq": None, "ticket_id": frame.ticket_id})
+
+    async def refresh_identity(self) -> None:
+        """A third-party site's user: whether a marketplace account is linked is read again for every frame,
+        so an unlink (or a new link) holds on sockets already open."""
+        caller = await asyncio.to_thread(refreshed_identity, self.s.db, self.caller)
+        if caller != self.caller:
+            self.caller = caller
+            self.user = None if caller.user_id is None else dict(
+                await asyncio.to_thread(user_exists, self.s.db, caller.user_id))
+            self.watching.clear()  # conversations followed as the old identity are not this one's
 
     # -- frames ---------------------------------------------------------------------------------
     async def on_message(self, frame: MessageFrame) -> None:

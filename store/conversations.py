@@ -28,6 +28,8 @@ class Caller:
     visitor_id: str | None = None
     address: str | None = None  # the client's network address (rate limits), never stored
     site_user: str | None = None  # a third-party site's own user id (its identity is `visitor_id`)
+    site_identity: int | None = None  # that identity's row (site_users), linked to `user_id` or not
+    first_party: bool = False  # came through a first-party site (the marketplace's own pages)
 
     @property
     def anonymous(self) -> bool:

@@ -464,4 +464,26 @@ def test_an_endpoint_nobody_listens_on_is_a_retryable_typed_error() -> None:
 
     with pytest.raises(LLMError) as info:
         asyncio.run(ask())
-    assert info.value.retryable and "unreachable" in str(info.value)
+    assert info.value.retryable and "cannot be reached" in str(info.value)
+    # the user never reads the endpoint's address; the operator's log does
+    assert "127.0.0.1" not in str(info.value) and info.value.detail.startswith("unreachable")
+
+
+def test_identical_tool_calls_in_a_round_run_once_and_a_round_is_capped(knowledge: Database, provider,
+                                                                       demo_ids) -> None:
+    """A small model asked for one tool ten times, five of them the same: the repeats are answered once and
+    at most `max_tool_calls` (4) run, so the next request stays inside the model's context."""
+    import re
+
+    same = ("my_revenue_summary", {"months": 1})
+    calls = [same] * 5 + [("my_profile", {}), ("learning_roi", {}), ("my_revenue_summary", {"months": 3}),
+                          ("my_revenue_summary", {"months": 6}), ("my_revenue_summary", {"months": 12})]
+    events, endpoint = scripted_turn(knowledge, provider, [tool_reply(calls), text_reply("Here is your summary.")],
+                                     persona="marcus", text="How is my business doing?", user_id=demo_ids["mateo"])
+    by_model = [(e.name, e.args) for e in of(events, "tool_call") if re.fullmatch(r"call_\d+_\w+", e.id)]
+    assert by_model == [same, ("my_profile", {}), ("learning_roi", {}), ("my_revenue_summary", {"months": 3})]
+    second = endpoint.requests[1]["messages"]  # what the model is told it asked for, and each answer
+    assistant = next(m for m in second if m["role"] == "assistant" and m.get("tool_calls"))
+    told = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in assistant["tool_calls"]]
+    assert told == by_model
+    assert len([m for m in second if m["role"] == "tool"]) == 4

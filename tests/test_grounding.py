@@ -27,6 +27,38 @@ def test_figures_are_money_percentages_dates_and_numbers_not_markers_or_names(te
     assert [f.raw for f in extract_figures(text)] == figures
 
 
+STREAMED = [
+    "To withdraw your earnings:\n\n1. Open Payments.\n2. Choose PayPal or a bank account.\n3. Confirm. Funds "
+    "arrive in 3 to 5 business days.",
+    "Here's how it works:\n\n1) Submit a proposal.\n2) Wait for the client.\n\n- Step 1: agree on scope.\n"
+    "- Step 2: fund the milestone.\n* Keep the 10% fee in mind.",
+    "Payouts changed on Oct. 31, 2026 (version 2.1 of the policy, API v3, SDK 1.4.2). See section 4 and "
+    "lesson 7. E.g. a $500 payout arrives on the 2nd business day.",
+    "## Fees\n\n> 1. Free plan: 10%.\n> 2. Plus: 8%.\n\nNo. Each person may have one account; i.e. one "
+    "profile.",
+]
+
+
+@pytest.mark.parametrize("answer", STREAMED)
+def test_the_strict_gate_streamed_token_by_token_checks_what_the_whole_text_check_checks(answer: str) -> None:
+    """Numbered, bulleted and dated answers cut into a model's tokens: the gate finds nothing the whole-text
+    check does not, releases the answer unchanged, and still catches an invented figure."""
+    from agents.grounding import StrictGate
+    from retrieval.tokens import encoding
+
+    index = build_index(["Free plan 10%, Plus 8%. Transfers take 3-5 business days; $500 limit. Since 2026-10-31."])
+    tokens = [encoding().decode([t]) for t in encoding().encode(answer)]
+    gate = StrictGate(lambda: index)
+    released = "".join(gate.feed(t) for t in tokens) + gate.flush()
+    assert check(answer, index).unsupported == [] and gate.unsupported == []
+    assert released == answer
+    invented = answer + " The fee on Plus is 12.5%."
+    gate = StrictGate(lambda: index)
+    released = "".join(gate.feed(t) for t in [encoding().decode([t]) for t in encoding().encode(invented)])
+    released += gate.flush() if not gate.failed else ""
+    assert gate.unsupported == ["12.5%"] == check(invented, index).unsupported
+
+
 def test_a_figure_is_supported_at_the_precision_it_is_written_in() -> None:
     index = build_index(["Clients pay a 3% fee. Released on 2026-10-12."], [{"p50": 72.6, "commission_rate": 0.08}])
     assert check("The median is $73; you keep all but 8%; 3% for clients; since October 2026.", index).unsupported \

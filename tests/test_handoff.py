@@ -232,3 +232,35 @@ def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_othe
     assert conversation not in [h["conversation_id"] for h in api(live, staff["ana"], "GET", "/api/inbox").json()]
     agent.close()
     customer.close()
+
+
+def test_a_ticket_the_model_opens_is_a_handoff_the_customer_follows(live_model, staff, knowledge) -> None:  # type: ignore[no-untyped-def]
+    """Every ticket is a handoff, whoever opens it: here the model calls `create_support_ticket` itself. The
+    customer gets `handoff` and then the agent's reply; the ticket's subject is the customer's words."""
+    import respx
+
+    from tests.llm_fakes import BASE_URL, text_reply, tool_reply
+
+    question = "My payout from last week never arrived and support has not answered"
+    with respx.mock(assert_all_called=False) as router:
+        replies = [tool_reply([("create_support_ticket", {"subject": "<tool_call>_garbage", "reason": "other"})]),
+                   text_reply("I have opened a ticket for you.")]
+        router.post(f"{BASE_URL}/chat/completions").mock(side_effect=lambda request: replies.pop(0))
+        router.route(host="127.0.0.1").pass_through()
+        customer, _ = open_ws(live_model, staff["c2"])
+        message(customer, question, persona="support")
+        events = until(customer, "done")
+    conversation = events[0]["conversation_id"]
+    handoff = next(e for e in events if e["type"] == "handoff")
+    with knowledge.admin() as conn:
+        subject = conn.execute("SELECT subject FROM support_tickets WHERE id = %s",
+                               (handoff["ticket_id"],)).fetchone()["subject"]
+    assert subject == question
+    assert api(live_model, staff["ana"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
+    assert api(live_model, staff["ana"], "POST", f"/api/inbox/{conversation}/messages",
+               json={"text": "Hi, I am looking into your payout now."}).status_code in (200, 201)
+    reply = until(customer, "agent_message")[-1]
+    customer.close()
+    assert reply["text"] == "Hi, I am looking into your payout now." and reply["conversation_id"] == conversation
+    assert api(live_model, staff["ana"], "POST", f"/api/inbox/{conversation}/resolve",
+               json={"outcome": "payout re-sent"}).status_code == 200

@@ -18,8 +18,11 @@ def _free_port() -> int:
 
 
 def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:  # type: ignore[no-untyped-def]
-    port = _free_port()
-    env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "MENTOR_MODEL": "m",
+    """Ready once the database and the model answer; not ready within seconds of the model going away."""
+    from evals.mock_llm import MockLLM, MockServer
+
+    port, model = _free_port(), MockServer(MockLLM())
+    env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": model.base_url, "MENTOR_MODEL": "mock",
            "MENTOR_DB_POOL_MAX": "5"}
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -33,7 +36,7 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
             except httpx.TransportError:
                 time.sleep(0.5)
         assert ready is not None and ready.json()["ready"] is True, proc.stderr.read() if proc.poll() else ""
-        assert ready.json()["backend"] == "openai-compatible:m"
+        assert ready.json()["backend"] == "openai-compatible:mock"
         assert httpx.get(f"http://127.0.0.1:{port}/").text.startswith("<!doctype html>")
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text  # a lone worker's setup slots: the default
         assert "mentor_turn_setup_slots 96.0" in scraped and "mentor_turn_setup_slots_busy 0.0" in scraped
@@ -41,10 +44,18 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
             held = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name ~ %s AND "
                                 "usename = 'mentor_service'", (f"^mentor/{proc.pid}/[0-9a-f]+$",)).fetchone()["n"]
         assert held == 5
+        model.stop()  # the model endpoint goes away: readiness says so (it probes at most every 5 s)
+        deadline = time.time() + 30
+        while httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code != 503:
+            assert time.time() < deadline, "still ready with the model gone"
+            time.sleep(0.5)
+        gone = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()
+        assert gone["database"] is True and gone["model"] is False and gone["model_detail"]["reachable"] is False
     finally:
+        model.stop()
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert '"msg": "LLM backend active"' in err and '"backend": "openai-compatible:m"' in err
+    assert '"msg": "LLM backend active"' in err and '"backend": "openai-compatible:mock"' in err
 
 
 def test_serve_refuses_a_port_in_use(db) -> None:  # type: ignore[no-untyped-def]

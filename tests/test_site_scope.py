@@ -96,20 +96,37 @@ def test_a_marketplace_user_links_a_third_party_identity_and_only_they_can(
         assert [link["external_id"] for link in client.get("/api/me/site-links", headers=as_mateo).json()] == [
             "partner-user-77"]
         ws, ready = _widget(live, site, "https://partner.example", theirs)
-        ws.close()
         assert ready["user"]["id"] == mateo  # linked: the widget on that site now knows him
+        # ... as a support customer only: the site cannot reach his profile or revenue through the mentors
+        assert [p["id"] for p in ready["personas"]] == ["support"]
+        message(ws, "How do I grow my business?", persona="marcus")
+        assert until(ws, "error")[-1]["code"] == "forbidden"
+        message(ws, "Which plan am I on?", persona="support")
+        linked_turn = until(ws, "done")
+        assert next(e for e in linked_turn if e.get("name") == "my_account" and e["type"] == "tool_result")[
+            "data"]["email"] == "mateo@example.com"
         link_id = linked.json()["id"]
         assert client.delete(f"/api/me/site-links/{link_id}", headers=as_sofia).status_code == 404
         assert client.delete(f"/api/me/site-links/{link_id}", headers=as_mateo).status_code == 204
+        # the socket opened while linked: its next message is the site's identity again, with no records
+        message(ws, "Which plan am I on?", persona="support")
+        after = until(ws, "done")
+        ws.close()
+        assert not _account_tools(after) and "mateo@example.com" not in str(after)
+        assert after[0]["conversation_id"] != linked_turn[0]["conversation_id"]
     ws, ready = _widget(live, site, "https://partner.example", theirs)
     ws.close()
     assert ready["user"] is None and ready["site_user"] == "partner-user-77"
 
 
-@pytest.mark.parametrize("sub", ["has space", "", "x" * 129, "né"])
-def test_a_third_party_sub_that_is_no_plain_id_is_refused(live, db: Database, sub: str) -> None:  # type: ignore[no-untyped-def]
-    site = add_site(db, f"odd-{len(sub)}", ["https://odd.example"])
-    ws, reply = _widget(live, site, "https://odd.example", _token(site, sub))
+@pytest.mark.parametrize(("sub", "why"), [
+    ("has space", "sub must be a string of"), ("", "sub must be a string of"), ("x" * 129, "sub must be a string of"),
+    ("né", "sub must be a string of"), (2, "Subject must be a string"), (None, "has no 'sub' claim")])
+def test_a_third_party_sub_that_is_no_plain_id_is_refused_saying_why(live, db: Database, sub, why: str) -> None:  # type: ignore[no-untyped-def]
+    site = add_site(db, f"odd-{why[:5]}-{len(str(sub))}", ["https://odd.example"])
+    claims = {"exp": int(time.time()) + 600} | ({} if sub is None else {"sub": sub})
+    ws, reply = _widget(live, site, "https://odd.example", jwt.encode(claims, site["secret"], algorithm="HS256"))
     assert reply["type"] == "error" and reply["code"] == "unauthorized", reply
+    assert why in reply["message"], reply  # the cause, not "not signed with this site's secret"
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=5)

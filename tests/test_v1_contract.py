@@ -183,3 +183,95 @@ def test_litellm_keeps_the_contract(live_composer, client, full_answer) -> None:
         litellm.completion(n=2, **options)
     with pytest.raises(litellm.BadRequestError):
         litellm.completion(response_format={"type": "json_object"}, **options)
+
+
+def test_validation_errors_name_the_parameter(client) -> None:  # type: ignore[no-untyped-def]
+    for body, param in (({"max_tokens": 0}, "max_tokens"), ({"temperature": 5}, "temperature"),
+                        ({"stop": 5}, "stop"), ({"stream_options": "x"}, "stream_options")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="support", messages=QUESTION, extra_body=body)
+        assert refused.value.body["param"] == param and refused.value.body["message"].startswith(param)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="support", messages=[{"role": "assistant", "content": "Hi"}])
+    assert refused.value.body["param"] == "messages"
+
+
+def test_the_composer_counts_its_prompt_and_refuses_instructions_it_cannot_follow(client) -> None:  # type: ignore[no-untyped-def]
+    reply = client.chat.completions.create(model="support", messages=QUESTION)
+    assert reply.usage.prompt_tokens > 100  # the persona's prompt, sources and question, as a model would read them
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="support", messages=[
+            {"role": "system", "content": "Answer in French."}, *QUESTION])
+    assert refused.value.body["param"] == "messages[0]"  # never dropped silently
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="support", messages=[
+            *QUESTION, {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "x", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "{}"}, {"role": "user", "content": "And?"}])
+    assert refused.value.body["param"] == "messages[2]"
+
+
+@pytest.fixture
+def model_client(live_model, demo_ids):  # type: ignore[no-untyped-def]
+    """The official client against the app with a real model endpoint (respx); the endpoint's replies come
+    from `replies` (a list the test fills), its requests go to `requests`."""
+    live_model.services.settings = live_model.services.settings.model_copy(update={"user_messages_per_minute": 1000})
+    token = issue_token(live_model.services.settings, demo_ids["nora"])
+    replies: list = []
+    requests: list[dict] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        requests.append(json.loads(request.content))
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{BASE_URL}/chat/completions").mock(side_effect=endpoint)
+        router.route(host="127.0.0.1").pass_through()
+        yield openai.OpenAI(base_url=f"{live_model.http}/v1", api_key=token, max_retries=0), replies, requests
+
+
+def test_a_failed_model_is_a_5xx_not_an_empty_answer(model_client) -> None:  # type: ignore[no-untyped-def]
+    client, replies, _ = model_client
+    replies += [httpx.Response(500, json={"error": {"message": "boom at 10.0.0.7:8080"}})] * 2
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model="marcus", messages=QUESTION)
+    assert failed.value.status_code == 502 and failed.value.body["code"] == "llm_unavailable"
+    assert "10.0.0.7" not in failed.value.message
+    with pytest.raises(openai.APIError) as broken:  # streaming: an SSE error event, then the end
+        list(client.chat.completions.create(model="marcus", messages=QUESTION, stream=True))
+    assert "language model" in broken.value.message
+    replies.append(httpx.ReadTimeout("no first byte"))
+    with pytest.raises(openai.APIStatusError) as slow:
+        client.chat.completions.create(model="marcus", messages=QUESTION)
+    assert slow.value.status_code == 504 and slow.value.body["code"] == "llm_timeout"
+
+
+def test_a_strict_persona_never_streams_text_it_withdraws(model_client) -> None:  # type: ignore[no-untyped-def]
+    """Support is strictly grounded: the model's second sentence invents a price, so its answer is replaced.
+    A standard client streaming it sees the replacement only, never the model's sentences glued to it."""
+    client, replies, _ = model_client
+    invented = "Every plan has its own commission. The Plus plan costs $999 a month."
+    replies += [text_reply(invented, pieces=9) for _ in range(2)]
+    whole = client.chat.completions.create(model="support", messages=[
+        {"role": "user", "content": "What does the Plus plan cost?"}])
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="support", messages=[{"role": "user", "content": "What does the Plus plan cost?"}], stream=True))
+    assert "$999" not in streamed and "Every plan" not in streamed
+    assert streamed == whole.choices[0].message.content and streamed
+
+
+def test_a_models_answer_cut_by_max_tokens_counts_what_was_returned(model_client) -> None:  # type: ignore[no-untyped-def]
+    from retrieval.tokens import count_tokens
+
+    client, replies, requests = model_client
+    replies.append(text_reply("Withdrawals take two business days to reach your bank account.", pieces=5))
+    reply = client.chat.completions.create(model="marcus", messages=[
+        {"role": "system", "content": "Answer in one sentence."}, *QUESTION], max_tokens=6)
+    text = reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "length" and count_tokens(text) <= 6
+    assert reply.usage.completion_tokens == count_tokens(text)
+    system = requests[-1]["messages"][0]["content"]  # the caller's instructions, below the persona's rules
+    assert system.endswith("Answer in one sentence.") and "Instructions from the application" in system

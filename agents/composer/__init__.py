@@ -39,8 +39,9 @@ class GroundedComposer(ChatProvider):
             sent.append(piece)
             yield piece
         answer = "".join(sent)
-        # completion tokens are counted by the runtime over what it released (a caller's max_tokens may cut)
-        yield ModelReply(text=answer, prompt_tokens=0, completion_tokens=None,
+        # counted by the runtime: the prompt as a model would have read it (the persona's prompt, the records
+        # and sources, the history and the question), the completion as released (max_tokens may cut it)
+        yield ModelReply(text=answer, prompt_tokens=None, completion_tokens=None,
                          finish_reason="cancelled" if cancel is not None and cancel.is_set() else "stop")
 
     def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None, options=None):  # type: ignore[no-untyped-def]
