@@ -28,7 +28,7 @@ def blocking_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            from store.settings import get_settings
+            from core.settings import get_settings
 
             _pool = ThreadPoolExecutor(max_workers=get_settings().db_pool_max, thread_name_prefix="blocking")
         return _pool

@@ -10,22 +10,50 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Generator, Iterator
+from typing import Any, ClassVar, Protocol
 
 from agents.events import Event
+from agents.evidence import Evidence
+from agents.requests import TurnRequest
 from agents.sentiment import is_upset, wants_human
 from agents.simulation import client_brief, wants_feedback
-from store.errors import MentorError
+from agents.tools import ToolOutcome
+from core.errors import MentorError
+from retrieval.search import SearchHit
 
-if TYPE_CHECKING:
-    from agents.runtime import Turn
+
+class PromptFiles(Protocol):
+    def read_prompt(self, name: str) -> str: ...
+
+
+class TurnState(Protocol):
+    """What a hook sees of a turn, and may do in it: read the request and the evidence gathered so far (and
+    the answer, after it); set the request's project (`RequiresProject`); add a record; run tools and
+    retrieval through the turn, as the caller and as events. Nothing else of the runtime's state."""
+
+    req: TurnRequest
+    persona: PromptFiles
+    records: list[tuple[str, Any]]
+    hits: list[SearchHit]
+    answer: str
+    finish: str
+    saved_draft: bool
+
+    def call_tool(self, name: str, args: dict[str, Any], call_id: str | None = None,
+                  allowed: list[str] | None = None, refused: str | None = None
+                  ) -> Generator[Event, None, ToolOutcome]: ...
+
+    def retrieve(self, query: str, vector: Any = None) -> Generator[Any, Any, None]: ...
+
+    def evidence(self) -> Evidence: ...
+
+    def with_evidence(self, prompt: str) -> str: ...
 
 # Best help-center match farther than this (cosine distance) = nothing relevant. Measured on 12
 # on-topic support questions (worst 0.618) and 10 off-topic ones (best 0.847); see tests/test_agents.py.
 NO_ANSWER_DISTANCE = 0.72
 PROJECT_REF = re.compile(r"(?:project\s*(?:id\s*)?#?|#)(\d{1,9})\b", re.I)
-DRAFT_NOTES = "**Why this bid**"  # the composer's notes for the freelancer start here; never saved as the letter
 
 
 class TurnRefused(MentorError):
@@ -41,37 +69,37 @@ class TurnHooks:
 
     name: ClassVar[str] = ""
 
-    def on_start(self, turn: Turn) -> None:
+    def on_start(self, turn: TurnState) -> None:
         """Check or complete the request; raise TurnRefused to end the turn with a typed error."""
 
-    def gathers(self, turn: Turn) -> bool:
+    def gathers(self, turn: TurnState) -> bool:
         """True to replace the default evidence gathering (up-front tools + retrieval) with `gather`."""
         return False
 
-    def gather(self, turn: Turn) -> Iterator[Event]:
+    def gather(self, turn: TurnState) -> Iterator[Event]:
         yield from ()
 
-    def after_gather(self, turn: Turn) -> Iterator[Event]:
+    def after_gather(self, turn: TurnState) -> Iterator[Event]:
         yield from ()
 
-    def system_prompt(self, turn: Turn, prompt: str) -> str:
+    def system_prompt(self, turn: TurnState, prompt: str) -> str:
         return prompt
 
-    def offers_tools(self, turn: Turn) -> bool:
+    def offers_tools(self, turn: TurnState) -> bool:
         return True
 
-    def composer(self, turn: Turn) -> str | None:
+    def composer(self, turn: TurnState) -> str | None:
         """The grounded composer's structure for this turn, when it differs from the persona's own."""
         return None
 
-    def after_answer(self, turn: Turn) -> Iterator[Event]:
+    def after_answer(self, turn: TurnState) -> Iterator[Event]:
         yield from ()
 
 
 class RequiresProject(TurnHooks):
     name = "requires_project"
 
-    def on_start(self, turn: Turn) -> None:
+    def on_start(self, turn: TurnState) -> None:
         if turn.req.project_id is not None:
             return
         found = PROJECT_REF.search(turn.req.text)
@@ -86,17 +114,17 @@ class ClientSimulation(TurnHooks):
     name = "client_simulation"
 
     @staticmethod
-    def active(turn: Turn) -> bool:
+    def active(turn: TurnState) -> bool:
         return turn.req.mode == "simulate_client"
 
-    def on_start(self, turn: Turn) -> None:
+    def on_start(self, turn: TurnState) -> None:
         if self.active(turn) and turn.req.project_id is None:
             raise TurnRefused("project_required", "client simulation needs a project: pass its id")
 
-    def gathers(self, turn: Turn) -> bool:
+    def gathers(self, turn: TurnState) -> bool:
         return self.active(turn)
 
-    def gather(self, turn: Turn) -> Iterator[Event]:
+    def gather(self, turn: TurnState) -> Iterator[Event]:
         project = yield from turn.call_tool("get_project", {"project_id": turn.req.project_id})
         if project.error is not None:
             raise TurnRefused("not_found", project.error)
@@ -107,7 +135,7 @@ class ClientSimulation(TurnHooks):
         if wants_feedback(turn.req.text):
             yield from turn.retrieve("negotiation feedback scope price discovery questions next step")
 
-    def system_prompt(self, turn: Turn, prompt: str) -> str:
+    def system_prompt(self, turn: TurnState, prompt: str) -> str:
         if not self.active(turn):
             return prompt
         if wants_feedback(turn.req.text):
@@ -116,10 +144,10 @@ class ClientSimulation(TurnHooks):
         brief = turn.evidence().record("client_brief")
         return turn.persona.read_prompt("sarah_client.md") + "\n\n## The client you play\n" + json.dumps(brief)
 
-    def offers_tools(self, turn: Turn) -> bool:
+    def offers_tools(self, turn: TurnState) -> bool:
         return not self.active(turn)
 
-    def composer(self, turn: Turn) -> str | None:
+    def composer(self, turn: TurnState) -> str | None:
         if not self.active(turn):
             return None
         return "negotiation_feedback" if wants_feedback(turn.req.text) else "client"
@@ -130,7 +158,7 @@ class Escalation(TurnHooks):
 
     name = "escalation"
 
-    def after_gather(self, turn: Turn) -> Iterator[Event]:
+    def after_gather(self, turn: TurnState) -> Iterator[Event]:
         text = turn.req.text
         reason = None
         if wants_human(text):
@@ -149,8 +177,8 @@ class FinalizeDraft(TurnHooks):
 
     name = "finalize_draft"
 
-    def after_answer(self, turn: Turn) -> Iterator[Event]:
-        from agents.composer.proposal import template_letter
+    def after_answer(self, turn: TurnState) -> Iterator[Event]:
+        from agents.composer.proposal import DRAFT_NOTES, template_letter
 
         if turn.saved_draft or turn.req.user_id is None or turn.finish == "cancelled":
             return

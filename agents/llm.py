@@ -25,15 +25,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 from langchain_core.messages import BaseMessage
 
-from store.errors import ConfigError, MentorError
-from store.settings import Settings, get_settings
+from core.errors import ConfigError, MentorError
+from core.settings import Settings
 
 
 class LLMError(MentorError):
@@ -43,13 +42,16 @@ class LLMError(MentorError):
     operator and goes to the log (with the conversation) only."""
 
     code = "llm_unavailable"
+    http_status = 502
 
     def __init__(self, message: str, *, retryable: bool, detail: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.detail = detail or message
         if code is not None:
-            self.code = code  # llm_timeout: no first byte in time (/v1 answers 504 rather than 502)
+            self.code = code
+        if self.code == "llm_timeout":  # no first byte in time: a gateway timeout rather than a bad gateway
+            self.http_status = 504
 
 
 def endpoint_failure(exc: Any) -> LLMError:
@@ -117,15 +119,10 @@ class ChatProvider:
 
     name = "base"
     supports_tools = False
-    composes = False  # True: writes from the turn's evidence (`compose`), not from a prompt (`stream`)
 
     async def health(self) -> ModelHealth:
         """In-process models are as healthy as the process."""
-        return ModelHealth(ok=True, reachable=True, tools=self.supports_tools)
-
-    def compose(self, evidence: Any, structure: str, *, cancel: threading.Event | None = None
-                ) -> Iterator[str | ModelReply]:
-        raise NotImplementedError
+        return ModelHealth(ok=True, reachable=True)
 
     async def warm_up(self) -> None:
         """Load what the first turn would otherwise load (called once per worker at start-up)."""
@@ -491,26 +488,3 @@ class LocalProvider(ChatProvider):
 
 def _role(message: BaseMessage) -> str:
     return {"human": "user", "ai": "assistant", "system": "system", "tool": "user"}.get(message.type, "user")
-
-
-@lru_cache(maxsize=1)
-def _local() -> LocalProvider:
-    return LocalProvider()
-
-
-def get_provider(settings: Settings | None = None) -> ChatProvider:
-    """The configured backend: an OpenAI-compatible endpoint if one is set, else the grounded composer.
-
-    The local SmolLM2 is only used when asked for (`MENTOR_LLM=local`): it invents figures.
-    """
-    settings = settings or get_settings()
-    configured = bool(settings.openai_base_url or settings.openai_api_key)
-    if settings.llm_backend == "openai" or (settings.llm_backend == "auto" and configured):
-        if not configured:
-            raise ConfigError("MENTOR_LLM=openai needs OPENAI_BASE_URL or OPENAI_API_KEY")
-        return OpenAICompatibleProvider(settings)
-    if settings.llm_backend == "local":
-        return _local()
-    from agents.composer import COMPOSER
-
-    return COMPOSER

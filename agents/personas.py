@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agents.hooks import HOOKS
 from agents.tools import TOOLS
-from store.errors import ConfigError, NotFound
+from core.errors import ConfigError, NotFound
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "prompts"
 

@@ -31,13 +31,13 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from pydantic import BaseModel, Field
 
 from agents.aio import Wait, drive, iterate_blocking, iterate_in_pool, run_blocking
+from agents.composer import COMPOSER, GroundedComposer
 from agents.context import count_message_tokens, records_block, sources_block, trim_history
 from agents.events import (
     AnswerReplacedEvent,
@@ -56,40 +56,23 @@ from agents.grounding import EvidenceIndex, Grounding, StrictGate, check
 from agents.hooks import TurnHooks, TurnRefused, hooks_for
 from agents.llm import ChatProvider, LLMError, ModelReply, ToolCallRequest
 from agents.personas import Persona, get_persona
+from agents.requests import TurnRequest
 from agents.sampling import OutputLimit, Sampling
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
+from core.errors import MentorError
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit, balanced, search
 from retrieval.tokens import count_tokens
 from store.db import Database
-from store.errors import MentorError
 
 log = logging.getLogger("mentor.turn")
 STATED_RATE = re.compile(r"\$\s?(\d{1,4}(?:\.\d{1,2})?)\s*(?:/\s*h(?:ou)?r?\b|(?:an|per|a)\s+hour\b|hourly\b)", re.I)
 
 
-class HistoryMessage(BaseModel):
-    role: Literal["user", "assistant"]
-    content: str = Field(max_length=20_000)
-
-
-class TurnRequest(BaseModel):
-    persona: str = Field(min_length=1, max_length=64)
-    text: str = Field(min_length=1, max_length=8000)
-    user_id: int | None = None
-    history: list[HistoryMessage] = Field(default_factory=list)
-    project_id: int | None = Field(None, gt=0, le=2**63 - 1)
-    mode: Literal["chat", "simulate_client"] = "chat"
-    conversation_id: str | None = None
-    sampling: Sampling | None = None  # an API caller's own (/v1): sampling for the model, max_tokens and stop
-    # an API caller's system/developer messages (/v1): given to the model below the persona's own rules
-    instructions: str | None = Field(None, max_length=20_000)
-
-
 def strictly_grounded(persona: Persona, grounding: str | None, provider: ChatProvider) -> bool:
     """Is this answer released only once its figures are checked (and replaced if one is not)? The composer
     quotes its evidence, so it needs no gate."""
-    return (grounding or persona.grounding) == "strict" and not provider.composes
+    return (grounding or persona.grounding) == "strict" and not isinstance(provider, GroundedComposer)
 
 
 class Turn:
@@ -224,7 +207,7 @@ class Turn:
     # -- the answer ---------------------------------------------------------------------------
     def model_stream(self, messages: list[BaseMessage], tools: list[dict] | None) -> AsyncIterator[str | ModelReply]:
         gen, sampling = self.persona.generation, self.req.sampling or Sampling()
-        if self.provider.composes:
+        if isinstance(self.provider, GroundedComposer):  # no model: the composer writes from the evidence
             return self.composed(self.provider)
         options: dict[str, Any] = dict(
             tools=tools, cancel=self.cancel,
@@ -236,7 +219,11 @@ class Turn:
             return iterate_in_pool(self.provider.stream(messages, **options))
         return self.provider.astream(messages, **options)
 
-    async def composed(self, provider: ChatProvider) -> AsyncIterator[str | ModelReply]:
+    @property
+    def composes(self) -> bool:
+        return isinstance(self.provider, GroundedComposer)
+
+    async def composed(self, provider: GroundedComposer) -> AsyncIterator[str | ModelReply]:
         """The composer's answer: written on the blocking pool (it scores quotes with MiniLM), then streamed."""
         pieces = await run_blocking(lambda: list(provider.compose(self.evidence(), self.structure(),
                                                                   cancel=self.cancel)))
@@ -270,7 +257,7 @@ class Turn:
                         released_text += released
                         self.answer += released
                         yield TokenEvent(delta=released)
-                    if self.cancel.is_set() or (limit and limit.ended and not self.provider.composes):
+                    if self.cancel.is_set() or (limit and limit.ended and not self.composes):
                         break  # (the composer's answer is written already: read on to its usage)
             except LLMError:  # what was streamed before the failure was generated, and is kept: count it
                 self.count_usage(messages, ModelReply(), step_text)
@@ -279,7 +266,7 @@ class Turn:
                 await stream.aclose()  # stops a model we broke away from (strict mode, cancel, a limit)
             # what was produced: all the model sent, unless a limit cut the answer here (then what was released,
             # so completion_tokens never exceeds the caller's max_tokens); the composer's, as released
-            cut = self.provider.composes or (limit is not None and limit.ended)
+            cut = self.composes or (limit is not None and limit.ended)
             self.count_usage(messages, reply, released_text if cut else step_text)
             if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()):
                 rest = limit.feed(rest) if limit else rest
@@ -324,8 +311,6 @@ class Turn:
 
     async def replace_answer(self, unsupported: list[str]) -> AsyncIterator[Event]:
         """Strict mode: the model stated figures the evidence does not hold; the composer answers instead."""
-        from agents.composer import COMPOSER
-
         yield AnswerReplacedEvent(unsupported=unsupported, by=COMPOSER.name)
         self.answer = ""
         limit = OutputLimit.of(self.req.sampling)  # the replacement keeps the caller's limits afresh
@@ -439,7 +424,7 @@ async def arun_turn(req: TurnRequest, *, db: Database, provider: ChatProvider,
                         provider=provider.name)
         return
     if grounding is None:
-        from store.settings import get_settings
+        from core.settings import get_settings
 
         grounding = get_settings().grounding
     async for event in Turn(req, persona, db, provider, cancel, grounding, on_prepared).run():

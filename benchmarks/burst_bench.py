@@ -92,8 +92,8 @@ async def one(url: str, text: str, persona: str, delay: float, go: asyncio.Event
 def database_counters(home: Path) -> dict[str, int]:
     """PostgreSQL's own counts: transactions committed, and updates of `conversations` (seq numbers),
     how many of them HOT (in place on their page, no new index entries)."""
+    from core.settings import Settings
     from store.db import Database
-    from store.settings import Settings
 
     db = Database.connect(Settings(mentor_home=home))
     try:
@@ -119,8 +119,8 @@ def postgres_pids() -> list[int]:
 
 async def burst(args: argparse.Namespace, port: int, pids: list[int], servers: list[int], mock_pid: int,
                 on_start: Callable[[], None] = lambda: None) -> dict:
+    from core.settings import Settings
     from server.auth import issue_token
-    from store.settings import Settings
 
     settings = Settings(mentor_home=args.home)
     users = list(range(1, args.users + 1))
@@ -283,8 +283,8 @@ def main() -> None:
     servers, balancer = [], None
     with open(args.home / "burst-serve.log", "w") as log:
         if args.balancer:  # N one-worker processes on one database, behind HAProxy (deploy/haproxy.cfg)
+            from core.settings import Settings
             from store.db import Database
-            from store.settings import Settings
 
             env["DATABASE_URL"] = Database.connect(Settings(mentor_home=args.home)).url  # started here, once
             ports = [free_port() for _ in range(args.balancer)]

@@ -13,7 +13,8 @@ import argparse
 import time
 
 from agents.composer import COMPOSER
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
 from evals.cases import load_sets
 from evals.stats import percentile
 from retrieval.search import search

@@ -30,9 +30,10 @@ def main() -> None:
     os.environ["MENTOR_HOME"] = str(args.home)
     from benchmarks.burst_bench import postgres_pids
     from benchmarks.ws_stream_bench import cpu_seconds
+    from core.settings import get_settings
     from store import conversations as convs
+    from store import events
     from store.db import Database
-    from store.settings import get_settings
 
     db = Database.connect(get_settings())
     with db.admin() as conn:
@@ -42,15 +43,15 @@ def main() -> None:
                               conversation_id=None) for _ in range(200)]
     result = {}
     for size in (1, 10, 50, 200):
-        items = [convs.NewEvent(t.conversation_id, user, t.assistant_message_id, {"type": "token", "delta": f" w{i}"})
+        items = [events.NewEvent(t.conversation_id, user, t.assistant_message_id, {"type": "token", "delta": f" w{i}"})
                  for i, t in enumerate(turns[:size])]
         for _ in range(10):  # warm: prepared statements, caches
-            convs.append_events(db, items, notify=True)
+            events.append_events(db, items, notify=True)
         rounds = args.rounds if size < 100 else max(1, args.rounds // 4)
         pg_pids = postgres_pids()
         cpu, pg_cpu, wall = time.process_time(), cpu_seconds(pg_pids), time.perf_counter()
         for _ in range(rounds):
-            convs.append_events(db, items, notify=True)
+            events.append_events(db, items, notify=True)
         cpu_ms = (time.process_time() - cpu) / rounds * 1000
         result[f"batch_{size}"] = {"python_cpu_ms": round(cpu_ms, 3), "python_cpu_us_per_event": round(
             cpu_ms * 1000 / size, 1), "postgres_cpu_ms": round((cpu_seconds(pg_pids) - pg_cpu) / rounds * 1000, 3),

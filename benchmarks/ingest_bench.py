@@ -46,13 +46,13 @@ def main() -> None:
     os.environ["MENTOR_HOME"] = str(home)
     os.environ.pop("DATABASE_URL", None)
 
+    from core.settings import get_settings
     from retrieval.chunking import chunk_document
     from retrieval.corpora import add_corpus
     from retrieval.embedder import get_embedder
     from retrieval.ingest import ingest_paths, prepare_files
     from store.db import Database
     from store.migrate import migrate
-    from store.settings import get_settings
 
     settings = get_settings()
     corpus_dir = home / "bench_notes"

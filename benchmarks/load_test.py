@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     args = parser.parse_args()
 
+    from core.settings import Settings
     from server.auth import add_site, issue_token
     from store.db import Database
-    from store.settings import Settings
 
     settings = Settings(mentor_home=args.home)
     with service_stack(args.home, tokens=args.tokens, rate=args.rate, ttft=0.1) as (_, _, port):

@@ -53,7 +53,7 @@ async def ours_run(chunks: int) -> int:
     from langchain_core.messages import HumanMessage
 
     from agents.llm import OpenAICompatibleProvider
-    from store.settings import Settings
+    from core.settings import Settings
 
     # httpx's own transport, like LangChain's client: respx intercepts it, and only the parsing differs
     provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="m",
@@ -77,7 +77,7 @@ async def transport_run(transport: str, base_url: str, streams: int) -> float:
     from langchain_core.messages import HumanMessage
 
     from agents.llm import OpenAICompatibleProvider
-    from store.settings import Settings
+    from core.settings import Settings
 
     provider = OpenAICompatibleProvider(Settings(openai_base_url=base_url, openai_api_key="x", mentor_model="m",
                                                  llm_http=transport))

@@ -128,8 +128,8 @@ async def one_turn(url: str, persona: str, *, start: asyncio.Event | None = None
 
 
 async def run(args: argparse.Namespace, ws_url: str, server_pid: int, mock_pid: int) -> dict:
+    from core.settings import Settings
     from server.auth import issue_token
-    from store.settings import Settings
 
     settings = Settings(mentor_home=args.home)
     user_ids = [1, 2, 3]

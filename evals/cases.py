@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from store.errors import InvalidArgument
+from core.errors import InvalidArgument
 
 SETS_DIR = Path(__file__).resolve().parent / "sets"
 

@@ -17,7 +17,8 @@ from agents.aio import iterate_blocking
 from agents.composer import COMPOSER
 from agents.llm import ChatProvider
 from agents.personas import get_persona
-from agents.runtime import Turn, TurnRequest
+from agents.requests import TurnRequest
+from agents.runtime import Turn
 from agents.tools import ticket_subject
 from retrieval.corpora import add_corpus
 from retrieval.ingest import ingest_paths

@@ -28,12 +28,13 @@ from pydantic import BaseModel, Field
 from agents.grounding import mentions_value
 from agents.llm import ChatProvider
 from agents.personas import get_persona
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
+from core.errors import InvalidArgument
 from evals.cases import Case, EvalSet, Fact
 from evals.stats import percentile
 from retrieval.search import search
 from store.db import Database
-from store.errors import InvalidArgument
 from store.users import list_demo_users
 
 CITE_MARK = re.compile(r"\[(\d{1,3})\]")
@@ -348,10 +349,11 @@ def load_thresholds(path: Path = THRESHOLDS_FILE) -> dict[str, Any]:
 def eval_provider(kind: str) -> ChatProvider:
     """`composer` (the offline default), `scripted` (a deterministic tool-calling model, for CI),
     `local` (the bundled SmolLM2) or `openai` (the configured endpoint)."""
-    from agents.llm import OpenAICompatibleProvider, get_provider
+    from agents.llm import OpenAICompatibleProvider
+    from agents.providers import get_provider
+    from core.errors import ConfigError
+    from core.settings import get_settings
     from evals.scripted_model import ScriptedEvalModel
-    from store.errors import ConfigError
-    from store.settings import get_settings
 
     if kind == "scripted":
         return ScriptedEvalModel()

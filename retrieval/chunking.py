@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from core.errors import IngestError
 from retrieval.tokens import count_tokens, encoding
-from store.errors import IngestError
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

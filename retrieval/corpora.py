@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from core.errors import InvalidArgument, UnknownCorpus
 from store.db import Database
-from store.errors import InvalidArgument, UnknownCorpus
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 

@@ -21,12 +21,12 @@ import numpy as np
 import psycopg
 from tqdm import tqdm
 
+from core.errors import IngestError
+from core.settings import Settings, get_settings
 from retrieval.chunking import SUPPORTED, Chunk, ParsedDocument, chunk_document, read_document
 from retrieval.corpora import require_corpora
 from retrieval.embedder import get_embedder
 from store.db import Database
-from store.errors import IngestError
-from store.settings import Settings, get_settings
 
 CHUNKER_VERSION = "2"  # 2: heading paths, whole code blocks and tables, readable search text
 

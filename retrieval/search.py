@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from core.errors import InvalidArgument
 from retrieval.corpora import require_corpora
 from retrieval.embedder import get_embedder
 from store.db import HNSW_EF_SEARCH, Database
-from store.errors import InvalidArgument
 
 RRF_K = 60
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tiktoken
 
-from store.errors import ConfigError
+from core.errors import ConfigError
 
 # name -> (tiktoken's download URL, sha256 tiktoken expects; both from tiktoken_ext/openai_public.py)
 RANK_FILES = {
@@ -44,7 +44,7 @@ def cache_dir() -> Path:
     configured = os.environ.get("TIKTOKEN_CACHE_DIR")
     if configured:
         return Path(configured)
-    from store.settings import get_settings
+    from core.settings import get_settings
 
     folder = get_settings().mentor_home / "tiktoken"
     os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)

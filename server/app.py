@@ -30,6 +30,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from agents.llm import model_health
 from agents.personas import personas_without_tools
+from core.errors import Conflict, DatabaseUnavailable, MentorError, NotFound
+from core.settings import Settings, get_settings
 from server import metrics
 from server.auth import WORKER_HEADER, worker_name
 from server.inbox import router as inbox_router
@@ -39,8 +41,6 @@ from server.rest import router as rest_router
 from server.services import Services
 from server.ws import chat_endpoint
 from store.db import Database
-from store.errors import Conflict, DatabaseUnavailable, MentorError, NotFound
-from store.settings import Settings, get_settings
 
 log = logging.getLogger("mentor.app")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -54,11 +54,11 @@ CSP_EXEMPT = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
 def build_services() -> Services:
-    from agents.llm import get_provider
+    from agents.providers import get_provider
+    from core.settings import get_settings
     from retrieval.embedder import get_embedder, use_embedding_process
     from store.db import Database
     from store.migrate import migrate
-    from store.settings import get_settings
 
     settings = get_settings()
     db = Database.connect(settings, serving=True)

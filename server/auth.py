@@ -21,18 +21,18 @@ from pathlib import Path
 import jwt
 from fastapi import WebSocket
 
+from core.errors import Conflict, InvalidArgument, NotFound, Unauthorized
+from core.settings import Settings
 from store.conversations import Caller
 from store.db import Database
-from store.errors import Conflict, InvalidArgument, MentorError, NotFound
 from store.secrets import read_or_create_secret
-from store.settings import Settings
 
 MAX_USER_ID = 2**63 - 1  # a bigint; a larger subject is a forged or broken token, not a user
 SUBPROTOCOL = "mentor.v1"  # the WebSocket subprotocol the server selects; credentials ride beside it
 
 
-class AuthError(MentorError):
-    code = "unauthorized"
+class AuthError(Unauthorized):
+    """Credentials that do not hold (HTTP 401; a socket is closed with 4401)."""
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -120,7 +120,7 @@ def add_site(db: Database, name: str, origins: list[str], first_party: bool = Fa
     site vouches only for its own users (site-scoped identities, `site_identity`)."""
     bad = [o for o in origins if not o.startswith(("http://", "https://")) or o.endswith("/")]
     if bad or not origins:
-        raise MentorError(f"origins must look like https://example.com (no trailing slash): {bad or origins}")
+        raise InvalidArgument(f"origins must look like https://example.com (no trailing slash): {bad or origins}")
     key = "site_" + secrets.token_urlsafe(18)
     with db.admin() as conn:  # the secret is returned this once (the CLI prints it) and never listed
         return conn.execute(

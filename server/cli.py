@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from store.errors import InvalidArgument, MentorError
+from core.errors import InvalidArgument, MentorError
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 warnings.filterwarnings("ignore", module="platformdirs")
@@ -249,8 +249,8 @@ def demo() -> None:
 
 
 def _turn_setup(persona: str, user: str | None):  # type: ignore[no-untyped-def]
-    from agents.llm import get_provider
     from agents.personas import get_persona
+    from agents.providers import get_provider
     from store.users import resolve_user
 
     db = _db()
@@ -319,7 +319,8 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list of events as JSON.")] = False,
 ) -> None:
     """Run one turn end to end with the configured model and print the streamed answer."""
-    from agents.runtime import TurnRequest, run_turn
+    from agents.requests import TurnRequest
+    from agents.runtime import run_turn
 
     db, provider, user_row = _turn_setup(persona, user)
     req = TurnRequest(persona=persona, text=text, user_id=user_row["id"] if user_row else None,
@@ -338,7 +339,8 @@ def chat(
     simulate: Annotated[bool, typer.Option(help="Sarah plays the client of --project.")] = False,
 ) -> None:
     """Interactive terminal chat that keeps the conversation history (/quit or Ctrl-D to leave)."""
-    from agents.runtime import HistoryMessage, TurnRequest, run_turn
+    from agents.requests import HistoryMessage, TurnRequest
+    from agents.runtime import run_turn
 
     db, provider, user_row = _turn_setup(persona, user)
     typer.secho(f"Chatting with {persona} using {provider.name}. /quit to leave.", dim=True)
@@ -415,8 +417,8 @@ def token(
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (default MENTOR_JWT_TTL).")] = None,
 ) -> None:
     """Print a signed JWT for a user (for the chat page, REST, /v1 and the WebSocket)."""
+    from core.settings import get_settings
     from server.auth import issue_token
-    from store.settings import get_settings
     from store.users import resolve_user
 
     row = resolve_user(_db(), user)
@@ -438,9 +440,9 @@ def eval_command(
     = None,
 ) -> None:
     """Run the eval sets through the real runtime and database; print metrics per persona."""
+    from core.settings import get_settings
     from evals.cases import load_sets
     from evals.runner import check_thresholds, eval_provider, format_table, load_thresholds, run_evals
-    from store.settings import get_settings
 
     sets = load_sets(personas=persona or None)
     if limit:
@@ -518,9 +520,9 @@ def serve(
 def _prepare_shared_database() -> None:
     """Before the workers start: one database for all of them (the embedded one is started here, once, and
     handed to them as DATABASE_URL), migrated once, the demo site registered once."""
+    from core.settings import get_settings
     from server.app import demo_origins, ensure_demo_site
     from store.migrate import migrate
-    from store.settings import get_settings
 
     settings = get_settings()
     database = _db()

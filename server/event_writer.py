@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from store.conversations import NewEvent, append_events
+from core.errors import DatabaseUnavailable, WorkerFenced
 from store.db import Database
-from store.errors import DatabaseUnavailable, WorkerFenced
+from store.events import NewEvent, append_events
 
 log = logging.getLogger("mentor.writer")
 MAX_BATCH = 2000

@@ -32,10 +32,10 @@ from collections.abc import Callable
 import psycopg
 
 from agents.aio import run_blocking
+from core.errors import MentorError
 from store import conversations as convs
 from store import workers
 from store.db import Database
-from store.errors import MentorError
 
 log = logging.getLogger("mentor.hub")
 JANITOR_S = 2.0  # how often orphaned answers are looked for

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
+from core.errors import NotFound
 from server import metrics
 from server.rest import Svc, User
 from store import conversations as convs
 from store import handoffs
-from store.errors import NotFound
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"])
 
@@ -90,7 +90,8 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
     (the grounded composer offline, else the configured model) with its citations, for the agent to edit.
     Nothing is stored or sent, and no ticket is opened: the persona runs without its hooks."""
     from agents.personas import get_persona
-    from agents.runtime import HistoryMessage, Turn, TurnRequest
+    from agents.requests import HistoryMessage, TurnRequest
+    from agents.runtime import Turn
 
     await _act(handoffs.visible, s.db, staff, conversation_id)
     # the transcript so far (every message id is below 2**62), the agents' replies on the assistant's side

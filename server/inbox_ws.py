@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter
 
+from core.errors import NotFound
 from server import metrics
 from server.auth import AuthError, accept_socket, protocol_credentials, verify_token
 from server.protocol import AGENT_TYPES, AgentFrame, ReadFrame, TypingFrame, WatchFrame
@@ -25,7 +26,6 @@ from server.services import Services
 from server.ws import ChatSession, _error
 from store import handoffs
 from store.conversations import Caller
-from store.errors import NotFound
 
 
 class AgentSession(ChatSession):

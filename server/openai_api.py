@@ -24,14 +24,16 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agents.composer import GroundedComposer
 from agents.personas import all_personas, get_persona
-from agents.runtime import HistoryMessage, TurnRequest, strictly_grounded
+from agents.requests import HistoryMessage, TurnRequest
+from agents.runtime import strictly_grounded
 from agents.sampling import Sampling
+from core.errors import NotFound
 from server.rest import Svc, User
 from server.services import Services
 from server.turns import RunningTurn, TurnInput, TurnRejected
 from store.conversations import Caller
-from store.errors import NotFound
 
 router = APIRouter(prefix="/v1")
 FACT_EVENTS = ("tool_result", "citation", "handoff", "answer_replaced", "error")
@@ -218,7 +220,7 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
     """A turn through the same service as the WebSocket: limits, budget, and the turn stored as a new
     conversation (the request's history is used as given, not stored)."""
     check_contract(body)
-    req = _turn_request(body, user, s.provider.composes)
+    req = _turn_request(body, user, isinstance(s.provider, GroundedComposer))
     check_limits(body, s)
     try:
         begun = await s.turns.begin(Caller(user_id=user), TurnInput(

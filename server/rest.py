@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from agents.personas import all_personas
+from core.errors import NotFound
 from server.auth import AuthError, issue_token, user_exists, verify_token
 from server.protocol import FeedbackBody
 from server.services import Services
 from store import conversations as convs
-from store.errors import NotFound
 
 router = APIRouter(prefix="/api")
 

@@ -4,40 +4,18 @@ the link to the other workers (hub), the event writer and the turn service."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 
 from agents.llm import ChatProvider, model_health
 from agents.personas import personas_without_tools
+from core.settings import Settings
 from server.event_writer import EventWriter
 from server.hub import Hub
+from server.limits import RateLimiter
 from server.turns import TurnService
 from store.db import Database
-from store.settings import Settings
 
 log = logging.getLogger("mentor.services")
-
-
-class RateLimiter:
-    """Token buckets per key (user or site), refilled continuously. Per worker process."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, per_minute: int) -> float | None:
-        """Take one token; return None if allowed, else the seconds until one is available."""
-        rate = per_minute / 60.0
-        now = time.monotonic()
-        with self._lock:
-            tokens, stamp = self._buckets.get(key, (float(per_minute), now))
-            tokens = min(float(per_minute), tokens + (now - stamp) * rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return None
-            self._buckets[key] = (tokens, now)
-            return round((1 - tokens) / rate, 2)
 
 
 @dataclass
@@ -55,7 +33,8 @@ class Services:
         self.writer = EventWriter(self.db, on_batch=self.hub.signal,
                                   commit_interval_s=self.settings.event_commit_ms / 1000,
                                   lease=self.hub.lease, on_fenced=self.hub.fenced)
-        self.turns = TurnService(self)
+        self.turns = TurnService(db=self.db, provider=self.provider, settings=self.settings, hub=self.hub,
+                                 writer=self.writer, limiter=self.limiter)
 
     async def start(self) -> None:
         """On the serving loop: listen for the other workers (and hold this worker's liveness lock)."""

@@ -22,23 +22,26 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents.aio import run_blocking
 from agents.hooks import PROJECT_REF
+from agents.llm import ChatProvider
 from agents.personas import get_persona
-from agents.runtime import HistoryMessage, TurnRequest, arun_turn
+from agents.requests import HistoryMessage, TurnRequest
+from agents.runtime import arun_turn
 from agents.sampling import Sampling
+from core.errors import DatabaseUnavailable, MentorError, NotFound
+from core.settings import Settings
 from retrieval.tokens import count_tokens
 from server import metrics
-from server.event_writer import Pending
-from server.hub import FALLBACK_S
+from server.event_writer import EventWriter, Pending
+from server.hub import FALLBACK_S, Hub
+from server.limits import RateLimiter
 from store import conversations as convs
+from store import events
 from store.conversations import Caller
-from store.errors import DatabaseUnavailable, MentorError, NotFound
-
-if TYPE_CHECKING:
-    from server.services import Services
+from store.db import Database
 
 log = logging.getLogger("mentor.turns")
 _END = object()
@@ -47,9 +50,12 @@ _END = object()
 class TurnRejected(MentorError):
     """A message the service will not start a turn for (typed; nothing was stored)."""
 
+    STATUS = {"rate_limited": 429, "unknown_persona": 404, "forbidden": 403, "not_found": 404}
+
     def __init__(self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code, self.retryable, self.retry_after = code, retryable, retry_after
+        self.http_status = self.STATUS.get(code, 400)
 
 
 @dataclass
@@ -91,6 +97,7 @@ class RunningTurn:
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     task: asyncio.Task | None = None
+    answered: bool = False  # its `done` is stored and on its way to the client
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         while (event := await self.queue.get()) is not _END:
@@ -100,7 +107,7 @@ class RunningTurn:
         self.cancel_flag.set()
 
     def done(self) -> bool:
-        return self.task is None or self.task.done()
+        return self.answered or self.task is None or self.task.done()
 
 
 def widget_may_offer(caller: Caller) -> bool:
@@ -115,18 +122,20 @@ def owner_of(caller: Caller) -> str:
 
 
 class TurnService:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(self, *, db: Database, provider: ChatProvider, settings: Settings, hub: Hub, writer: EventWriter,
+                 limiter: RateLimiter) -> None:
+        self.db, self.provider, self.settings = db, provider, settings
+        self.hub, self.writer, self.limiter = hub, writer, limiter
         self.running: dict[str, RunningTurn] = {}  # conversation id -> the turn streaming in it, on this worker
-        self.setup_slots = asyncio.Semaphore(services.settings.turn_setup_slots)
-        metrics.SETUP_SLOTS.set(services.settings.turn_setup_slots)
-        services.hub.on_cancel = self.cancel_here
+        self.setup_slots = asyncio.Semaphore(settings.turn_setup_slots)
+        metrics.SETUP_SLOTS.set(settings.turn_setup_slots)
+        hub.on_cancel = self.cancel_here
 
     # -- starting ---------------------------------------------------------------------------------
     async def begin(self, caller: Caller, inp: TurnInput) -> RunningTurn | Duplicate | HumanOwned:
         """Check, dedupe, store and start a turn. Raises TurnRejected, NotFound, PersonaMismatch or
         DatabaseUnavailable (all typed) with nothing stored."""
-        s = self.s
+        s = self
         persona_id = inp.persona or ("support" if caller.anonymous else "marcus")
         try:
             persona = get_persona(persona_id)
@@ -219,7 +228,7 @@ class TurnService:
     def rate_limited(self, caller: Caller) -> float | None:
         """Seconds to wait, or None. A visitor is limited per visitor, per network address and per site,
         because an Origin header can be copied: one client cannot use up a whole site's allowance."""
-        s = self.s
+        s = self
         if not caller.anonymous:
             return s.limiter.hit(f"user:{caller.user_id}", s.settings.user_messages_per_minute)
         buckets = [(f"visitor:{caller.visitor_id}", s.settings.visitor_messages_per_minute),
@@ -232,7 +241,7 @@ class TurnService:
 
     # -- running ----------------------------------------------------------------------------------
     async def _run(self, caller: Caller, turn: RunningTurn, req: TurnRequest, release: Callable[[], None]) -> None:
-        s = self.s
+        s = self
         out = TurnLog(s, caller, turn)
         started = time.perf_counter()
         first = True
@@ -304,11 +313,11 @@ class TurnService:
                     found = True
                 continue
             try:
-                await run_blocking(convs.get_conversation, self.s.db, cid, caller)
+                await run_blocking(convs.get_conversation, self.db, cid, caller)
             except NotFound:
                 continue
-            if await run_blocking(convs.latest_streaming_message, self.s.db, cid) is not None:
-                await self.s.hub.cancel_elsewhere(cid)
+            if await run_blocking(convs.latest_streaming_message, self.db, cid) is not None:
+                await self.hub.cancel_elsewhere(cid)
                 found = True
         return found
 
@@ -323,11 +332,11 @@ class TurnService:
         """Stored events after `after_seq`, then new ones as they are stored, while an answer streams
         (only `only_message`'s, if given) — or, with `forever`, until the caller stops (a conversation a
         person may write into at any time). Waits on notifications, not a polling loop."""
-        hub, last = self.s.hub, after_seq
+        hub, last = self.hub, after_seq
         while True:
             wake = hub.watch(conversation_id)
             try:
-                events, streaming = await run_blocking(convs.read_on, self.s.db, conversation_id, last)
+                events, streaming = await run_blocking(convs.read_on, self.db, conversation_id, last)
                 for event in events:
                     last = event["seq"]
                     if only_message is None or event["message_id"] == only_message:
@@ -347,7 +356,7 @@ class TurnLog:
     without a seq, and the message is closed with its partial answer once the database is back.
     """
 
-    def __init__(self, s: Services, caller: Caller, turn: RunningTurn) -> None:
+    def __init__(self, s: TurnService, caller: Caller, turn: RunningTurn) -> None:
         self.s, self.user_id, self.turn = s, caller.user_id, turn
         self.conv, self.msg = turn.start.conversation_id, turn.start.assistant_message_id
         self.answer: list[str] = []
@@ -370,6 +379,8 @@ class TurnLog:
 
         def stored(seq: int) -> None:
             payload.update(seq=seq, **extra)
+            if payload["type"] == "done":  # over for the client the moment it can read `done`: the next
+                self.turn.answered = True  # message is not `too_many_turns` while the task winds down
             queue.put_nowait(payload)
             self._settled()
 
@@ -379,7 +390,7 @@ class TurnLog:
 
         self.outstanding += 1
         self.settled.clear()
-        self.s.writer.submit(Pending(convs.NewEvent(self.conv, self.user_id, self.msg, payload, finish), self.loop,
+        self.s.writer.submit(Pending(events.NewEvent(self.conv, self.user_id, self.msg, payload, finish), self.loop,
                                      on_stored=stored, on_error=failed, broken=self.broken))
 
     def _settled(self) -> None:

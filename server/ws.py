@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocketState
 
 from agents.personas import all_personas
+from core.errors import MentorError, NotFound
 from server import metrics
 from server.auth import (
     AuthError,
@@ -45,8 +46,8 @@ from server.protocol import (
 from server.services import Services
 from server.turns import Duplicate, HumanOwned, RunningTurn, TurnInput, TurnRejected, widget_may_offer
 from store import conversations as convs
+from store import events
 from store.conversations import Caller
-from store.errors import MentorError, NotFound
 from store.jsonfast import dumps
 
 log = logging.getLogger("mentor.ws")
@@ -298,7 +299,7 @@ class ChatSession:
         if conversation not in self.watching:
             await self.send(_error("not_found", f"no handed-over conversation {conversation} here"))
             return
-        await asyncio.to_thread(convs.append_read, self.s.db, conversation, self.role, frame.upto_seq)
+        await asyncio.to_thread(events.append_read, self.s.db, conversation, self.role, frame.upto_seq)
 
     async def on_cancel(self, frame: CancelFrame) -> None:
         targets = [str(frame.conversation_id)] if frame.conversation_id else \

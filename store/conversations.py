@@ -14,11 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
+from core.errors import MentorError, NotFound
 from store.db import Database
-from store.errors import MentorError, NotFound, WorkerFenced
-from store.jsonfast import dumps
+from store.events import NewEvent, append, events_after
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,7 @@ class TurnStart:
 
 class PersonaMismatch(MentorError):
     code = "persona_mismatch"
+    http_status = 409
 
 
 def _owned(row: dict | None, caller: Caller) -> bool:
@@ -129,8 +128,6 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
             conversation_id = admit(duplicate, used)
         human = None
         if conversation_id is not None:
-            from store.handoffs import human_owner
-
             human = human_owner(conn, conversation_id)
         start = _start_turn(conn, caller, persona=persona, text=text, client_id=client_id,
                             conversation_id=conversation_id, project_id=project_id, mode=mode, worker_id=worker_id,
@@ -138,7 +135,7 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
         if start.duplicate:
             return OpenedTurn(start, None, [])
         # with a person in the conversation, every worker's followers of it (the agent's) read on
-        seq = _append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
+        seq = append(conn, [NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
                                       ack(start))], notify=human is not None)[0]
         # a conversation this transaction has just started has nothing before the message
         history = [] if conversation_id is None else _history(conn, start.conversation_id, start.user_message_id)
@@ -199,66 +196,11 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
                      project_id=context[0], mode=context[1])
 
 
-@dataclass
-class NewEvent:
-    """One event to log; `finish` (content, status, usage) also closes its message in the same transaction."""
-
-    conversation_id: str
-    user_id: int | None
-    message_id: int | None
-    event: dict[str, Any]
-    finish: tuple[str, str, dict | None] | None = None
-
-
-def append_events(db: Database, items: list[NewEvent], *, notify: bool = False,
-                  writer: int | None = None) -> list[int]:
-    """Store many events, of any conversations, in one transaction (group commit); return their seqs.
-
-    `notify`: tell every worker's listener (LISTEN mentor_events) which conversations have new events, at
-    commit — how a client following a conversation on another worker learns there is more to read.
-    `writer`: the worker whose turns these are; refused (WorkerFenced) if its lease was fenced off.
-    """
-    with db.service() as conn:
-        return _append(conn, items, notify=notify, writer=writer)
-
-
-def _append(conn, items: list[NewEvent], *, notify: bool = False,  # type: ignore[no-untyped-def]
-            writer: int | None = None) -> list[int]:
-    """One call of `append_events` (store/migrations/0016): each conversation's seqs taken from its
-    `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
-    order the items came; the events, tool calls, citations and finished answers stored with them, and
-    with `notify` every worker's listener told at commit (NOTIFY mentor_events, the conversation ids).
-    The batch travels as one JSON document: one parameter, one orjson call, one round trip."""
-    if not items:
-        return []
-    rows = []
-    for n, item in enumerate(items):
-        row = {"o": n, "c": item.conversation_id, "u": item.user_id, "m": item.message_id, "t": item.event["type"],
-               "p": item.event}
-        if item.finish is not None:
-            content, status, usage = item.finish
-            row |= {"f": True, "fc": content, "fs": status, "fu": usage or None}
-        rows.append(row)
-    try:
-        seqs = conn.execute("SELECT append_events(%s::jsonb, %s, %s) AS seqs",
-                            (dumps(rows), notify, writer)).fetchone()["seqs"]
-    except psycopg.errors.NoDataFound as exc:
-        raise NotFound(exc.diag.message_primary or "conversation not found") from None
-    except psycopg.Error as exc:
-        if exc.sqlstate == "MW001":
-            raise WorkerFenced(exc.diag.message_primary or "this worker was fenced off") from None
-        raise
-    return seqs
-
-
-def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> int:
-    """A read receipt (`who` saw everything up to `upto_seq`), stored like any event and announced."""
-    with db.service() as conn:
-        row = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"conversation {conversation_id} not found")
-        return _append(conn, [NewEvent(conversation_id, row["user_id"], None,
-                                       {"type": "read", "who": who, "upto_seq": upto_seq})], notify=True)[0]
+def human_owner(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
+    """The agent who owns the conversation right now (the bot must stay silent), if any."""
+    row = conn.execute("SELECT agent_id FROM handoffs WHERE conversation_id = %s AND status = 'claimed'",
+                       (conversation_id,)).fetchone()
+    return row["agent_id"] if row else None
 
 
 def fail_message(db: Database, message_id: int, partial: str) -> None:
@@ -266,15 +208,6 @@ def fail_message(db: Database, message_id: int, partial: str) -> None:
     with db.service() as conn:
         conn.execute("UPDATE messages SET status = 'error', content = %s WHERE id = %s AND status = 'streaming'",
                      (partial, message_id))
-
-
-def _events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:  # type: ignore[no-untyped-def]
-    rows = conn.execute(
-        """SELECT seq, message_id, payload FROM conversation_events
-           WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",
-        (conversation_id, after_seq, limit)).fetchall()
-    return [{**r["payload"], "seq": r["seq"], "conversation_id": conversation_id, "message_id": r["message_id"]}
-            for r in rows]
 
 
 def read_on(db: Database, conversation_id: str, after_seq: int) -> tuple[list[dict], int | None]:
@@ -289,7 +222,7 @@ def read_on(db: Database, conversation_id: str, after_seq: int) -> tuple[list[di
     with db.service() as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         streaming = _latest_streaming_message(conn, conversation_id)
-        return _events_after(conn, conversation_id, after_seq), streaming
+        return events_after(conn, conversation_id, after_seq), streaming
 
 
 def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
@@ -396,5 +329,5 @@ def close_orphans(db: Database, live_worker: int, quiet_s: float = 2.0) -> list[
             items += [NewEvent(cid, row["user_id"], row["id"], dict(INTERRUPTED)),
                       NewEvent(cid, row["user_id"], row["id"], {**done, "message_id": row["id"]},
                                finish=(partial["text"], "error", None))]
-        _append(conn, items, notify=True)
+        append(conn, items, notify=True)
         return sorted({i.conversation_id for i in items})

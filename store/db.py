@@ -32,9 +32,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from store.errors import DatabaseUnavailable, PgvectorMissing
+from core.errors import DatabaseUnavailable, PgvectorMissing
+from core.settings import Settings, get_settings
 from store.secrets import read_or_create_secret
-from store.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

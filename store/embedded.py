@@ -40,7 +40,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from store.errors import DatabaseUnavailable, DataDirInUse
+from core.errors import DatabaseUnavailable, DataDirInUse
 from store.secrets import read_or_create_secret
 
 MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes; keep a margin

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from store.conversations import NewEvent, _append
+from core.errors import MentorError, NotFound
 from store.db import Database
-from store.errors import MentorError, NotFound
+from store.events import NewEvent, append
 
 STAFF_ROLES = ("agent", "admin")
 InboxView = Literal["open", "mine", "resolved"]
@@ -23,6 +23,7 @@ class HandoffConflict(MentorError):
     """The handoff is not in a state that allows this (another agent owns it, it is resolved)."""
 
     code = "conflict"
+    http_status = 409
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
 
 def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:  # type: ignore[no-untyped-def]
     cid = str(handoff["conversation_id"])
-    return _append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)], notify=True)[0]
+    return append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)], notify=True)[0]
 
 
 def visible(db: Database, staff: Staff, conversation_id: str) -> None:
@@ -211,13 +212,6 @@ def resolve(db: Database, staff: Staff, conversation_id: str, outcome: str) -> d
             conn.execute("UPDATE support_tickets SET status = 'solved' WHERE id = %s", (handoff["ticket_id"],))
         seq = _event(conn, handoff, {"type": "handoff_resolved", "outcome": outcome})
     return {"status": "resolved", "seq": seq}
-
-
-def human_owner(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
-    """The agent who owns the conversation right now (the bot must stay silent), if any."""
-    row = conn.execute("SELECT agent_id FROM handoffs WHERE conversation_id = %s AND status = 'claimed'",
-                       (conversation_id,)).fetchone()
-    return row["agent_id"] if row else None
 
 
 def customer_of(db: Database, conversation_id: str) -> int | None:

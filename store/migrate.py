@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
+from core.errors import DatabaseUnavailable
 from store.db import Database
-from store.errors import DatabaseUnavailable
 
 _LOCK_KEY = 7_340_021  # pg_advisory_xact_lock key: one migrator at a time
 

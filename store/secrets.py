@@ -8,7 +8,7 @@ import stat
 import time
 from pathlib import Path
 
-from store.errors import ConfigError
+from core.errors import ConfigError
 
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:

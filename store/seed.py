@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from core.errors import InvalidArgument
 from store.catalog import (
     CLIENT_FEE_RATE,
     COMPANY_SUFFIX,
@@ -30,7 +31,6 @@ from store.catalog import (
     SKILL_CATALOG,
 )
 from store.db import Database
-from store.errors import InvalidArgument
 
 AS_OF = date(2026, 10, 31)
 CENT = Decimal("0.01")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.errors import NotFound
 from store.db import Database
-from store.errors import NotFound
 
 
 def list_demo_users(db: Database) -> list[dict]:

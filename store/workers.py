@@ -4,7 +4,7 @@ live on, is told apart from a slow one, and kept from writing once the others ha
 A worker renews its lease from its event loop (server/hub.py). Another worker that finds a lease not
 renewed for its `lease_s` fences it: it ends that worker's sessions (its liveness lock and any row locks
 go with them) and marks the lease fenced, so `close_orphans` treats it as dead. `append_events` refuses
-a fenced writer's events (store.errors.WorkerFenced), and the fenced worker ends itself when it learns.
+a fenced writer's events (core.errors.WorkerFenced), and the fenced worker ends itself when it learns.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
     url = pg_server.uri("mentor_test")
     os.environ["DATABASE_URL"] = url
     os.environ["MENTOR_HOME"] = str(session_home() / "home")
-    from store.settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     return url

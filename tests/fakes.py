@@ -39,8 +39,8 @@ class ScriptedProvider(ChatProvider):
 def serve(db, provider=None, **overrides) -> LiveServer:  # type: ignore[no-untyped-def]
     """The real app on `db` in this process: demo mode on (the page signs in as demo users), settings
     overridden as given, the scripted model unless another provider is given."""
+    from core.settings import get_settings
     from server.services import Services
-    from store.settings import get_settings
 
     settings = get_settings().model_copy(update={"demo": True, **overrides})
     return LiveServer(Services(settings=settings, db=db, provider=provider or ScriptedProvider()))

@@ -74,7 +74,7 @@ class ScriptedEndpoint:
 def make_provider(retries: int = 2):  # type: ignore[no-untyped-def]
     """The real OpenAI-compatible provider pointed at the respx-mocked endpoint."""
     from agents.llm import OpenAICompatibleProvider
-    from store.settings import Settings
+    from core.settings import Settings
 
     # httpx's own transport: respx intercepts it (the server's default, aiohttp, it cannot see)
     return OpenAICompatibleProvider(Settings(openai_base_url=BASE_URL, openai_api_key="sk-test",

@@ -7,7 +7,8 @@ import json
 import pytest
 import respx
 
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
 from agents.tools import TOOLS, ToolContext, run_tool
 from retrieval.corpora import add_corpus
 from retrieval.ingest import ingest_paths

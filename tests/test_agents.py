@@ -11,7 +11,8 @@ import respx
 
 from agents.hooks import NO_ANSWER_DISTANCE
 from agents.llm import LLMError
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
 from retrieval.search import search
 from store.db import Database
 from tests.llm_fakes import BASE_URL, ScriptedEndpoint, text_reply, tool_reply
@@ -358,8 +359,8 @@ def test_anonymous_visitor_can_still_reach_a_human(knowledge: Database, provider
 def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) -> None:
     from typer.testing import CliRunner
 
+    from core.settings import get_settings
     from server.cli import app
-    from store.settings import get_settings
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -382,8 +383,8 @@ def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) 
 def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
     from typer.testing import CliRunner
 
+    from core.settings import get_settings
     from server.cli import app
-    from store.settings import get_settings
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -448,7 +449,7 @@ def test_an_endpoint_nobody_listens_on_is_a_retryable_typed_error() -> None:
     from langchain_core.messages import HumanMessage
 
     from agents.llm import LLMError, OpenAICompatibleProvider
-    from store.settings import Settings
+    from core.settings import Settings
 
     provider = OpenAICompatibleProvider(Settings(openai_base_url="http://127.0.0.1:9/v1", openai_api_key="k",
                                                  mentor_model="m", llm_max_retries=1))

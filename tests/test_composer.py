@@ -7,10 +7,11 @@ import re
 from agents.composer import COMPOSER
 from agents.composer.roleplay import client_reply
 from agents.evidence import Evidence
-from agents.llm import get_provider
-from agents.runtime import TurnRequest, run_turn
+from agents.providers import get_provider
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
+from core.settings import Settings
 from store.db import Database
-from store.settings import Settings
 
 
 def ask(db: Database, **kwargs) -> tuple[str, list]:  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ import sys
 import psycopg
 import pytest
 
+from core.errors import DatabaseUnavailable, DataDirInUse, PgvectorMissing
 from store.db import Database, ensure_pgvector
-from store.errors import DatabaseUnavailable, DataDirInUse, PgvectorMissing
 from store.migrate import applied_versions, available_migrations, migrate
 
 
@@ -48,7 +48,7 @@ def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Databa
 
 
 def test_unreachable_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from store.settings import Settings
+    from core.settings import Settings
 
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(DatabaseUnavailable, match="cannot connect"):

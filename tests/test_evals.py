@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import InvalidArgument
 from evals.cases import load_sets
 from evals.runner import METRICS, check_thresholds, format_table, load_thresholds, run_evals
 from evals.scripted_model import ScriptedEvalModel
-from store.errors import InvalidArgument
 
 
 def _counts(db) -> tuple[int, int]:  # type: ignore[no-untyped-def]

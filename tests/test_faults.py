@@ -32,8 +32,8 @@ def mock_llm():  # type: ignore[no-untyped-def]
 def faulty(knowledge, mock_llm):  # type: ignore[no-untyped-def]
     """The app with the real OpenAI-compatible provider (1 s timeout, 1 retry) against the mock."""
     from agents.llm import OpenAICompatibleProvider
+    from core.settings import get_settings
     from server.services import Services
-    from store.settings import get_settings
     from tests.fakes import LiveServer
 
     settings = get_settings().model_copy(update={"openai_base_url": mock_llm.base_url, "openai_api_key": "sk-mock",
@@ -161,8 +161,8 @@ def _wait_ready(http: str, want: int, timeout: float = 30) -> dict:
 
 
 def test_database_restart_during_a_conversation(own_database) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from server.services import Services
-    from store.settings import get_settings
     from store.users import list_demo_users
     from tests.fakes import LiveServer, ScriptedProvider
 
@@ -227,7 +227,7 @@ def test_database_restart_during_a_conversation(own_database) -> None:  # type: 
 
 
 def test_readiness_reports_a_missing_schema_as_a_typed_error(admin_db) -> None:  # type: ignore[no-untyped-def]
-    from store.errors import DatabaseUnavailable
+    from core.errors import DatabaseUnavailable
     from store.users import list_demo_users
 
     with pytest.raises(DatabaseUnavailable, match="mentor setup"):

@@ -7,7 +7,8 @@ import pytest
 import respx
 
 from agents.grounding import build_index, check, extract_figures, mentions_value
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
 from store.db import Database
 from tests.llm_fakes import ScriptedEndpoint, text_reply
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import IngestError, UnknownCorpus
+from core.settings import get_settings
 from retrieval.chunking import read_document
 from retrieval.corpora import add_corpus
 from retrieval.ingest import ingest_paths
 from retrieval.tokens import count_tokens
 from store.db import Database
-from store.errors import IngestError, UnknownCorpus
-from store.settings import get_settings
 
 MD = """---
 level: beginner

@@ -21,8 +21,8 @@ SECRETS = {"nora": ["Nora Bennett", "nora@example.com", "2599.86"],
 @pytest.fixture(scope="module")
 def loaded(knowledge):  # type: ignore[no-untyped-def]
     from agents.llm import OpenAICompatibleProvider
+    from core.settings import get_settings
     from server.services import Services
-    from store.settings import get_settings
     from tests.fakes import LiveServer
 
     mock = MockServer(MockLLM(tokens=40, rate=100, ttft=0.05))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm import LocalProvider, ModelReply, get_provider
+from agents.llm import LocalProvider, ModelReply
 from agents.personas import load_personas
-from agents.runtime import TurnRequest, run_turn
+from agents.providers import get_provider
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
+from core.settings import Settings
 from store.db import Database
-from store.settings import Settings
 
 pytestmark = pytest.mark.slow
 

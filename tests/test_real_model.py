@@ -46,8 +46,8 @@ def llama(tmp_path_factory):  # type: ignore[no-untyped-def]
 def serve_against(knowledge, base_url: str, **settings):  # type: ignore[no-untyped-def]
     """The app with the real provider (the production HTTP path, aiohttp) against `base_url`."""
     from agents.llm import OpenAICompatibleProvider
+    from core.settings import get_settings
     from server.services import Services
-    from store.settings import get_settings
     from tests.fakes import LiveServer
 
     config = get_settings().model_copy(update={
@@ -100,7 +100,7 @@ def test_a_tool_call_round_trips_through_the_real_server(llama) -> None:  # type
     from agents.aio import iterate_blocking
     from agents.llm import ModelReply, OpenAICompatibleProvider
     from agents.tools import TOOLS
-    from store.settings import Settings
+    from core.settings import Settings
 
     provider = OpenAICompatibleProvider(Settings(openai_base_url=llama.base_url, openai_api_key="x",
                                                  mentor_model="smollm2", llm_max_retries=0))

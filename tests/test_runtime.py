@@ -8,7 +8,8 @@ import respx
 from agents.bidding import recommend_bid
 from agents.context import count_message_tokens, trim_history
 from agents.personas import load_personas
-from agents.runtime import TurnRequest, run_turn
+from agents.requests import TurnRequest
+from agents.runtime import run_turn
 from agents.sentiment import is_upset, upset_score, wants_human
 from store.db import Database
 from tests.llm_fakes import ScriptedEndpoint, text_reply
@@ -69,7 +70,7 @@ def test_a_sixth_persona_needs_only_a_prompt_file_and_a_registry_entry(
 
 
 def test_bad_registry_entry_is_a_clear_error(tmp_path) -> None:
-    from store.errors import ConfigError
+    from core.errors import ConfigError
 
     (tmp_path / "registry.yaml").write_text("x:\n  name: X\n  role: r\n  prompt: x.md\n  tools: [steal_everything]\n")
     (tmp_path / "x.md").write_text("hi")

@@ -181,8 +181,8 @@ def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Pa
 def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) -> list[dict]:  # type: ignore[no-untyped-def]
     """`count` conversations through the balancer; once half have their first token, `meanwhile()` (a
     coroutine) acts on the cluster. Every client must finish: a stalled one is reported, not waited for."""
+    from core.settings import get_settings
     from server.auth import issue_token
-    from store.settings import get_settings
 
     where: dict[int, dict] = {}
 

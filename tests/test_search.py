@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from core.errors import InvalidArgument, UnknownCorpus
 from retrieval.search import search
 from store.db import Database
-from store.errors import InvalidArgument, UnknownCorpus
 
 # (question in the user's own words, acceptable sources) — none copies the answer's wording.
 PARAPHRASES = [

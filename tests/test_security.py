@@ -81,7 +81,7 @@ def _free_port() -> int:
 
 
 def test_no_token_site_key_or_visitor_id_reaches_the_log(knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
-    from store.settings import get_settings
+    from core.settings import get_settings
 
     port = _free_port()
     origin = f"http://127.0.0.1:{port}"
@@ -161,8 +161,8 @@ def test_v1_shares_the_websockets_limits(v1_strict, live, demo_ids) -> None:  # 
 # 4. Demo mode was on by default ----------------------------------------------------------------------------
 
 def test_demo_sign_in_and_the_demo_site_are_off_unless_asked_for(knowledge) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import Settings
     from server.services import Services
-    from store.settings import Settings
     from tests.fakes import LiveServer, ScriptedProvider
 
     assert Settings().demo is False
@@ -314,7 +314,7 @@ def test_pages_send_security_headers(live) -> None:
 # 10. The JWT secret was written 0644, then chmod-ed ------------------------------------------------------------
 
 def test_secret_files_are_created_private_in_one_step(tmp_path: Path) -> None:
-    from store.errors import ConfigError
+    from core.errors import ConfigError
     from store.secrets import read_or_create_secret
 
     old = os.umask(0)  # even with a permissive umask

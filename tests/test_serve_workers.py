@@ -77,8 +77,8 @@ class Agent:
 
 
 def test_a_handoff_across_two_worker_processes(two_workers, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import get_settings
     from server.auth import issue_token
-    from store.settings import get_settings
 
     with knowledge.admin() as conn:  # a customer of its own (others' tickets-per-hour allowance is spared)
         customer_id = conn.execute(

@@ -549,3 +549,23 @@ def test_a_single_setup_slot_survives_every_way_a_turn_can_end(knowledge, demo_i
         other.close()
     finally:
         server.stop()
+
+
+def test_a_message_sent_the_moment_done_arrives_is_never_too_many_turns(knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+    """One turn per connection: the turn is over for the client when `done` arrives, not when its task has
+    wound down (a message sent right after `done` was refused `too_many_turns` in 2 of 32 tries)."""
+    from tests.fakes import ScriptedProvider, serve
+
+    server = serve(knowledge, ScriptedProvider(delay_s=0), user_messages_per_minute=1000)
+    try:
+        ws, _ = open_ws(server, issue_token(server.services.settings, demo_ids["dana"]))
+        conversation = None
+        for i in range(32):
+            message(ws, f"Question {i}: how do fees work?", persona="support",
+                    **({"conversation_id": conversation} if conversation else {}))
+            events = until(ws, "done")
+            assert not [e for e in events if e["type"] == "error"], (i, events)
+            conversation = events[0]["conversation_id"]
+        ws.close()
+    finally:
+        server.stop()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from store.errors import ConfigError
-from store.settings import load_settings
+from core.errors import ConfigError
+from core.settings import load_settings
 
 
 @pytest.mark.parametrize(

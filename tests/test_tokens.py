@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ConfigError
 from retrieval import tokens
-from store.errors import ConfigError
 
 
 def test_cl100k_base_loads_offline_from_the_installed_rank_file(tmp_path: Path, monkeypatch) -> None:

@@ -20,10 +20,30 @@ QUESTION = [{"role": "user", "content": "How do withdrawals work, and how long d
 
 
 @pytest.fixture(scope="module")
+def live_composer(knowledge):  # type: ignore[no-untyped-def]
+    """The offline default (the grounded composer), with a rate limit these many requests stay under."""
+    from agents.composer import COMPOSER
+    from tests.fakes import serve
+
+    server = serve(knowledge, COMPOSER, user_messages_per_minute=1000)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_model(knowledge):  # type: ignore[no-untyped-def]
+    """The real OpenAI-compatible provider against respx, with the same generous rate limit."""
+    from tests.fakes import serve
+    from tests.llm_fakes import make_provider
+
+    server = serve(knowledge, make_provider(retries=0), user_messages_per_minute=1000)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def client(live_composer, demo_ids) -> openai.OpenAI:  # type: ignore[no-untyped-def]
-    """The official client against the offline default, as a user on a generous rate limit."""
-    live_composer.services.settings = live_composer.services.settings.model_copy(
-        update={"user_messages_per_minute": 1000})
+    """The official client against the offline default."""
     token = issue_token(live_composer.services.settings, demo_ids["nora"])
     return openai.OpenAI(base_url=f"{live_composer.http}/v1", api_key=token, max_retries=0)
 
@@ -116,7 +136,6 @@ def test_neutral_values_unknown_fields_and_image_parts(client) -> None:  # type:
 
 
 def test_sampling_reaches_the_model_and_its_stop_is_kept_too(live_model, demo_ids) -> None:  # type: ignore[no-untyped-def]
-    live_model.services.settings = live_model.services.settings.model_copy(update={"user_messages_per_minute": 1000})
     token = issue_token(live_model.services.settings, demo_ids["nora"])
     bodies: list[dict] = []
 
@@ -215,7 +234,6 @@ def test_the_composer_counts_its_prompt_and_refuses_instructions_it_cannot_follo
 def model_client(live_model, demo_ids):  # type: ignore[no-untyped-def]
     """The official client against the app with a real model endpoint (respx); the endpoint's replies come
     from `replies` (a list the test fills), its requests go to `requests`."""
-    live_model.services.settings = live_model.services.settings.model_copy(update={"user_messages_per_minute": 1000})
     token = issue_token(live_model.services.settings, demo_ids["nora"])
     replies: list = []
     requests: list[dict] = []

@@ -16,12 +16,12 @@ import uuid
 import psycopg
 import pytest
 
+from core.errors import WorkerFenced
 from server.event_writer import EventWriter, Pending
 from server.hub import Hub
 from store import conversations as convs
-from store import workers
+from store import events, workers
 from store.conversations import Caller
-from store.errors import WorkerFenced
 from tests.test_workers import quiet_turn_of_a_dead_worker
 
 
@@ -76,12 +76,12 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off_and_nothing_it_writes_late
 
         # it runs again and writes the next token of that answer: refused, nothing stored after `done`
         stored = event_count(db, start.assistant_message_id)
-        late = convs.NewEvent(start.conversation_id, mateo.user_id, start.assistant_message_id,
+        late = events.NewEvent(start.conversation_id, mateo.user_id, start.assistant_message_id,
                               {"type": "token", "delta": " two"})
         with pytest.raises(WorkerFenced):
-            convs.append_events(db, [late], writer=frozen)
+            events.append_events(db, [late], writer=frozen)
         with pytest.raises(WorkerFenced):  # a writer without a lease (forgotten, or never taken) likewise
-            convs.append_events(db, [late], writer=secrets.randbits(62) + 1)
+            events.append_events(db, [late], writer=secrets.randbits(62) + 1)
         assert event_count(db, start.assistant_message_id) == stored
     finally:
         for session in (listener, in_flight, owner):
@@ -127,7 +127,7 @@ def test_a_worker_that_learns_it_was_fenced_off_ends_itself(db, demo_ids) -> Non
             just_started_may_fence = hub.may_fence()  # a worker judges others' leases only once its own runs
             writer = EventWriter(db, lease=lambda: hub.worker_id, on_fenced=hub.fenced)
             stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            token = convs.NewEvent(start.conversation_id, mateo.user_id, start.assistant_message_id,
+            token = events.NewEvent(start.conversation_id, mateo.user_id, start.assistant_message_id,
                                    {"type": "token", "delta": "Withdrawals"})
             loop = asyncio.get_running_loop()
             writer.submit(Pending(token, loop, stored.set_result, stored.set_exception))

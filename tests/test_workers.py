@@ -11,6 +11,7 @@ import time
 import uuid
 
 from store import conversations as convs
+from store import events
 from store.conversations import Caller
 from tests.fakes import REPLY
 from tests.test_server import message, open_ws, recv, send, text_of, until
@@ -65,7 +66,7 @@ def quiet_turn_of_a_dead_worker(db, caller: Caller, client_id: str, worker_id: i
     start = convs.start_turn(db, caller, persona="support", text="How do withdrawals work?", client_id=client_id,
                              conversation_id=None, worker_id=worker_id)
     if partial is not None:
-        convs.append_events(db, [convs.NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
+        events.append_events(db, [events.NewEvent(start.conversation_id, caller.user_id, start.assistant_message_id,
                                                 {"type": "token", "delta": partial})])
     with db.admin() as conn:
         conn.execute("UPDATE conversations SET updated_at = now() - interval '1 minute' WHERE id = %s",
@@ -163,10 +164,10 @@ def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored
     try:
         start = first
         for i in range(150):  # answers start and end while the follower reads
-            seq = convs.append_events(db, [convs.NewEvent(conv, caller.user_id, start.assistant_message_id,
+            seq = events.append_events(db, [events.NewEvent(conv, caller.user_id, start.assistant_message_id,
                                                           {"type": "token", "delta": f"w{i}"})])[0]
             after[0] = seq
-            convs.append_events(db, [convs.NewEvent(conv, caller.user_id, start.assistant_message_id,
+            events.append_events(db, [events.NewEvent(conv, caller.user_id, start.assistant_message_id,
                                                     {"type": "done", "finish_reason": "stop"},
                                                     finish=(f"w{i}", "complete", None))])
             start = convs.start_turn(db, caller, persona="support", text=f"q{i}", client_id=uuid.uuid4().hex,
@@ -183,7 +184,7 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
     that does not exist stores nothing (the writer then retries its events one by one)."""
     import pytest
 
-    from store.errors import NotFound
+    from core.errors import NotFound
 
     mateo, sofia = Caller(user_id=demo_ids["mateo"]), Caller(user_id=demo_ids["sofia"])
     one = convs.start_turn(db, mateo, persona="marcus", text="q", client_id=uuid.uuid4().hex, conversation_id=None)
@@ -196,7 +197,7 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
             ([one.conversation_id, two.conversation_id],))}
 
     def event(turn, caller, payload, finish=None):  # type: ignore[no-untyped-def]
-        return convs.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id, payload, finish)
+        return events.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id, payload, finish)
 
     usage = {"prompt_tokens": 12, "completion_tokens": 3}
     batch = [event(one, mateo, {"type": "tool_result", "name": "get_profile", "args": {"x": 1},
@@ -209,7 +210,7 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
              event(one, mateo, {"type": "token", "delta": "Hello"}),
              event(two, sofia, {"type": "done", "finish_reason": "stop"}, ("Hi", "complete", usage)),
              event(one, mateo, {"type": "done", "finish_reason": "stop"}, ("Hello", "complete", None))]
-    seqs = convs.append_events(db, batch, notify=True)
+    seqs = events.append_events(db, batch, notify=True)
     first_one, first_two = before[one.conversation_id] + 1, before[two.conversation_id] + 1
     assert seqs == [first_one, first_two, first_one + 1, first_one + 2, first_one + 3, first_two + 1, first_one + 4]
     with db.admin() as conn:
@@ -234,8 +235,8 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
 
     nowhere = str(uuid.uuid4())
     with pytest.raises(NotFound, match=nowhere):
-        convs.append_events(db, [event(two, sofia, {"type": "token", "delta": "lost?"}),
-                                 convs.NewEvent(nowhere, mateo.user_id, None, {"type": "token", "delta": "x"})])
+        events.append_events(db, [event(two, sofia, {"type": "token", "delta": "lost?"}),
+                                 events.NewEvent(nowhere, mateo.user_id, None, {"type": "token", "delta": "x"})])
     with db.admin() as conn:
         assert conn.execute("SELECT last_seq FROM conversations WHERE id = %s",
                             (two.conversation_id,)).fetchone()["last_seq"] == first_two + 1
@@ -258,7 +259,7 @@ def test_the_event_writer_stores_a_lone_event_at_once_and_gathers_a_busy_moment(
 
     async def store(turn, text: str) -> float:  # type: ignore[no-untyped-def]
         loop, done = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
-        writer.submit(Pending(convs.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id,
+        writer.submit(Pending(events.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id,
                                              {"type": "token", "delta": text}), loop, done.set_result,
                               done.set_exception))
         await done

@@ -14,15 +14,20 @@ import threading
 from collections.abc import Iterator
 
 from agents.evidence import Evidence
-from agents.llm import ChatProvider, ModelReply
+from agents.llm import ModelHealth, ModelReply
 
 _PIECES = re.compile(r"\s*\S+")
 
 
-class GroundedComposer(ChatProvider):
+class GroundedComposer:
+    """Not a model provider: it reads a turn's evidence, not a prompt, so the runtime asks it to `compose`
+    explicitly (agents/runtime.py) rather than streaming from it."""
+
     name = "grounded-composer"
     supports_tools = False
-    composes = True
+
+    async def health(self) -> ModelHealth:
+        return ModelHealth(ok=True, reachable=True)
 
     def write(self, evidence: Evidence, structure: str) -> str:
         from agents.composer.structures import STRUCTURES
@@ -43,9 +48,6 @@ class GroundedComposer(ChatProvider):
         # and sources, the history and the question), the completion as released (max_tokens may cut it)
         yield ModelReply(text=answer, prompt_tokens=None, completion_tokens=None,
                          finish_reason="cancelled" if cancel is not None and cancel.is_set() else "stop")
-
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None, options=None):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("the grounded composer writes from a turn's evidence: use compose()")
 
 
 COMPOSER = GroundedComposer()

@@ -12,6 +12,8 @@ from agents.evidence import Evidence
 SHORTER = re.compile(r"\b(short|shorter|brief|briefer|concise|tighter|fewer words)\b", re.I)
 _BOILERPLATE = re.compile(r"\blooking for an? (entry|intermediate|expert) ", re.I)
 
+DRAFT_NOTES = "**Why this bid**"  # the notes for the freelancer start here; never saved as the letter
+
 
 def _requirements(project: dict) -> list[str]:
     """The description's sentences that ask for something (scope, deliverables, what to share)."""
@@ -65,8 +67,6 @@ def template_letter(ev: Evidence, *, short: bool = False) -> str:
 
 def proposal(ev: Evidence) -> str:
     """The letter, then the bid's reasoning for the freelancer."""
-    from agents.hooks import DRAFT_NOTES
-
     project, bid = ev.record("get_project"), ev.record("recommend_bid")
     if not project or not bid or "amount" not in bid:
         return ("I couldn't load that project and a recommended bid for it, so I can't write the proposal yet. "

@@ -14,7 +14,7 @@ from platformdirs import user_data_dir
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from store.errors import ConfigError
+from core.errors import ConfigError
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,1 @@
+"""The ground floor every layer may import: settings and typed errors."""
