@@ -288,7 +288,7 @@ def main() -> None:
 
             env["DATABASE_URL"] = Database.connect(Settings(mentor_home=args.home)).url  # started here, once
             ports = [free_port() for _ in range(args.balancer)]
-            servers = [subprocess.Popen([py, "-m", "server.cli", "serve", "--port", str(p)], cwd=args.root, env=env,
+            servers = [subprocess.Popen([py, "-m", "cli", "serve", "--port", str(p)], cwd=args.root, env=env,
                                         stdout=subprocess.DEVNULL, stderr=log) for p in ports]
             shipped = (ROOT / "deploy" / "haproxy.cfg").read_text()  # its three `server` lines -> N
             lb_config = args.home / "burst-haproxy.cfg"
@@ -296,7 +296,7 @@ def main() -> None:
                 "server w")) + "".join(f'\n    server w{i + 1} "127.0.0.1:{p}"' for i, p in enumerate(ports)) + "\n")
             lb_env = {**env, "MENTOR_LB_BIND": f"127.0.0.1:{port}"}
         else:
-            serve = [py, "-m", "server.cli", "serve", "--port", str(port)]
+            serve = [py, "-m", "cli", "serve", "--port", str(port)]
             if args.workers != 1:
                 serve += ["--workers", str(args.workers)]
             servers = [subprocess.Popen(serve, cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=log)]

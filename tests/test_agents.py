@@ -359,8 +359,8 @@ def test_anonymous_visitor_can_still_reach_a_human(knowledge: Database, provider
 def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) -> None:
     from typer.testing import CliRunner
 
+    from cli import app
     from core.settings import get_settings
-    from server.cli import app
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -383,8 +383,8 @@ def test_cli_ask_json_prints_events(knowledge: Database, demo_ids, monkeypatch) 
 def test_cli_chat_keeps_history(knowledge: Database, monkeypatch) -> None:
     from typer.testing import CliRunner
 
+    from cli import app
     from core.settings import get_settings
-    from server.cli import app
 
     monkeypatch.setenv("OPENAI_BASE_URL", BASE_URL)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")

@@ -40,7 +40,7 @@ def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Databa
     with psycopg.connect(url) as conn, pytest.raises(PgvectorMissing, match="pgvector"):
         ensure_pgvector(conn)
     # and the CLI turns it into one line and a non-zero exit
-    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", "db", "migrate"], capture_output=True, text=True,
                           env={**__import__("os").environ, "DATABASE_URL": url}, timeout=120)
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
@@ -61,7 +61,7 @@ def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:  # 
     (home / "pgdata" / "notes.txt").write_text("precious")
     env = {**__import__("os").environ, "MENTOR_HOME": str(home)}
     env.pop("DATABASE_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", "db", "migrate"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 3
     assert proc.stderr.strip().startswith("error:") and "in use" in proc.stderr
@@ -83,12 +83,12 @@ def test_embedded_default_starts_in_an_empty_home(tmp_path) -> None:  # type: ig
     """`mentor db migrate` with no DATABASE_URL creates a fresh instance inside MENTOR_HOME."""
     env = {**__import__("os").environ, "MENTOR_HOME": str(tmp_path / "fresh")}
     env.pop("DATABASE_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "cli", "db", "migrate"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "applied 0001_schema" in proc.stdout
     assert (tmp_path / "fresh" / "pgdata" / "PG_VERSION").exists()
-    again = subprocess.run([sys.executable, "-m", "server.cli", "db", "migrate"], capture_output=True, text=True,
+    again = subprocess.run([sys.executable, "-m", "cli", "db", "migrate"], capture_output=True, text=True,
                            env=env, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stdout
 

@@ -51,7 +51,7 @@ def test_thresholds_catch_a_regression(knowledge) -> None:  # type: ignore[no-un
 
 
 def test_cli_json_report_has_the_documented_keys(knowledge, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from server.cli import app
+    from cli import app
 
     out = tmp_path / "report.json"
     result = CliRunner().invoke(app, ["eval", "--persona", "support", "--persona", "david", "--json", "--check",

@@ -87,7 +87,7 @@ def test_no_token_site_key_or_visitor_id_reaches_the_log(knowledge, demo_ids) ->
     origin = f"http://127.0.0.1:{port}"
     site = add_site(knowledge, "logs", [origin])
     env = {**os.environ, "MENTOR_PUBLIC_URL": origin}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     token = issue_token(get_settings(), demo_ids["mateo"])
     try:

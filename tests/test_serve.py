@@ -24,7 +24,7 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
     port, model = _free_port(), MockServer(MockLLM())
     env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": model.base_url, "MENTOR_MODEL": "mock",
            "MENTOR_DB_POOL_MAX": "5"}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, ready = time.time() + 120, None
@@ -63,7 +63,7 @@ def test_serve_refuses_a_port_in_use(db) -> None:  # type: ignore[no-untyped-def
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+        proc = subprocess.run([sys.executable, "-m", "cli", "serve", "--port", str(port)],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -83,7 +83,7 @@ def test_stopping_serve_stops_the_embedded_database(tmp_path) -> None:  # type: 
     server = EmbeddedServer(home)
     for stop in (signal.SIGTERM, signal.SIGINT):
         port = _free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.time() + 120

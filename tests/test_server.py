@@ -377,8 +377,8 @@ def test_cli_token_and_sites(live, db: Database) -> None:
     import jwt
     from typer.testing import CliRunner
 
+    from cli import app
     from server.auth import jwt_secret
-    from server.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["token", "mateo"])

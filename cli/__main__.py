@@ -1,0 +1,5 @@
+"""`python -m cli` is `mentor`."""
+
+from cli import main
+
+main()
