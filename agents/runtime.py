@@ -24,6 +24,7 @@ answer instead, announced by an `answer_replaced` event.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -73,6 +75,15 @@ def strictly_grounded(persona: Persona, grounding: str | None, provider: ChatPro
     """Is this answer released only once its figures are checked (and replaced if one is not)? The composer
     quotes its evidence, so it needs no gate."""
     return (grounding or persona.grounding) == "strict" and not isinstance(provider, GroundedComposer)
+
+
+@dataclass
+class ModelStep:
+    """One model call of a turn: its reply (tool calls, usage), all it produced, what was released."""
+
+    reply: ModelReply = field(default_factory=ModelReply)
+    produced: str = ""
+    released: str = ""
 
 
 class Turn:
@@ -230,48 +241,31 @@ class Turn:
         for piece in pieces:
             yield piece
 
+    def offered_tools(self) -> list[dict] | None:
+        """The persona's tools as the model sees them (none a visitor may not use; none when a hook says so)."""
+        if not self.provider.supports_tools or not all(h.offers_tools(self) for h in self.hooks):
+            return None
+        return [TOOLS[t].openai_schema() for t in self.persona.tools
+                if not (TOOLS[t].private and self.req.user_id is None)] or None
+
+    def release(self, text: str) -> TokenEvent:
+        self.answer += text
+        return TokenEvent(delta=text)
+
     async def generate(self, messages: list[BaseMessage]) -> AsyncIterator[Event]:
-        gen = self.persona.generation
-        tools = None
-        if self.provider.supports_tools and all(h.offers_tools(self) for h in self.hooks):
-            tools = [TOOLS[t].openai_schema() for t in self.persona.tools
-                     if not (TOOLS[t].private and self.req.user_id is None)] or None
+        """Model rounds until the answer ends: each streams (checked by the strict gate, cut by the caller's
+        limits), then runs the tool calls it asked for, up to the persona's `max_tool_steps`."""
+        tools = self.offered_tools()
         gate = StrictGate(self.evidence_index) if self.strict else None
         limit = OutputLimit.of(self.req.sampling)
-        steps = 0
-        while True:
-            reply, step_text, released_text = ModelReply(), "", ""
-            stream = self.model_stream(messages, tools)
-            try:
-                async for piece in stream:
-                    if not isinstance(piece, str):
-                        reply = piece
-                        continue
-                    step_text += piece
-                    released = gate.feed(piece) if gate else piece
-                    if gate and gate.failed:
-                        break
-                    if limit:
-                        released = limit.feed(released)
-                    if released:
-                        released_text += released
-                        self.answer += released
-                        yield TokenEvent(delta=released)
-                    if self.cancel.is_set() or (limit and limit.ended and not self.composes):
-                        break  # (the composer's answer is written already: read on to its usage)
-            except LLMError:  # what was streamed before the failure was generated, and is kept: count it
-                self.count_usage(messages, ModelReply(), step_text)
-                raise
-            finally:
-                await stream.aclose()  # stops a model we broke away from (strict mode, cancel, a limit)
-            # what was produced: all the model sent, unless a limit cut the answer here (then what was released,
-            # so completion_tokens never exceeds the caller's max_tokens); the composer's, as released
-            cut = self.composes or (limit is not None and limit.ended)
-            self.count_usage(messages, reply, released_text if cut else step_text)
-            if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()):
-                rest = limit.feed(rest) if limit else rest
-                self.answer += rest
-                yield TokenEvent(delta=rest)
+        for steps in itertools.count():
+            step = ModelStep()
+            async for event in self.stream_step(messages, tools, gate, limit, step):
+                yield event
+            reply = step.reply
+            if gate and not gate.failed and not reply.tool_calls and (rest := gate.flush()) \
+                    and (rest := limit.feed(rest) if limit else rest):
+                yield self.release(rest)
             if gate and gate.failed:
                 async for event in self.replace_answer(gate.unsupported):
                     yield event
@@ -280,8 +274,7 @@ class Turn:
                 self.finish = "cancelled"
                 return
             if limit and not reply.tool_calls and (rest := limit.flush()):
-                self.answer += rest
-                yield TokenEvent(delta=rest)
+                yield self.release(rest)
             if limit and limit.ended:
                 self.finish = limit.reason or "stop"
                 return
@@ -289,25 +282,59 @@ class Turn:
                 self.finish = "length"
             if not reply.tool_calls:
                 return
-            if steps >= gen.max_tool_steps:
+            if steps >= self.persona.generation.max_tool_steps:
                 self.finish = "tool_steps"
                 return
-            steps += 1
-            calls = distinct_calls(reply.tool_calls)[:gen.max_tool_calls]
-            messages.append(AIMessage(content=reply.text, tool_calls=[
-                {"id": c.id, "name": c.name, "args": c.args} for c in calls]))
-            for call in calls:
-                # malformed arguments: tell the model, and the user, instead of guessing them
-                refused = None if call.malformed is None else \
-                    f"the model sent malformed arguments for {call.name}: {call.malformed[:200]!r}"
-                returned: list[ToolOutcome] = []
-                async for event in drive(self.call_tool(call.name, call.args, call_id=call.id,
-                                                        allowed=self.persona.tools, refused=refused), returned):
-                    yield event
-                outcome = returned[0]
-                content = json.dumps(outcome.data if outcome.error is None else {"error": outcome.error},
-                                     default=str)
-                messages.append(ToolMessage(content=content[:6000], tool_call_id=call.id))
+            async for event in self.run_tool_calls(messages, reply):
+                yield event
+
+    async def stream_step(self, messages: list[BaseMessage], tools: list[dict] | None, gate: StrictGate | None,
+                          limit: OutputLimit | None, step: ModelStep) -> AsyncIterator[Event]:
+        """One model call, streamed: what it releases is what the gate passed and the limits kept."""
+        stream = self.model_stream(messages, tools)
+        try:
+            async for piece in stream:
+                if not isinstance(piece, str):
+                    step.reply = piece
+                    continue
+                step.produced += piece
+                released = gate.feed(piece) if gate else piece
+                if gate and gate.failed:
+                    break
+                if limit:
+                    released = limit.feed(released)
+                if released:
+                    step.released += released
+                    yield self.release(released)
+                if self.cancel.is_set() or (limit and limit.ended and not self.composes):
+                    break  # (the composer's answer is written already: read on to its usage)
+        except LLMError:  # what was streamed before the failure was generated, and is kept: count it
+            self.count_usage(messages, ModelReply(), step.produced)
+            raise
+        finally:
+            await stream.aclose()  # stops a model we broke away from (strict mode, cancel, a limit)
+        # what was produced: all the model sent, unless a limit cut the answer here (then what was released,
+        # so completion_tokens never exceeds the caller's max_tokens); the composer's, as released
+        cut = self.composes or (limit is not None and limit.ended)
+        self.count_usage(messages, step.reply, step.released if cut else step.produced)
+
+    async def run_tool_calls(self, messages: list[BaseMessage], reply: ModelReply) -> AsyncIterator[Event]:
+        """The round's tool calls (repeats once, at most `max_tool_calls`), each as the caller; the model is
+        told what it asked for and each result."""
+        calls = distinct_calls(reply.tool_calls)[:self.persona.generation.max_tool_calls]
+        messages.append(AIMessage(content=reply.text, tool_calls=[
+            {"id": c.id, "name": c.name, "args": c.args} for c in calls]))
+        for call in calls:
+            # malformed arguments: tell the model, and the user, instead of guessing them
+            refused = None if call.malformed is None else \
+                f"the model sent malformed arguments for {call.name}: {call.malformed[:200]!r}"
+            returned: list[ToolOutcome] = []
+            async for event in drive(self.call_tool(call.name, call.args, call_id=call.id,
+                                                    allowed=self.persona.tools, refused=refused), returned):
+                yield event
+            outcome = returned[0]
+            content = json.dumps(outcome.data if outcome.error is None else {"error": outcome.error}, default=str)
+            messages.append(ToolMessage(content=content[:6000], tool_call_id=call.id))
 
     async def replace_answer(self, unsupported: list[str]) -> AsyncIterator[Event]:
         """Strict mode: the model stated figures the evidence does not hold; the composer answers instead."""

@@ -60,7 +60,7 @@ def _prepare_shared_database() -> None:
     """Before the workers start: one database for all of them (the embedded one is started here, once, and
     handed to them as DATABASE_URL), migrated once, the demo site registered once."""
     from core.settings import get_settings
-    from server.app import demo_origins, ensure_demo_site
+    from server.demo import demo_origins, ensure_demo_site
     from store.migrate import migrate
 
     settings = get_settings()

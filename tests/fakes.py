@@ -56,7 +56,7 @@ class LiveServer(ThreadedServer):
         super().__init__(create_app(services), name="test-server", log_level="warning", ws="websockets-sansio",
                          lifespan="on")
         if services.settings.demo:  # what `mentor serve` does at start-up for its configured public origin
-            from server.app import ensure_demo_site
+            from server.demo import ensure_demo_site
 
             with services.db.admin() as conn:  # test servers share one database: keep the others' origins
                 row = conn.execute("SELECT origins FROM sites WHERE name = 'demo'").fetchone()

@@ -9,28 +9,19 @@ is an event in the customer's conversation, delivered live to the customer on an
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from core.errors import NotFound
 from server import metrics
-from server.rest import Svc, User
+from server.deps import Staff, Svc
 from store import conversations as convs
 from store import handoffs
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"])
-
-
-def current_staff(user: User, s: Svc) -> handoffs.Staff:
-    staff = handoffs.staff_member(s.db, user)
-    if staff is None:
-        raise HTTPException(403, detail={"code": "forbidden", "message": "the inbox is for support agents"})
-    return staff
-
-
-Staff = Annotated[handoffs.Staff, Depends(current_staff)]
 
 
 class ReplyBody(BaseModel):
@@ -41,13 +32,9 @@ class ResolveBody(BaseModel):
     outcome: str = Field(min_length=1, max_length=500, description="how it ended, for the record")
 
 
-async def _act(fn, *args: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    try:
-        return await asyncio.to_thread(fn, *args)
-    except NotFound as exc:
-        raise HTTPException(404, detail={"code": "not_found", "message": str(exc)}) from None
-    except handoffs.HandoffConflict as exc:
-        raise HTTPException(409, detail={"code": "conflict", "message": str(exc)}) from None
+async def _act(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """A handoff action on a worker thread; its typed errors (404, 409) answer for themselves."""
+    return await asyncio.to_thread(fn, *args)
 
 
 @router.get("")
@@ -98,7 +85,7 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
     transcript = await asyncio.to_thread(convs.history, s.db, conversation_id, 2**62, 200)
     asked = [i for i, m in enumerate(transcript) if m["role"] == "user"]
     if not asked:
-        raise HTTPException(404, detail={"code": "not_found", "message": "the customer has not written anything"})
+        raise NotFound("the customer has not written anything")
     question = transcript[asked[-1]]["content"]
     history = [HistoryMessage(**h) for h in transcript[:asked[-1]]][-10:]
     customer = await asyncio.to_thread(handoffs.customer_of, s.db, conversation_id)

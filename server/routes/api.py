@@ -1,42 +1,23 @@
-"""REST for the same data the chat produces: conversations, events, feedback, drafts, tickets."""
+"""`/api`: REST for the same data the chat produces (conversations, events, feedback, drafts, tickets), the
+personas, demo sign-in and a user's site links."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from agents.personas import all_personas
-from core.errors import NotFound
-from server.auth import AuthError, issue_token, user_exists, verify_token
+from core.errors import Forbidden, InvalidArgument, NotFound
+from server.auth import AuthError, issue_token
+from server.deps import Svc, User
 from server.protocol import FeedbackBody
 from server.services import Services
 from store import conversations as convs
 
 router = APIRouter(prefix="/api")
-
-
-def services(request: Request) -> Services:
-    return request.app.state.services
-
-
-def current_user(request: Request, s: Annotated[Services, Depends(services)]) -> int:
-    """The caller's user id: a valid token for a user who exists (a deleted user's token is refused)."""
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("bearer "):
-        raise HTTPException(401, detail={"code": "unauthorized", "message": "Authorization: Bearer <token> needed"})
-    try:
-        user_id = verify_token(s.settings, header[7:])
-        user_exists(s.db, user_id)
-    except (AuthError, NotFound) as exc:
-        raise HTTPException(401, detail={"code": "unauthorized", "message": str(exc)}) from None
-    return user_id
-
-
-User = Annotated[int, Depends(current_user)]
-Svc = Annotated[Services, Depends(services)]
 
 
 def _rows(s: Services, user_id: int, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
@@ -69,12 +50,12 @@ class DemoLogin(BaseModel):
 def demo_login(body: DemoLogin, s: Svc) -> dict[str, Any]:
     """Sign in as a seeded demo user (MENTOR_DEMO=1 only): the chat page uses it."""
     if not s.settings.demo:
-        raise HTTPException(403, detail={"code": "forbidden", "message": "demo login is disabled"})
+        raise Forbidden("demo login is disabled")
     with s.db.service() as conn:
         row = conn.execute("SELECT id, handle, name, role FROM users WHERE is_demo AND (handle = %s OR id::text = %s)",
                            (body.user, body.user)).fetchone()
     if row is None:
-        raise HTTPException(404, detail={"code": "not_found", "message": f"no demo user {body.user!r}"})
+        raise NotFound(f"no demo user {body.user!r}")
     return {"token": issue_token(s.settings, row["id"]), "user": row}
 
 
@@ -105,7 +86,7 @@ def get_conversation(conversation_id: str, user: User, s: Svc) -> dict[str, Any]
         conv = conn.execute("SELECT id, persona, title, mode, project_id, created_at, updated_at, last_seq "
                             "FROM conversations WHERE id::text = %s", (conversation_id,)).fetchone()
         if conv is None:
-            raise HTTPException(404, detail={"code": "not_found", "message": "conversation not found"})
+            raise NotFound("conversation not found")
         messages = conn.execute("""SELECT id, role, content, client_id, status, usage, reply_to, created_at
                                    FROM messages WHERE conversation_id = %s ORDER BY id""", (conv["id"],)).fetchall()
         events = conn.execute("""SELECT seq, message_id, type, payload FROM conversation_events
@@ -120,11 +101,8 @@ def get_conversation(conversation_id: str, user: User, s: Svc) -> dict[str, Any]
 
 @router.post("/messages/{message_id}/feedback", status_code=201)
 async def post_feedback(message_id: int, body: FeedbackBody, user: User, s: Svc) -> dict[str, Any]:
-    try:
-        fid = await asyncio.to_thread(convs.save_feedback, s.db, user, message_id, rating=body.rating,
-                                      comment=body.comment, implemented=body.implemented)
-    except NotFound as exc:
-        raise HTTPException(404, detail={"code": "not_found", "message": str(exc)}) from None
+    fid = await asyncio.to_thread(convs.save_feedback, s.db, user, message_id, rating=body.rating,
+                                  comment=body.comment, implemented=body.implemented)
     return {"feedback_id": fid, "message_id": message_id}
 
 
@@ -164,8 +142,12 @@ def link_site(body: SiteLink, user: User, s: Svc) -> dict[str, Any]:
 
     try:
         return link_site_identity(s.db, user, body.site_key, body.user_token)
-    except AuthError as exc:
-        raise HTTPException(400, detail={"code": "invalid_site_token", "message": str(exc)}) from None
+    except AuthError as exc:  # the site's token, not the caller's sign-in: a bad argument, not a 401
+        raise InvalidSiteToken(str(exc)) from None
+
+
+class InvalidSiteToken(InvalidArgument):
+    code = "invalid_site_token"
 
 
 @router.delete("/me/site-links/{link_id}", status_code=204)

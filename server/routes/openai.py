@@ -22,6 +22,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.composer import GroundedComposer
@@ -30,7 +35,7 @@ from agents.requests import HistoryMessage, TurnRequest
 from agents.runtime import strictly_grounded
 from agents.sampling import Sampling
 from core.errors import NotFound
-from server.rest import Svc, User
+from server.deps import Svc, User
 from server.services import Services
 from server.turns import RunningTurn, TurnInput, TurnRejected
 from store.conversations import Caller
@@ -238,18 +243,23 @@ async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type
             raise _failed(events)
         replaced = max((i for i, e in enumerate(events) if e["type"] == "answer_replaced"), default=-1)
         text = "".join(e["delta"] for e in events[replaced + 1:] if e["type"] == "token")
-        return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": _finish(done)}],
-                "usage": {k: done["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
-                "mentor": {"events": [e for e in events if e["type"] in FACT_EVENTS],
-                           "grounding": done.get("grounding"), "conversation_id": begun.start.conversation_id}}
+        return ChatCompletion(
+            id=cid, object="chat.completion", created=created, model=body.model,
+            choices=[Choice(index=0, message=ChatCompletionMessage(role="assistant", content=text),
+                            finish_reason=_finish(done))],
+            usage=_usage(done), mentor={"events": [e for e in events if e["type"] in FACT_EVENTS],
+                                        "grounding": done.get("grounding"),
+                                        "conversation_id": begun.start.conversation_id}).model_dump(exclude_unset=True)
     hold = strictly_grounded(get_persona(body.model), s.settings.grounding, s.provider)
     return StreamingResponse(_sse(begun, cid, created, body.model, body.include_usage, hold),
                              media_type="text/event-stream")
 
 
-def _finish(done: dict[str, Any]) -> str:
+def _usage(done: dict[str, Any]) -> CompletionUsage:
+    return CompletionUsage(**{k: done["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
+
+
+def _finish(done: dict[str, Any]) -> Literal["stop", "length"]:
     """OpenAI's finish reasons: `length` at the cap (the caller's max_tokens or the model's), else `stop`
     (a stop sequence, the answer's end, a tool-step limit or a cancel)."""
     return "length" if done["finish_reason"] == "length" else "stop"
@@ -284,9 +294,9 @@ async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_us
     would glue the replacement to it). A failed turn ends with an SSE `error` event, which the official
     client raises as an `APIError`, and no `[DONE]`."""
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                      "model": model, "choices": choices, **extra}, default=str) + "\n\n"
+        choices = [] if delta is None else [ChunkChoice(index=0, delta=ChoiceDelta(**delta), finish_reason=finish)]
+        return "data: " + ChatCompletionChunk(id=cid, object="chat.completion.chunk", created=created, model=model,
+                                              choices=choices, **extra).to_json(indent=None) + "\n\n"
 
     held: list[str] = []
     seen: list[dict[str, Any]] = []
@@ -312,8 +322,7 @@ async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_us
                     yield chunk({"content": "".join(held)})
                 yield chunk({}, _finish(event), mentor={"grounding": event.get("grounding")})
                 if include_usage:
-                    u = event["usage"]
-                    yield chunk(None, usage={k: u[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
+                    yield chunk(None, usage=_usage(event))
         yield "data: [DONE]\n\n"
     finally:
         turn.cancel()  # the client went away (or the answer is complete): stop generating

@@ -1,0 +1,45 @@
+"""What routes depend on, in one place: the services, the signed-in user, support staff."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from core.errors import Forbidden, NotFound, Unauthorized
+from server.auth import AuthError, user_exists, verify_token
+from server.services import Services
+from store import handoffs
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def current_user(request: Request, s: Svc) -> int:
+    """The caller's user id: a valid token for a user who exists (a deleted user's token is refused)."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise Unauthorized("Authorization: Bearer <token> needed")
+    try:
+        user_id = verify_token(s.settings, header[7:])
+        user_exists(s.db, user_id)
+    except (AuthError, NotFound) as exc:
+        raise Unauthorized(str(exc)) from None
+    return user_id
+
+
+User = Annotated[int, Depends(current_user)]
+
+
+def current_staff(user: User, s: Svc) -> handoffs.Staff:
+    staff = handoffs.staff_member(s.db, user)
+    if staff is None:
+        raise Forbidden("the inbox is for support agents")
+    return staff
+
+
+Staff = Annotated[handoffs.Staff, Depends(current_staff)]
