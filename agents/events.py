@@ -29,6 +29,7 @@ class ToolResultEvent(BaseModel):
     type: Literal["tool_result"] = "tool_result"
     id: str
     name: str
+    args: dict[str, Any] = Field(default_factory=dict, description="what the tool was called with")
     data: Any = None
     error: str | None = None
 

@@ -124,7 +124,7 @@ class Turn:
         call_id = call_id or f"call_{uuid.uuid4().hex[:12]}"
         yield ToolCallEvent(id=call_id, name=name, args=args)
         outcome = ToolOutcome(name, error=refused) if refused else run_tool(name, args, self.ctx, allowed=allowed)
-        yield ToolResultEvent(id=call_id, name=name, data=outcome.data, error=outcome.error)
+        yield ToolResultEvent(id=call_id, name=name, args=args, data=outcome.data, error=outcome.error)
         self.records.append((name, outcome.data if outcome.error is None else {"error": outcome.error}))
         if name == "save_proposal_draft" and outcome.error is None:
             self.saved_draft = True

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from core.errors import NotFound
 from server import metrics
 from server.auth import AuthError, accept_socket, protocol_credentials, verify_token
-from server.protocol import AGENT_TYPES, AgentFrame, ReadFrame, TypingFrame, WatchFrame
+from server.protocol import AGENT_TYPES, AgentFrame, Pong, QueueChanged, ReadFrame, ReadyFrame, TypingFrame, WatchFrame
 from server.services import Services
 from server.ws import ChatSession, _error
 from store import handoffs
@@ -46,11 +46,11 @@ class AgentSession(ChatSession):
     async def _queue_changed(self) -> None:
         await asyncio.sleep(0.1)
         self.queue_news = False
-        await self.send({"type": "queue_changed", "seq": None})
+        await self.send(QueueChanged().wire())
 
     async def dispatch(self, frame: Any) -> None:
         if frame.type == "ping":
-            await self.send({"type": "pong", "seq": None, "time": time.time()})
+            await self.send(Pong(time=time.time()).wire())
         elif isinstance(frame, WatchFrame):
             conversation = str(frame.conversation_id)
             try:
@@ -94,7 +94,7 @@ async def inbox_endpoint(ws: WebSocket, services: Services) -> None:
                                                                     "role": staff.role})
     services.hub.listen_inbox(session.on_queue_changed)
     try:
-        await session.send({"type": "ready", "protocol": 1, "seq": None, "user": session.user})
+        await session.send(ReadyFrame(user=session.user).wire())
         await session.receive_frames_until_closed()
     except WebSocketDisconnect:
         pass

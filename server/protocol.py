@@ -1,11 +1,25 @@
-"""The WebSocket protocol's frames (see docs/protocol.md). Every client frame is validated here."""
+"""The WebSocket protocol's frames (docs/protocol.md), both ways: every client frame is validated here,
+and every frame a client can receive is a model here (`ServerFrame`). Turn events are the runtime's own
+(agents/events.py) with the conversation's envelope; tests validate every frame they receive against the
+union, and check the protocol document's tables against it (tests/test_protocol.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from agents.events import (
+    AnswerReplacedEvent,
+    CitationEvent,
+    DoneEvent,
+    ErrorEvent,
+    HandoffEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 
 
 def _no_nul(value: str) -> str:
@@ -101,3 +115,166 @@ class FeedbackBody(BaseModel):
     rating: int = Field(ge=1, le=5)
     comment: NoNul | None = Field(None, max_length=2000)
     implemented: bool = False
+
+
+
+# -- server -> client ---------------------------------------------------------------------------------
+class Envelope(BaseModel):
+    """What every frame carries besides its own fields: an event of a conversation its `seq` (one more
+    than the last, from the database), the conversation and the assistant message it belongs to; a
+    connection-level frame (ready, pong, a bad frame's error) `seq: null`."""
+
+    model_config = ConfigDict(extra="forbid")
+    always: ClassVar[tuple[str, ...]] = ("type", "seq")  # on the wire even when left at their default
+    seq: int | None = None
+    conversation_id: str | None = None
+    message_id: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The frame as sent: `always`, and the fields it was given (an optional left unset is not sent)."""
+        return {**{k: getattr(self, k) for k in self.always}, **self.model_dump(exclude_unset=True)}
+
+
+class PersonaCard(BaseModel):
+    id: str
+    name: str
+    role: str
+
+
+class Limits(BaseModel):
+    max_message_chars: int
+    max_frame_bytes: int
+    messages_per_minute: int
+    max_turns_per_connection: int
+
+
+class ReadyFrame(Envelope):
+    always: ClassVar[tuple[str, ...]] = ("type", "seq", "protocol")
+    type: Literal["ready"] = "ready"
+    protocol: int = 1
+    user: dict | None = None
+    visitor_id: str | None = None
+    site_user: str | None = None
+    personas: list[PersonaCard] = Field(default_factory=list)
+    limits: Limits | None = None
+
+
+class AckFrame(Envelope):
+    """The user's message is stored (`message_id`: the answer's; None when a person answers it)."""
+
+    type: Literal["ack"] = "ack"
+    client_id: str
+    user_message_id: int
+    duplicate: bool
+    persona: str | None = None
+    text: str | None = None
+    project_id: int | None = None
+    mode: str | None = None
+
+
+class ServerError(ErrorEvent, Envelope):
+    retry_after: float | None = None
+    client_id: str | None = None
+
+
+class TokenFrame(TokenEvent, Envelope):
+    pass
+
+
+class ToolCallFrame(ToolCallEvent, Envelope):
+    pass
+
+
+class ToolResultFrame(ToolResultEvent, Envelope):
+    pass
+
+
+class CitationFrame(CitationEvent, Envelope):
+    pass
+
+
+class HandoffFrame(HandoffEvent, Envelope):
+    pass
+
+
+class AnswerReplacedFrame(AnswerReplacedEvent, Envelope):
+    pass
+
+
+class DoneFrame(DoneEvent, Envelope):
+    pass
+
+
+class Agent(BaseModel):
+    id: int
+    name: str
+
+
+class AgentJoined(Envelope):
+    type: Literal["agent_joined"] = "agent_joined"
+    agent: Agent
+
+
+class AgentMessage(Envelope):
+    type: Literal["agent_message"] = "agent_message"
+    text: str
+    agent: Agent
+
+
+class AgentLeft(Envelope):
+    type: Literal["agent_left"] = "agent_left"
+    agent: Agent
+
+
+class HandoffResolved(Envelope):
+    type: Literal["handoff_resolved"] = "handoff_resolved"
+    outcome: str
+
+
+class TypingSignal(Envelope):
+    """The other side is typing (not stored)."""
+
+    type: Literal["typing"] = "typing"
+    who: Literal["customer", "agent"]
+    name: str | None = None
+
+
+class ReadReceipt(Envelope):
+    type: Literal["read"] = "read"
+    who: Literal["customer", "agent"]
+    upto_seq: int
+
+
+class Pong(Envelope):
+    type: Literal["pong"] = "pong"
+    time: float
+
+
+class FeedbackSaved(Envelope):
+    type: Literal["feedback_saved"] = "feedback_saved"
+    feedback_id: int
+
+
+class ContactSaved(Envelope):
+    type: Literal["contact_saved"] = "contact_saved"
+    ticket_id: int
+
+
+class QueueChanged(Envelope):
+    """/ws/inbox: a handoff changed somewhere; reload `GET /api/inbox`."""
+
+    type: Literal["queue_changed"] = "queue_changed"
+
+
+ServerFrame = Annotated[
+    ReadyFrame | AckFrame | TokenFrame | ToolCallFrame | ToolResultFrame | CitationFrame | HandoffFrame
+    | AnswerReplacedFrame | DoneFrame | ServerError | AgentJoined | AgentMessage | AgentLeft | HandoffResolved
+    | TypingSignal | ReadReceipt | Pong | FeedbackSaved | ContactSaved | QueueChanged,
+    Field(discriminator="type"),
+]
+SERVER_FRAMES = TypeAdapter(ServerFrame)
+
+
+def event_payload(frame: Envelope) -> dict:
+    """A conversation event as the event log stores it: the envelope is added as it is stored."""
+    return {k: v for k, v in frame.wire().items() if k not in Envelope.model_fields}

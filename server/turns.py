@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.aio import run_blocking
+from agents.events import Usage
 from agents.hooks import PROJECT_REF
 from agents.llm import ChatProvider
 from agents.personas import get_persona
@@ -38,6 +39,7 @@ from server import metrics
 from server.event_writer import EventWriter, Pending
 from server.hub import FALLBACK_S, Hub
 from server.limits import RateLimiter
+from server.protocol import AckFrame, DoneFrame, ServerError, event_payload
 from store import conversations as convs
 from store import events
 from store.conversations import Caller
@@ -151,9 +153,9 @@ class TurnService:
 
         def ack(start: convs.TurnStart) -> dict[str, Any]:
             # the ack carries the user's own words, so a replay of the events alone rebuilds the conversation
-            return {"type": "ack", "client_id": inp.client_id, "message_id": start.assistant_message_id,
-                    "user_message_id": start.user_message_id, "duplicate": False, "persona": persona_id,
-                    "text": inp.text, "project_id": start.project_id, "mode": start.mode}
+            return AckFrame(client_id=inp.client_id, message_id=start.assistant_message_id,
+                            user_message_id=start.user_message_id, duplicate=False, persona=persona_id, text=inp.text,
+                            project_id=start.project_id, mode=start.mode).model_dump(exclude={"seq", "conversation_id"})
 
         def admit(duplicate: convs.TurnStart | None, used: int) -> str | None:
             """In the opening transaction: refuse (raise) or continue, in which conversation."""
@@ -245,7 +247,6 @@ class TurnService:
         out = TurnLog(s, caller, turn)
         started = time.perf_counter()
         first = True
-        call_args: dict[str, dict] = {}
         metrics.TURNS.labels(req.persona).inc()
         try:
             async for event in arun_turn(req, db=s.db, provider=s.provider, cancel=turn.cancel_flag,
@@ -262,15 +263,11 @@ class TurnService:
                         first = False
                 elif kind == "answer_replaced":  # strict grounding: what was streamed so far is withdrawn
                     out.answer.clear()
-                elif kind == "tool_call":
-                    call_args[payload["id"]] = payload["args"]
                 elif kind == "tool_result":
-                    payload["args"] = call_args.get(payload["id"], {})
                     metrics.TOOL_CALLS.labels(payload["name"], "error" if payload["error"] else "ok").inc()
                 elif kind == "error":
                     metrics.ERRORS.labels(payload["code"]).inc()
                 elif kind == "done":
-                    payload["message_id"] = turn.start.assistant_message_id
                     usage = payload["usage"]
                     metrics.TOKENS.labels("prompt").inc(usage["prompt_tokens"])
                     metrics.TOKENS.labels("completion").inc(usage["completion_tokens"])
@@ -284,12 +281,10 @@ class TurnService:
         except Exception as exc:  # never leave a message "streaming" forever
             log.exception("turn failed", extra={"conversation_id": out.conv})
             metrics.ERRORS.labels("internal").inc()
-            out.store({"type": "error", "code": "internal", "message": f"the turn failed: {type(exc).__name__}",
-                       "retryable": False, "retry_after": None})
-            out.store({"type": "done", "message_id": out.msg, "finish_reason": "error", "provider": s.provider.name,
-                       "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                                 "counted": "tiktoken"}},
-                      finish=("".join(out.answer), "error", None))
+            out.store(event_payload(ServerError(code="internal", message=f"the turn failed: {type(exc).__name__}")))
+            done = DoneFrame(finish_reason="error", provider=s.provider.name,
+                             usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0))
+            out.store(event_payload(done), finish=("".join(out.answer), "error", None))
         finally:
             release()
             await out.drain()
@@ -373,8 +368,7 @@ class TurnLog:
     def store(self, payload: dict[str, Any], finish: tuple[str, str, dict | None] | None = None) -> None:
         if self.failed:
             return
-        extra = {"conversation_id": self.conv} if payload["type"] == "done" else \
-            {"conversation_id": self.conv, "message_id": self.msg}
+        extra = {"conversation_id": self.conv, "message_id": self.msg}  # the envelope (server/protocol.py)
         queue = self.turn.queue
 
         def stored(seq: int) -> None:

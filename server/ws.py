@@ -34,13 +34,21 @@ from server.auth import (
 )
 from server.protocol import (
     CLIENT_TYPES,
+    AckFrame,
     CancelFrame,
     ClientFrame,
     ContactFrame,
+    ContactSaved,
     FeedbackFrame,
+    FeedbackSaved,
+    Limits,
     MessageFrame,
+    PersonaCard,
+    Pong,
     ReadFrame,
+    ReadyFrame,
     ResumeFrame,
+    ServerError,
     TypingFrame,
 )
 from server.services import Services
@@ -59,8 +67,7 @@ HANDOFF_EVENTS = ("handoff", "agent_joined", "agent_message", "agent_left")  # a
 def _error(code: str, message: str, *, retryable: bool = False, retry_after: float | None = None,
            **extra: Any) -> dict[str, Any]:
     metrics.ERRORS.labels(code).inc()
-    return {"type": "error", "code": code, "message": message, "retryable": retryable,
-            "retry_after": retry_after, "seq": None, **extra}
+    return ServerError(code=code, message=message, retryable=retryable, retry_after=retry_after, **extra).wire()
 
 
 class ChatSession:
@@ -101,16 +108,15 @@ class ChatSession:
     # -- receiving ------------------------------------------------------------------------------
     async def serve(self) -> None:
         personas = [p for p in all_personas().values() if p.anonymous or (self.user and widget_may_offer(self.caller))]
-        await self.send({"type": "ready", "protocol": 1, "seq": None, "user": self.user,
-                         # a site-scoped identity comes from the site's token each time: nothing to keep
-                         "visitor_id": self.caller.visitor_id if self.caller.anonymous and not self.caller.site_user
-                         else None,
-                         "site_user": self.caller.site_user,
-                         "personas": [{"id": p.id, "name": p.name, "role": p.role} for p in personas],
-                         "limits": {"max_message_chars": self.s.settings.max_message_chars,
-                                    "max_frame_bytes": self.s.settings.max_frame_bytes,
-                                    "messages_per_minute": self.s.settings.user_messages_per_minute,
-                                    "max_turns_per_connection": self.s.settings.max_turns_per_connection}})
+        settings = self.s.settings
+        await self.send(ReadyFrame(
+            user=self.user, site_user=self.caller.site_user,
+            # a site-scoped identity comes from the site's token each time: nothing to keep
+            visitor_id=self.caller.visitor_id if self.caller.anonymous and not self.caller.site_user else None,
+            personas=[PersonaCard(id=p.id, name=p.name, role=p.role) for p in personas],
+            limits=Limits(max_message_chars=settings.max_message_chars, max_frame_bytes=settings.max_frame_bytes,
+                          messages_per_minute=settings.user_messages_per_minute,
+                          max_turns_per_connection=settings.max_turns_per_connection)).wire())
         await self.receive_frames_until_closed()
 
     async def receive_frames_until_closed(self) -> None:
@@ -189,7 +195,7 @@ class ChatSession:
         if self.caller.site_identity is not None and frame.type != "ping":
             await self.refresh_identity()
         if frame.type == "ping":
-            await self.send({"type": "pong", "seq": None, "time": time.time()})
+            await self.send(Pong(time=time.time()).wire())
         elif isinstance(frame, MessageFrame):
             await self.on_message(frame)
         elif isinstance(frame, CancelFrame):
@@ -208,7 +214,7 @@ class ChatSession:
             except NotFound as exc:
                 await self.send(_error("not_found", str(exc)))
                 return
-            await self.send({"type": "contact_saved", "seq": None, "ticket_id": frame.ticket_id})
+            await self.send(ContactSaved(ticket_id=frame.ticket_id).wire())
 
     async def refresh_identity(self) -> None:
         """A third-party site's user: whether a marketplace account is linked is read again for every frame,
@@ -244,9 +250,9 @@ class ChatSession:
             self.watch(begun.start.conversation_id)
             return
         if isinstance(begun, Duplicate):
-            await self.send({"type": "ack", "seq": None, "conversation_id": begun.start.conversation_id,
-                             "client_id": frame.client_id, "message_id": begun.start.assistant_message_id,
-                             "user_message_id": begun.start.user_message_id, "duplicate": True})
+            await self.send(AckFrame(conversation_id=begun.start.conversation_id, client_id=frame.client_id,
+                                     message_id=begun.start.assistant_message_id,
+                                     user_message_id=begun.start.user_message_id, duplicate=True).wire())
             if begun.start.assistant_message_id is not None:  # None: a person answers it; nothing to replay
                 self.pump(self.s.turns.follow(begun.start.conversation_id, 0,
                                               only_message=begun.start.assistant_message_id))
@@ -325,7 +331,7 @@ class ChatSession:
         except NotFound as exc:
             await self.send(_error("not_found", str(exc)))
             return
-        await self.send({"type": "feedback_saved", "seq": None, "message_id": frame.message_id, "feedback_id": fid})
+        await self.send(FeedbackSaved(message_id=frame.message_id, feedback_id=fid).wire())
 
 
 async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict | None] | None:
@@ -357,8 +363,7 @@ async def authenticate(ws: WebSocket, services: Services) -> tuple[Caller, dict 
         raise AuthError("sign in with a token, or connect from a registered site with its site_key")
     except (AuthError, NotFound) as exc:
         metrics.ERRORS.labels("unauthorized").inc()
-        await ws.send_text(json.dumps({"type": "error", "code": "unauthorized", "message": str(exc),
-                                       "retryable": False, "retry_after": None, "seq": None}))
+        await ws.send_text(json.dumps(_error("unauthorized", str(exc))))
         await ws.close(code=4401)
         return None
 

@@ -30,7 +30,12 @@ def open_ws(server, token: str | None = None, **params: str):  # type: ignore[no
 
 
 def recv(ws, timeout: float = 20) -> dict:  # type: ignore[no-untyped-def]
-    return json.loads(ws.recv(timeout=timeout))
+    """The next frame, which must be one the protocol defines (server/protocol.py's ServerFrame)."""
+    from server.protocol import SERVER_FRAMES
+
+    frame = json.loads(ws.recv(timeout=timeout))
+    SERVER_FRAMES.validate_python(frame)
+    return frame
 
 
 def send(ws, **frame) -> None:  # type: ignore[no-untyped-def]
