@@ -132,7 +132,7 @@ def extract_figures(text: str) -> list[Figure]:
         if parsed_number is None:
             continue
         value, step = parsed_number
-        figures.append(Figure(raw=raw, kind=kind, value=value, step=step))  # type: ignore[arg-type]
+        figures.append(Figure(raw=raw, kind=kind, value=value, step=step))
     return figures
 
 

@@ -288,7 +288,7 @@ class OpenAICompatibleProvider(ChatProvider):
         except openai.OpenAIError as exc:
             raise EndpointError("failed", _short(exc)) from None
 
-    async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,  # type: ignore[no-untyped-def]
+    async def astream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,
                       options=None):
         from langchain_core.messages import convert_to_openai_messages
 
@@ -422,7 +422,7 @@ class LocalProvider(ChatProvider):
         self.context_limit = 8192
         self._lock = threading.Lock()  # one generation at a time on 2 cores
 
-    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None,
                options=None):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer

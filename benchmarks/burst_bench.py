@@ -2,7 +2,7 @@
 
 The whole path a user takes: WebSocket connect and sign-in, the message, the persona's up-front tools
 and retrieval (marcus: profile, learning ROI, curriculum search), the model's stream relayed token by
-token, every event stored before it is sent. The model is `evals/mock_llm.py`: --tokens words at
+token, every event stored before it is sent. The model is `harness/mock_llm.py`: --tokens words at
 --rate words/s after --ttft, so an ideal answer takes ttft + (tokens-1)/rate seconds and anything
 above that is queueing in the service. Questions differ per conversation (a skill and a phrasing
 each), so nothing is answered from a cache.
@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ws_stream_bench import cpu_seconds, free_port, rss_mb, worker_pids  # noqa: E402
-from evals.balancer import marked_down  # noqa: E402
-from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
+from harness.balancer import marked_down  # noqa: E402
+from harness.mock_llm import expected_answer, wait_http  # noqa: E402
 from server.gc_tuning import tune_gc  # noqa: E402
 
 PHRASINGS = ["How do I find my first clients as a {skill} freelancer?",
@@ -278,7 +278,7 @@ def main() -> None:
            "MENTOR_MODEL": "mock", "MENTOR_USER_RATE": "10000", "HF_HUB_OFFLINE": "1"}
     env.pop("DATABASE_URL", None)
     py = sys.executable
-    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
+    mock = subprocess.Popen([py, "-m", "harness.mock_llm", "--port", str(mock_port), "--tokens", str(args.tokens),
                              "--rate", str(args.rate), "--ttft", str(args.ttft)], cwd=ROOT, env=env)
     servers, balancer = [], None
     with open(args.home / "burst-serve.log", "w") as log:

@@ -26,7 +26,7 @@ from benchmarks.burst_bench import questions  # noqa: E402
 from retrieval.embedder import QUERY_GROUP, _load_model, _onnx_encoder  # noqa: E402
 
 
-def cpu_ms_per_question(encode, texts: list[str], batch: int) -> float:  # type: ignore[no-untyped-def]
+def cpu_ms_per_question(encode, texts: list[str], batch: int) -> float:
     encode(texts[:batch], batch)  # warm-up
     started = time.process_time()
     for i in range(0, len(texts), batch):
@@ -45,7 +45,7 @@ def written_questions() -> list[str]:
     return found
 
 
-def grouped_ms_per_question(encode, texts: list[str], batch: int, group: int) -> float:  # type: ignore[no-untyped-def]
+def grouped_ms_per_question(encode, texts: list[str], batch: int, group: int) -> float:
     """Batches of `batch` in arrival order, each sorted by length and encoded `group` at a time."""
     return cpu_ms_per_question(lambda chunk, _: encode(sorted(chunk, key=len), group), texts, batch)
 

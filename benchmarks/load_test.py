@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ws_stream_bench import service_stack
 
-from evals.load import VirtualUser, run_load, stored_answers
+from harness.load import VirtualUser, run_load, stored_answers
 
 SECRETS = {1: ["Nora Bennett", "nora@example.com", "2599.86"], 2: ["Mateo Alvarez", "mateo@example.com", "122435.11"],
            3: ["Sofia Lindqvist", "sofia@example.com", "340112.32"]}

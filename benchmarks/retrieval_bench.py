@@ -57,7 +57,7 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
-def build(args: argparse.Namespace, embedder, results: dict[str, object]) -> str:  # type: ignore[no-untyped-def]
+def build(args: argparse.Namespace, embedder, results: dict[str, object]) -> str:
     """Embed N synthetic chunks, load them into a fresh embedded PostgreSQL and build the HNSW index."""
     import psycopg
     from pgvector.psycopg import register_vector
@@ -105,7 +105,7 @@ def build(args: argparse.Namespace, embedder, results: dict[str, object]) -> str
     return url
 
 
-def pgvector_side_by_side(args: argparse.Namespace, url: str, queries, truth: list[list[int]],  # type: ignore[no-untyped-def]
+def pgvector_side_by_side(args: argparse.Namespace, url: str, queries, truth: list[list[int]],
                           ours: dict[str, object]) -> dict[str, object]:
     """The same vectors through langchain-postgres PGVector: load time, latency and recall, and ratios to ours."""
     import numpy as np

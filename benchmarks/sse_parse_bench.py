@@ -6,7 +6,7 @@ into the running total; ours does one `json.loads`. Prints microseconds of CPU p
 
     .venv/bin/python benchmarks/sse_parse_bench.py --chunks 4000
 
-`--http`: the HTTP path instead, over real HTTP: 200 streams from `evals/mock_llm.py` at 50 chunks/s
+`--http`: the HTTP path instead, over real HTTP: 200 streams from `harness/mock_llm.py` at 50 chunks/s
 each (one chunk per socket read, as in production), read through the openai client with httpx's own
 transport (MENTOR_LLM_HTTP=httpx) and straight over aiohttp (the default, agents/llm_http.py); client
 CPU per chunk, request included.
@@ -61,7 +61,7 @@ async def ours_run(chunks: int) -> int:
     return sum([1 async for piece in provider.astream([HumanMessage("hi")]) if isinstance(piece, str)])
 
 
-def measure(fn, chunks: int, rounds: int) -> float:  # type: ignore[no-untyped-def]
+def measure(fn, chunks: int, rounds: int) -> float:
     payload = body(chunks)
     with respx.mock() as router:
         router.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(
@@ -96,7 +96,7 @@ async def transport_run(transport: str, base_url: str, streams: int) -> float:
 
 
 def transports(streams: int) -> dict:
-    from evals.mock_llm import MockLLM, MockServer
+    from harness.mock_llm import MockLLM, MockServer
 
     mock = MockServer(MockLLM(tokens=100, rate=50, ttft=0))  # a thread: its CPU is not the client's
     try:

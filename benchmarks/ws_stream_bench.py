@@ -1,6 +1,6 @@
 """Streaming through the service, against a mock model whose own timing is known.
 
-Starts `evals/mock_llm.py` (first token after --ttft, then --rate tokens/s, --tokens distinct
+Starts `harness/mock_llm.py` (first token after --ttft, then --rate tokens/s, --tokens distinct
 tokens) and `mentor serve` (one worker) pointed at it, then measures:
 
 1. overhead to first token: WebSocket send → first token, minus the mock's own TTFT, with the
@@ -40,8 +40,8 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evals.mock_llm import expected_answer, wait_http  # noqa: E402
 from evals.stats import percentile as pct  # noqa: E402
+from harness.mock_llm import expected_answer, wait_http  # noqa: E402
 from server.gc_tuning import tune_gc  # noqa: E402
 
 QUESTIONS = {"david": "What do React developers charge per hour?", "marcus": "How do I find my first clients?",
@@ -256,7 +256,7 @@ def service_stack(home: Path, *, tokens: int, rate: float, ttft: float,
            "MENTOR_ADDRESS_RATE": "10000", "HF_HUB_OFFLINE": "1"}
     env.pop("DATABASE_URL", None)
     py = sys.executable
-    mock = subprocess.Popen([py, "-m", "evals.mock_llm", "--port", str(mock_port), "--tokens", str(tokens),
+    mock = subprocess.Popen([py, "-m", "harness.mock_llm", "--port", str(mock_port), "--tokens", str(tokens),
                              "--rate", str(rate), "--ttft", str(ttft)], cwd=ROOT, env=env)
     with open(home / "bench-serve.log", "w") as server_log:
         extra = ["--workers", str(workers)] if workers != 1 else []

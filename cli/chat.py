@@ -9,7 +9,7 @@ import typer
 from cli.common import app, echo_json, handle_errors, open_db
 
 
-def _turn_setup(persona: str, user: str | None):  # type: ignore[no-untyped-def]
+def _turn_setup(persona: str, user: str | None):
     from agents.personas import get_persona
     from agents.providers import get_provider
     from store.users import resolve_user
@@ -20,7 +20,7 @@ def _turn_setup(persona: str, user: str | None):  # type: ignore[no-untyped-def]
     return db, get_provider(), user_row
 
 
-def _print_turn(events, as_json: bool) -> tuple[str, list]:  # type: ignore[no-untyped-def]
+def _print_turn(events, as_json: bool) -> tuple[str, list]:
     """Stream a turn to the terminal; return the answer text and the events."""
     from cli.render import summarize
 

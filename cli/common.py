@@ -46,11 +46,11 @@ def handle_errors(func: F) -> F:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 @functools.lru_cache(maxsize=1)
-def open_db():  # type: ignore[no-untyped-def]
+def open_db():
     """One connected database per process (commands run once; tests invoke many in-process)."""
     from store.db import Database
 

@@ -36,7 +36,7 @@ def eval_command(
     total = sum(len(s.cases) for s in sets)
     done = 0
 
-    def progress(persona_id: str, result) -> None:  # type: ignore[no-untyped-def]
+    def progress(persona_id: str, result) -> None:
         nonlocal done
         done += 1
         typer.echo(f"\r[{done}/{total}] {persona_id}: {result.id}".ljust(70), err=True, nl=False)

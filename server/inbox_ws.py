@@ -67,7 +67,7 @@ class AgentSession(ChatSession):
 
     @property
     def staff(self) -> handoffs.Staff:
-        return handoffs.Staff(self.user["id"], self.user["name"], self.user["role"])  # type: ignore[index]
+        return handoffs.Staff(self.user["id"], self.user["name"], self.user["role"])
 
 
 async def inbox_endpoint(ws: WebSocket, services: Services) -> None:

@@ -202,7 +202,7 @@ class AnswerReplacedFrame(AnswerReplacedEvent, Envelope):
 
 
 class DoneFrame(DoneEvent, Envelope):
-    pass
+    provider: str | None = ""  # None: a worker that stopped left the answer, which another closed
 
 
 class Agent(BaseModel):

@@ -67,7 +67,7 @@ def get_conversation(db: Database, conversation_id: str, caller: Caller) -> dict
     return row
 
 
-def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:  # type: ignore[no-untyped-def]
+def _duplicate(conn, caller: Caller, client_id: str, conversation_id: str | None) -> TurnStart | None:
     row = conn.execute(
         """SELECT u.conversation_id, u.id AS user_message_id, a.id AS assistant_message_id,
                   coalesce(a.status, 'complete') AS status
@@ -142,7 +142,7 @@ def open_turn(db: Database, caller: Caller, *, persona: str, text: str, client_i
         return OpenedTurn(start, seq, history, human)
 
 
-def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,  # type: ignore[no-untyped-def]
+def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str,
                 conversation_id: str | None, project_id: int | None, mode: str | None,
                 worker_id: int | None, answer: bool = True) -> TurnStart:
     created = conversation_id is None
@@ -196,7 +196,7 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
                      project_id=context[0], mode=context[1])
 
 
-def human_owner(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
+def human_owner(conn, conversation_id: str) -> int | None:
     """The agent who owns the conversation right now (the bot must stay silent), if any."""
     row = conn.execute("SELECT agent_id FROM handoffs WHERE conversation_id = %s AND status = 'claimed'",
                        (conversation_id,)).fetchone()
@@ -230,7 +230,7 @@ def latest_streaming_message(db: Database, conversation_id: str) -> int | None:
         return _latest_streaming_message(conn, conversation_id)
 
 
-def _latest_streaming_message(conn, conversation_id: str) -> int | None:  # type: ignore[no-untyped-def]
+def _latest_streaming_message(conn, conversation_id: str) -> int | None:
     row = conn.execute(
         """SELECT id FROM messages WHERE conversation_id = %s AND role = 'assistant' AND status = 'streaming'
            ORDER BY id DESC LIMIT 1""", (conversation_id,)).fetchone()
@@ -243,7 +243,7 @@ def history(db: Database, conversation_id: str, before_message_id: int, limit: i
         return _history(conn, conversation_id, before_message_id, limit)
 
 
-def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40) -> list[dict[str, str]]:
     rows = conn.execute(  # a support agent's replies are the assistant's side of the transcript
         """SELECT CASE role WHEN 'agent' THEN 'assistant' ELSE role END AS role, content FROM messages
            WHERE conversation_id = %s AND id < %s AND role IN ('user', 'assistant', 'agent')
@@ -252,7 +252,7 @@ def _history(conn, conversation_id: str, before_message_id: int, limit: int = 40
     return [{"role": r["role"], "content": r["content"]} for r in reversed(rows)]
 
 
-def _tokens_used(conn, conversation_id: str, caller: Caller) -> int:  # type: ignore[no-untyped-def]
+def _tokens_used(conn, conversation_id: str, caller: Caller) -> int:
     conv = conn.execute("SELECT user_id, visitor_id, site_id FROM conversations WHERE id = %s",
                         (conversation_id,)).fetchone()
     if not _owned(conv, caller):

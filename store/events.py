@@ -40,7 +40,7 @@ def append_events(db: Database, items: list[NewEvent], *, notify: bool = False,
         return append(conn, items, notify=notify, writer=writer)
 
 
-def append(conn, items: list[NewEvent], *, notify: bool = False,  # type: ignore[no-untyped-def]
+def append(conn, items: list[NewEvent], *, notify: bool = False,
             writer: int | None = None) -> list[int]:
     """One call of `append_events` (store/migrations/0016): each conversation's seqs taken from its
     `last_seq` (rows locked in id order, so concurrent writers cannot deadlock) and handed out in the
@@ -79,7 +79,7 @@ def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> 
                                        {"type": "read", "who": who, "upto_seq": upto_seq})], notify=True)[0]
 
 
-def events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:  # type: ignore[no-untyped-def]
+def events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:
     rows = conn.execute(
         """SELECT seq, message_id, payload FROM conversation_events
            WHERE conversation_id = %s AND seq > %s ORDER BY seq LIMIT %s""",

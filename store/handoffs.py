@@ -118,7 +118,7 @@ def add_note(db: Database, staff: Staff, conversation_id: str, text: str) -> dic
                RETURNING id, text, created_at, author_id""", (conversation_id, staff.id, text)).fetchone()
 
 
-def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
+def _locked(conn, conversation_id: str) -> dict:
     row = conn.execute("""SELECT h.*, c.user_id AS customer_id FROM handoffs h
                           JOIN conversations c ON c.id = h.conversation_id
                           WHERE h.conversation_id = %s FOR UPDATE OF h""", (conversation_id,)).fetchone()
@@ -127,7 +127,7 @@ def _locked(conn, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
     return row
 
 
-def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:  # type: ignore[no-untyped-def]
+def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None = None) -> int:
     cid = str(handoff["conversation_id"])
     return append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)], notify=True)[0]
 
@@ -157,7 +157,7 @@ def claim(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
     return {"status": "claimed", "seq": seq}
 
 
-def _owned(conn, staff: Staff, conversation_id: str) -> dict:  # type: ignore[no-untyped-def]
+def _owned(conn, staff: Staff, conversation_id: str) -> dict:
     handoff = _locked(conn, conversation_id)
     if handoff["status"] != "claimed" or handoff["agent_id"] != staff.id:
         raise HandoffConflict("claim this conversation first")

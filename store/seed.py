@@ -480,7 +480,7 @@ class _Generator:
             self._user(demo.handle, demo.name, demo.role, demo.plan, demo.note)
 
 
-def _write(conn, rows: _Rows, totals: dict[int, tuple[Decimal, int, Decimal | None]]) -> None:  # type: ignore[no-untyped-def]
+def _write(conn, rows: _Rows, totals: dict[int, tuple[Decimal, int, Decimal | None]]) -> None:
     order = list(reversed(SEEDED_TABLES))
     for table in order:
         if table not in rows.tables:

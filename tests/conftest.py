@@ -27,7 +27,7 @@ def session_home() -> Path:
     return _SESSION_HOME[0]
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+def pytest_sessionfinish(session, exitstatus) -> None:
     """The session's database and home go with it (after the session's fixtures stopped the server): they
     were ~90 MB a run, and 122 runs had left 11 GB in /tmp."""
     import shutil
@@ -56,7 +56,7 @@ def pg_server() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
+def database_url(pg_server) -> str:
     """A fresh database inside the session's server; DATABASE_URL points at it for code under test."""
     import psycopg
 
@@ -73,7 +73,7 @@ def database_url(pg_server) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def db(database_url: str):  # type: ignore[no-untyped-def]
+def db(database_url: str):
     from store.db import Database
     from store.migrate import migrate
     from store.seed import seed
@@ -86,7 +86,7 @@ def db(database_url: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def knowledge(db):  # type: ignore[no-untyped-def]
+def knowledge(db):
     """The shipped curriculum and help center plus market data, ingested through the real pipeline."""
     from retrieval.ingest import ingest_paths
     from retrieval.market import ingest_market_data
@@ -99,14 +99,14 @@ def knowledge(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def demo_ids(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def demo_ids(db) -> dict[str, int]:
     from store.users import list_demo_users
 
     return {u["handle"]: u["id"] for u in list_demo_users(db)}
 
 
 @pytest.fixture
-def admin_db(db, pg_server):  # type: ignore[no-untyped-def]
+def admin_db(db, pg_server):
     """A throwaway database (dropped afterwards) for tests that need an empty or damaged schema."""
     import uuid
 
@@ -125,8 +125,8 @@ def admin_db(db, pg_server):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def provider():  # type: ignore[no-untyped-def]
-    from tests.llm_fakes import make_provider
+def provider():
+    from harness.llm_replies import make_provider
 
     return make_provider()
 
@@ -134,9 +134,9 @@ def provider():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live(knowledge):  # type: ignore[no-untyped-def]
+def live(knowledge):
     """The real app under uvicorn, on the session database, with the scripted model."""
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge)
     yield server
@@ -144,9 +144,9 @@ def live(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live_other_worker(knowledge):  # type: ignore[no-untyped-def]
+def live_other_worker(knowledge):
     """A second app instance on the same database: what a reconnecting client may land on."""
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge)
     yield server
@@ -154,9 +154,9 @@ def live_other_worker(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live_strict(knowledge):  # type: ignore[no-untyped-def]
+def live_strict(knowledge):
     """An instance with tiny limits, for the rate-limit and token-budget tests."""
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge, user_messages_per_minute=3, conversation_token_budget=500)
     yield server
@@ -164,10 +164,10 @@ def live_strict(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live_composer(knowledge):  # type: ignore[no-untyped-def]
+def live_composer(knowledge):
     """The app as `mentor serve` runs it offline: the grounded composer answers."""
     from agents.composer import COMPOSER
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge, COMPOSER)
     yield server
@@ -175,10 +175,10 @@ def live_composer(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live_model(knowledge):  # type: ignore[no-untyped-def]
+def live_model(knowledge):
     """The app with the real OpenAI-compatible provider; tests script the endpoint with respx."""
-    from tests.fakes import serve
-    from tests.llm_fakes import make_provider
+    from harness.live import serve
+    from harness.llm_replies import make_provider
 
     server = serve(knowledge, make_provider(retries=0))
     yield server
@@ -186,9 +186,10 @@ def live_model(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def live_slow(knowledge):  # type: ignore[no-untyped-def]
+def live_slow(knowledge):
     """An instance whose scripted model writes slowly (a reload lands mid-answer)."""
-    from tests.fakes import ScriptedProvider, serve
+    from agents.testing import ScriptedProvider
+    from harness.live import serve
 
     server = serve(knowledge, ScriptedProvider(delay_s=0.25))
     yield server

@@ -13,16 +13,16 @@ from agents.hooks import NO_ANSWER_DISTANCE
 from agents.llm import LLMError
 from agents.requests import TurnRequest
 from agents.runtime import run_turn
+from harness.llm_replies import BASE_URL, ScriptedEndpoint, text_reply, tool_reply
 from retrieval.search import search
 from store.db import Database
-from tests.llm_fakes import BASE_URL, ScriptedEndpoint, text_reply, tool_reply
 
 
-def turn(db: Database, provider, **kwargs) -> list:  # type: ignore[no-untyped-def]
+def turn(db: Database, provider, **kwargs) -> list:
     return list(run_turn(TurnRequest(**kwargs), db=db, provider=provider))
 
 
-def scripted_turn(db: Database, provider, replies: list, **kwargs) -> tuple[list, ScriptedEndpoint]:  # type: ignore[no-untyped-def]
+def scripted_turn(db: Database, provider, replies: list, **kwargs) -> tuple[list, ScriptedEndpoint]:
     """Run one turn against the respx-mocked endpoint serving `replies` in order."""
     with respx.mock() as router:
         endpoint = ScriptedEndpoint(router, replies)

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agents.testing import REPLY
 from store.db import Database
-from tests.fakes import REPLY
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -46,7 +46,7 @@ def browser():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
+def page(browser):
     context = browser.new_context(viewport={"width": 1200, "height": 820})
     page = context.new_page()
     errors: list[str] = []
@@ -81,7 +81,7 @@ def test_widget_demo_answer_with_citation_then_human_handoff(live, page, db: Dat
     page.screenshot(path=str(ARTIFACTS / "widget-ticket.png"))
 
 
-def ask_on_chat_page(page, live, user: str, text: str, persona: str | None = None) -> None:  # type: ignore[no-untyped-def]
+def ask_on_chat_page(page, live, user: str, text: str, persona: str | None = None) -> None:
     """Sign in as a demo user on /, wait for the socket, optionally pick a persona, send a message."""
     page.goto(live.http)
     page.select_option("#user-select", user)
@@ -198,7 +198,7 @@ INVENTED = "Your plan has a monthly service charge of $12.15, and PayPal withdra
 def test_the_page_marks_an_invented_fee_and_shows_a_replaced_answer(live_model, page) -> None:
     import respx
 
-    from tests.llm_fakes import BASE_URL, text_reply
+    from harness.llm_replies import BASE_URL, text_reply
 
     with respx.mock(assert_all_called=False) as router:
         router.post(f"{BASE_URL}/chat/completions").mock(side_effect=lambda request: text_reply(INVENTED, pieces=8))
@@ -240,7 +240,7 @@ def test_credentials_never_ride_in_a_url_and_links_keep_their_href(live, page) -
 AXE = Path(__file__).resolve().parents[1] / ".venv" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 
 
-def _messages(page) -> list[str]:  # type: ignore[no-untyped-def]
+def _messages(page) -> list[str]:
     return page.eval_on_selector_all("#messages .msg", "els => els.map(e => e.classList[1])")
 
 
@@ -366,7 +366,7 @@ def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_c
     page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").nth(answered).wait_for(timeout=30_000)
 
 
-def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db: Database) -> None:
     """The handoff end to end in two Chromium contexts: the visitor asks for a person; the conversation
     appears in Ana's inbox; she claims it and types (the visitor sees it) and replies (the visitor sees
     it, she sees it was read); the visitor's connection drops and resumes with the reply; she hands back
@@ -426,7 +426,7 @@ def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db:
     assert not errors, errors
 
 
-def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
+def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = phone.new_page()
     ask_on_chat_page(page, live_composer, "nora", "What commission do I pay on my plan?", persona="support")
@@ -455,7 +455,7 @@ def test_layout_on_a_phone_and_a_laptop(live_composer, browser) -> None:  # type
 
 
 @pytest.mark.skipif(not AXE.exists() and not os.environ.get("CI"), reason="axe-core not installed (./run.sh test)")
-def test_no_serious_accessibility_violations(live_composer, browser) -> None:  # type: ignore[no-untyped-def]
+def test_no_serious_accessibility_violations(live_composer, browser) -> None:
     axe = AXE.read_text()
     context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # to inject axe
     page = context.new_page()
@@ -532,8 +532,9 @@ def test_welcome_screen_and_sign_out(live, page) -> None:
     assert page.evaluate("() => sessionStorage.getItem('mentor_token')") is None
 
 
-def test_an_answer_cut_at_the_length_limit_says_so(knowledge, page) -> None:  # type: ignore[no-untyped-def]
-    from tests.fakes import ScriptedProvider, serve
+def test_an_answer_cut_at_the_length_limit_says_so(knowledge, page) -> None:
+    from agents.testing import ScriptedProvider
+    from harness.live import serve
 
     server = serve(knowledge, ScriptedProvider(delay_s=0, finish="length"))
     try:

@@ -20,7 +20,7 @@ def mentor(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
                           timeout=timeout)
 
 
-def _commands(typer_app, prefix=()):  # type: ignore[no-untyped-def]
+def _commands(typer_app, prefix=()):
     import typer.main
 
     group = typer.main.get_command(typer_app)
@@ -78,7 +78,7 @@ def test_bad_input_gives_one_error_line_and_nonzero_exit(db: Database, args: lis
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
 
 
-def test_empty_file_is_refused(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_file_is_refused(db: Database, tmp_path) -> None:
     empty = tmp_path / "empty.md"
     empty.write_text("")
     proc = mentor("ingest", str(empty), "--corpus", "curriculum")

@@ -14,7 +14,7 @@ from core.settings import Settings
 from store.db import Database
 
 
-def ask(db: Database, **kwargs) -> tuple[str, list]:  # type: ignore[no-untyped-def]
+def ask(db: Database, **kwargs) -> tuple[str, list]:
     events = list(run_turn(TurnRequest(**kwargs), db=db, provider=COMPOSER))
     return "".join(e.delta for e in events if e.type == "token"), events
 

@@ -28,7 +28,7 @@ def test_edited_migration_is_reported_not_reapplied(admin_db: Database) -> None:
         migrate(admin_db)
 
 
-def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_server_without_pgvector_gives_a_clear_error(pg_server, admin_db: Database) -> None:
     """A role that cannot create the extension in a database that lacks it is told exactly that."""
     with psycopg.connect(pg_server.uri(), autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS novector")
@@ -55,7 +55,7 @@ def test_unreachable_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
         Database.connect(settings)
 
 
-def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:
     home = tmp_path / "home"
     (home / "pgdata").mkdir(parents=True)
     (home / "pgdata" / "notes.txt").write_text("precious")
@@ -68,7 +68,7 @@ def test_data_directory_used_by_something_else_is_refused(tmp_path) -> None:  # 
     assert (home / "pgdata" / "notes.txt").read_text() == "precious"
 
 
-def test_data_directory_check_accepts_empty_and_existing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_data_directory_check_accepts_empty_and_existing(tmp_path) -> None:
     from store.embedded import _check_pgdata_dir
 
     _check_pgdata_dir(tmp_path / "absent")
@@ -79,7 +79,7 @@ def test_data_directory_check_accepts_empty_and_existing(tmp_path) -> None:  # t
         _check_pgdata_dir(tmp_path / "file")
 
 
-def test_embedded_default_starts_in_an_empty_home(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_default_starts_in_an_empty_home(tmp_path) -> None:
     """`mentor db migrate` with no DATABASE_URL creates a fresh instance inside MENTOR_HOME."""
     env = {**__import__("os").environ, "MENTOR_HOME": str(tmp_path / "fresh")}
     env.pop("DATABASE_URL", None)

@@ -7,13 +7,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from agents.testing import ScriptedEvalModel
 from core.errors import InvalidArgument
 from evals.cases import load_sets
 from evals.runner import METRICS, check_thresholds, format_table, load_thresholds, run_evals
-from evals.scripted_model import ScriptedEvalModel
 
 
-def _counts(db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _counts(db) -> tuple[int, int]:
     with db.admin() as conn:
         tickets = conn.execute("SELECT count(*) AS n FROM support_tickets").fetchone()["n"]
         drafts = conn.execute("SELECT count(*) AS n FROM proposals WHERE status = 'draft'").fetchone()["n"]
@@ -30,7 +30,7 @@ def test_eval_sets_cover_every_persona_with_enough_cases() -> None:
     assert sum(c.expect.escalate is False for c in support) >= 20
 
 
-def test_scripted_evals_meet_thresholds_and_leave_no_rows_behind(knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_scripted_evals_meet_thresholds_and_leave_no_rows_behind(knowledge) -> None:
     before = _counts(knowledge)
     report = run_evals(knowledge, ScriptedEvalModel(), load_sets())
     table = {p: m.model_dump() for p, m in report.personas.items()}
@@ -41,7 +41,7 @@ def test_scripted_evals_meet_thresholds_and_leave_no_rows_behind(knowledge) -> N
     assert _counts(knowledge) == before  # tickets and drafts the turns created were removed
 
 
-def test_thresholds_catch_a_regression(knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_thresholds_catch_a_regression(knowledge) -> None:
     report = run_evals(knowledge, ScriptedEvalModel(), load_sets(personas=["support"]))
     report.personas["support"].retrieval_hit_at_5 = 0.5
     report.personas["support"].leaks = 1
@@ -50,7 +50,7 @@ def test_thresholds_catch_a_regression(knowledge) -> None:  # type: ignore[no-un
     assert any("leaked" in f for f in failures)
 
 
-def test_cli_json_report_has_the_documented_keys(knowledge, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_json_report_has_the_documented_keys(knowledge, tmp_path) -> None:
     from cli import app
 
     out = tmp_path / "report.json"
@@ -68,7 +68,7 @@ def test_cli_json_report_has_the_documented_keys(knowledge, tmp_path) -> None:  
     assert len(saved["cases"]["support"]) >= 40
 
 
-def test_a_broken_eval_set_is_one_typed_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_eval_set_is_one_typed_error(tmp_path) -> None:
     (tmp_path / "bad.yaml").write_text("persona: support\ncases:\n  - id: x\n    questio: typo\n")
     with pytest.raises(InvalidArgument, match="bad.yaml is invalid"):
         load_sets(tmp_path)
@@ -76,7 +76,7 @@ def test_a_broken_eval_set_is_one_typed_error(tmp_path) -> None:  # type: ignore
         load_sets(personas=["nobody"])
 
 
-def test_composer_states_the_facts_in_its_answers_and_invents_none(knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_composer_states_the_facts_in_its_answers_and_invents_none(knowledge) -> None:
     from agents.composer import COMPOSER
 
     report = run_evals(knowledge, COMPOSER, load_sets())

@@ -1,7 +1,7 @@
 """Faults: the model's endpoint fails in every way we know, and the database restarts mid-conversation.
 
 The service runs under uvicorn with the real OpenAI-compatible provider pointed at a local mock
-endpoint (evals/mock_llm.py) that we tell how to fail. The user must see a typed error or a
+endpoint (harness/mock_llm.py) that we tell how to fail. The user must see a typed error or a
 completed answer; the user's message and any partial answer are kept; re-sending the same frame
 retries.
 """
@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from evals.mock_llm import MockLLM, MockServer, expected_answer, token_text
+from harness.mock_llm import MockLLM, MockServer, expected_answer, token_text
 from server.auth import issue_token
 from store.db import Database
 from tests.test_server import message, open_ws, recv, send, text_of, until
@@ -22,19 +22,19 @@ TOKENS = 20
 
 
 @pytest.fixture(scope="module")
-def mock_llm():  # type: ignore[no-untyped-def]
+def mock_llm():
     server = MockServer(MockLLM(tokens=TOKENS, rate=400, ttft=0.01))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def faulty(knowledge, mock_llm):  # type: ignore[no-untyped-def]
+def faulty(knowledge, mock_llm):
     """The app with the real OpenAI-compatible provider (1 s timeout, 1 retry) against the mock."""
     from agents.llm import OpenAICompatibleProvider
     from core.settings import get_settings
+    from harness.live import LiveServer
     from server.services import Services
-    from tests.fakes import LiveServer
 
     settings = get_settings().model_copy(update={"openai_base_url": mock_llm.base_url, "openai_api_key": "sk-mock",
                                                  "mentor_model": "mock", "llm_timeout_s": 1.0,
@@ -45,7 +45,7 @@ def faulty(knowledge, mock_llm):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def ws(faulty, demo_ids):  # type: ignore[no-untyped-def]
+def ws(faulty, demo_ids):
     socket, _ = open_ws(faulty, issue_token(faulty.services.settings, demo_ids["mateo"]))
     yield socket
     socket.close()
@@ -56,7 +56,7 @@ def _stored(db: Database, message_id: int) -> dict:
         return conn.execute("SELECT content, status, reply_to FROM messages WHERE id = %s", (message_id,)).fetchone()
 
 
-def _fails_then_retry_completes(ws, db: Database, mock_llm, *behaviours: str, persona: str = "marcus",  # type: ignore[no-untyped-def]
+def _fails_then_retry_completes(ws, db: Database, mock_llm, *behaviours: str, persona: str = "marcus",
                                 code: str = "llm_unavailable") -> list[dict]:
     mock_llm.queue(*behaviours)
     client_id = message(ws, "How do I find my first clients?", persona=persona)
@@ -78,7 +78,7 @@ def _fails_then_retry_completes(ws, db: Database, mock_llm, *behaviours: str, pe
     return events
 
 
-def test_a_first_byte_later_than_the_timeout_is_one_timeout_error_and_a_resend_retries(ws, db, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_a_first_byte_later_than_the_timeout_is_one_timeout_error_and_a_resend_retries(ws, db, mock_llm) -> None:
     """No first byte within MENTOR_LLM_TIMEOUT: one request, one timeout error (not retries reported as
     "unreachable" after several timeouts); the user's re-send retries."""
     before = len(mock_llm.mock.requests)
@@ -88,20 +88,20 @@ def test_a_first_byte_later_than_the_timeout_is_one_timeout_error_and_a_resend_r
         "The language model did not start answering in time. Please try again.")
 
 
-def test_500_twice_is_a_retryable_error_worded_for_the_user(ws, db, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_500_twice_is_a_retryable_error_worded_for_the_user(ws, db, mock_llm) -> None:
     events = _fails_then_retry_completes(ws, db, mock_llm, "500", "500")
     message_text = next(e for e in events if e["type"] == "error")["message"]
     assert message_text == "The language model failed to answer. Please try again."
     assert "127.0.0.1" not in message_text and "mock" not in message_text
 
 
-def test_stream_dropped_mid_answer_keeps_the_partial_answer(ws, db, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_stream_dropped_mid_answer_keeps_the_partial_answer(ws, db, mock_llm) -> None:
     events = _fails_then_retry_completes(ws, db, mock_llm, "drop")
     partial = text_of(events)
     assert partial == expected_answer(TOKENS // 2) and token_text(TOKENS // 2) not in partial
 
 
-def test_429_then_success_is_invisible_to_the_user(ws, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_429_then_success_is_invisible_to_the_user(ws, mock_llm) -> None:
     mock_llm.queue("429")
     message(ws, "How do I find my first clients?", persona="marcus")
     events = until(ws, "done", timeout=30)
@@ -109,7 +109,7 @@ def test_429_then_success_is_invisible_to_the_user(ws, mock_llm) -> None:  # typ
     assert text_of(events) == expected_answer(TOKENS) and events[-1]["finish_reason"] == "stop"
 
 
-def test_a_request_the_endpoint_refuses_is_not_retried(ws, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_the_endpoint_refuses_is_not_retried(ws, mock_llm) -> None:
     """A 400 (here: an unknown model) says the request itself is wrong: one attempt, and the endpoint's
     own explanation in a non-retryable error."""
     mock_llm.queue("400")
@@ -123,7 +123,7 @@ def test_a_request_the_endpoint_refuses_is_not_retried(ws, mock_llm) -> None:  #
     assert len(mock_llm.mock.requests) == before + 1
 
 
-def test_malformed_tool_call_is_reported_and_the_answer_completes(ws, mock_llm) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_tool_call_is_reported_and_the_answer_completes(ws, mock_llm) -> None:
     mock_llm.queue("bad_tool")
     message(ws, "What do React developers charge?", persona="david")
     events = until(ws, "done", timeout=30)
@@ -135,7 +135,7 @@ def test_malformed_tool_call_is_reported_and_the_answer_completes(ws, mock_llm) 
 # -- the database restarts -----------------------------------------------------------------------
 
 @pytest.fixture
-def own_database(tmp_path):  # type: ignore[no-untyped-def]
+def own_database(tmp_path):
     """A PostgreSQL of this test's own (so restarting it disturbs nothing else), migrated and seeded."""
     from store.embedded import EmbeddedServer
     from store.migrate import migrate
@@ -160,11 +160,12 @@ def _wait_ready(http: str, want: int, timeout: float = 30) -> dict:
     raise AssertionError(f"/readyz never answered {want}")
 
 
-def test_database_restart_during_a_conversation(own_database) -> None:  # type: ignore[no-untyped-def]
+def test_database_restart_during_a_conversation(own_database) -> None:
+    from agents.testing import ScriptedProvider
     from core.settings import get_settings
+    from harness.live import LiveServer
     from server.services import Services
     from store.users import list_demo_users
-    from tests.fakes import LiveServer, ScriptedProvider
 
     pg, database = own_database
     settings = get_settings().model_copy(update={"user_messages_per_minute": 1000})
@@ -226,7 +227,7 @@ def test_database_restart_during_a_conversation(own_database) -> None:  # type: 
         live.stop()
 
 
-def test_readiness_reports_a_missing_schema_as_a_typed_error(admin_db) -> None:  # type: ignore[no-untyped-def]
+def test_readiness_reports_a_missing_schema_as_a_typed_error(admin_db) -> None:
     from core.errors import DatabaseUnavailable
     from store.users import list_demo_users
 

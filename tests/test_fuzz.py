@@ -43,7 +43,7 @@ def _check(event: dict) -> None:
         assert isinstance(event["retryable"], bool)
 
 
-def test_websocket_frames_never_crash_the_server(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_websocket_frames_never_crash_the_server(live, demo_ids) -> None:
     settings_ = live.services.settings
     bystander, _ = open_ws(live, issue_token(settings_, demo_ids["sofia"]))
     ws, _ = open_ws(live, issue_token(settings_, demo_ids["nora"]))
@@ -85,14 +85,14 @@ v1_bodies = (st.dictionaries(
     max_size=6) | json_values)
 
 
-def test_v1_bodies_get_typed_errors_never_a_500(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_v1_bodies_get_typed_errors_never_a_500(live, demo_ids) -> None:
     token = issue_token(live.services.settings, demo_ids["mateo"])
     statuses: dict[int, int] = {}
     with httpx.Client(base_url=live.http, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
 
         @FUZZ
         @given(v1_bodies, st.booleans())
-        def fuzz(body, as_bytes: bool) -> None:  # type: ignore[no-untyped-def]
+        def fuzz(body, as_bytes: bool) -> None:
             content = json.dumps(body).encode()
             if as_bytes:
                 content = content[: len(content) // 2]  # truncated JSON

@@ -9,8 +9,8 @@ import respx
 from agents.grounding import build_index, check, extract_figures, mentions_value
 from agents.requests import TurnRequest
 from agents.runtime import run_turn
+from harness.llm_replies import ScriptedEndpoint, text_reply
 from store.db import Database
-from tests.llm_fakes import ScriptedEndpoint, text_reply
 
 INVENTED = ("On the Free plan the platform keeps 10% of each payment. There is also a service charge of "
             "$12.15 per month. Withdrawals to PayPal cost 1.5% on top.")
@@ -70,7 +70,7 @@ def test_a_figure_is_supported_at_the_precision_it_is_written_in() -> None:
     assert not mentions_value("You pay 10% commission.", 0.08)
 
 
-def _turn(db: Database, provider, reply: str, grounding: str | None, **kwargs) -> list:  # type: ignore[no-untyped-def]
+def _turn(db: Database, provider, reply: str, grounding: str | None, **kwargs) -> list:
     with respx.mock() as router:
         ScriptedEndpoint(router, [text_reply(reply, pieces=12)])
         return list(run_turn(TurnRequest(**kwargs), db=db, provider=provider, grounding=grounding))

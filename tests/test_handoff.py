@@ -19,7 +19,7 @@ from tests.test_server import message, open_ws, recv, send, until
 
 
 @pytest.fixture(scope="module")
-def staff(live, demo_ids, knowledge):  # type: ignore[no-untyped-def]
+def staff(live, demo_ids, knowledge):
     """Ana (seeded) and a second agent, with their tokens."""
     with knowledge.admin() as conn:
         row = conn.execute("SELECT id FROM users WHERE handle = 'ben_agent'").fetchone()
@@ -40,7 +40,7 @@ def staff(live, demo_ids, knowledge):  # type: ignore[no-untyped-def]
             "c1_handle": customers[0]["handle"]}
 
 
-def until_quiet(ws, quiet: float = 1.0) -> list[dict]:  # type: ignore[no-untyped-def]
+def until_quiet(ws, quiet: float = 1.0) -> list[dict]:
     """Everything the socket receives until it has been quiet for `quiet` seconds."""
     events = []
     while True:
@@ -50,25 +50,25 @@ def until_quiet(ws, quiet: float = 1.0) -> list[dict]:  # type: ignore[no-untype
             return events
 
 
-def api(server, token: str, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+def api(server, token: str, method: str, path: str, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{server.http}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=20,
                          **kwargs)
 
 
-def test_ana_is_a_seeded_support_agent(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_ana_is_a_seeded_support_agent(db, demo_ids) -> None:
     from store.users import list_demo_users
 
     ana = next(u for u in list_demo_users(db) if u["handle"] == "ana")
     assert ana["role"] == "agent" and ana["id"] == demo_ids["ana"]
 
 
-def test_only_support_staff_may_use_the_inbox(live, staff) -> None:  # type: ignore[no-untyped-def]
+def test_only_support_staff_may_use_the_inbox(live, staff) -> None:
     assert api(live, staff["mateo"], "GET", "/api/inbox").status_code == 403
     assert httpx.get(f"{live.http}/api/inbox", timeout=10).status_code == 401
     assert api(live, staff["ana"], "GET", "/api/inbox").status_code == 200
 
 
-def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, knowledge, demo_ids) -> None:
     customer, _ = open_ws(live, staff["c1"])
     message(customer, "I want to talk to a person about a refund", persona="support")
     first = until(customer, "done")
@@ -147,7 +147,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     assert replies and float(replies.group(1)) >= 1  # one registry per process: other tests' replies count too
 
 
-def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: ignore[no-untyped-def]
+def test_an_agent_must_claim_before_replying(live, staff) -> None:
     customer, _ = open_ws(live, staff["c2"])
     message(customer, "Can I speak to a human please", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
@@ -156,7 +156,7 @@ def test_an_agent_must_claim_before_replying(live, staff) -> None:  # type: igno
     assert refused.status_code == 409 and refused.json()["detail"]["code"] == "conflict"
 
 
-def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_worker, staff) -> None:  # type: ignore[no-untyped-def]
+def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_worker, staff) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
@@ -202,7 +202,7 @@ def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_work
     assert closed.value.rcvd.code == 4403
 
 
-def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, knowledge) -> None:
     customer, _ = open_ws(live, staff["c4"])
     message(customer, "I need a human: how long do withdrawals take?", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
@@ -218,7 +218,7 @@ def test_agent_assist_suggests_a_cited_reply_without_side_effects(live, staff, k
     assert api(live, staff["mateo"], "POST", f"/api/inbox/{conversation}/suggest").status_code == 403
 
 
-def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_other_worker, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_other_worker, staff) -> None:
     from websockets.sync.client import connect
 
     agent = connect(f"{live_other_worker.ws.replace('/ws/chat', '/ws/inbox')}",
@@ -237,12 +237,12 @@ def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_othe
     customer.close()
 
 
-def test_a_ticket_the_model_opens_is_a_handoff_the_customer_follows(live_model, staff, knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_a_ticket_the_model_opens_is_a_handoff_the_customer_follows(live_model, staff, knowledge) -> None:
     """Every ticket is a handoff, whoever opens it: here the model calls `create_support_ticket` itself. The
     customer gets `handoff` and then the agent's reply; the ticket's subject is the customer's words."""
     import respx
 
-    from tests.llm_fakes import BASE_URL, text_reply, tool_reply
+    from harness.llm_replies import BASE_URL, text_reply, tool_reply
 
     question = "My payout from last week never arrived and support has not answered"
     with respx.mock(assert_all_called=False) as router:

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from evals.load import VirtualUser, run_load, stored_answers
-from evals.mock_llm import MockLLM, MockServer
+from harness.load import VirtualUser, run_load, stored_answers
+from harness.mock_llm import MockLLM, MockServer
 from server.auth import add_site, issue_token
 
 SECONDS = 20
@@ -19,11 +19,11 @@ SECRETS = {"nora": ["Nora Bennett", "nora@example.com", "2599.86"],
 
 
 @pytest.fixture(scope="module")
-def loaded(knowledge):  # type: ignore[no-untyped-def]
+def loaded(knowledge):
     from agents.llm import OpenAICompatibleProvider
     from core.settings import get_settings
+    from harness.live import LiveServer
     from server.services import Services
-    from tests.fakes import LiveServer
 
     mock = MockServer(MockLLM(tokens=40, rate=100, ttft=0.05))
     settings = get_settings().model_copy(update={"openai_base_url": mock.base_url, "openai_api_key": "sk-mock",
@@ -37,7 +37,7 @@ def loaded(knowledge):  # type: ignore[no-untyped-def]
     mock.stop()
 
 
-def test_mixed_load_with_reconnects_loses_nothing_and_leaks_nothing(loaded, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_mixed_load_with_reconnects_loses_nothing_and_leaks_nothing(loaded, knowledge, demo_ids) -> None:
     settings = loaded.services.settings
     users = [VirtualUser(name=handle, url=f"{loaded.ws}?token={issue_token(settings, demo_ids[handle])}",
                          personas=["marcus", "sarah", "david", "proposal_writer", "support"],

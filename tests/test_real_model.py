@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(server_binary() is None, reason="llama-server is
                                                                 "it: python -m harness.llama_cpp build)")
 
 
-def start_llama(tmp: Path, **options) -> LlamaServer:  # type: ignore[no-untyped-def]
+def start_llama(tmp: Path, **options) -> LlamaServer:
     server = LlamaServer(free_port(), tmp / f"llama-{time.monotonic_ns()}.log", **options)
     try:
         server.wait_ready()
@@ -37,18 +37,18 @@ def start_llama(tmp: Path, **options) -> LlamaServer:  # type: ignore[no-untyped
 
 
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory):  # type: ignore[no-untyped-def]
+def llama(tmp_path_factory):
     server = start_llama(tmp_path_factory.mktemp("llama"))
     yield server
     server.stop()
 
 
-def serve_against(knowledge, base_url: str, **settings):  # type: ignore[no-untyped-def]
+def serve_against(knowledge, base_url: str, **settings):
     """The app with the real provider (the production HTTP path, aiohttp) against `base_url`."""
     from agents.llm import OpenAICompatibleProvider
     from core.settings import get_settings
+    from harness.live import LiveServer
     from server.services import Services
-    from tests.fakes import LiveServer
 
     config = get_settings().model_copy(update={
         "openai_base_url": base_url, "openai_api_key": "sk-none", "mentor_model": "smollm2", "llm_http": "aiohttp",
@@ -57,17 +57,17 @@ def serve_against(knowledge, base_url: str, **settings):  # type: ignore[no-unty
 
 
 @pytest.fixture(scope="module")
-def live_llama(knowledge, llama):  # type: ignore[no-untyped-def]
+def live_llama(knowledge, llama):
     server = serve_against(knowledge, llama.base_url)
     yield server
     server.stop()
 
 
-def _token(server, demo_ids, handle: str = "mateo") -> str:  # type: ignore[no-untyped-def]
+def _token(server, demo_ids, handle: str = "mateo") -> str:
     return issue_token(server.services.settings, demo_ids[handle])
 
 
-def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, knowledge) -> None:
     with knowledge.admin() as conn:
         project = conn.execute("SELECT id FROM projects WHERE status = 'open' ORDER BY id LIMIT 1").fetchone()["id"]
     ws, ready = open_ws(live_llama, _token(live_llama, demo_ids))
@@ -92,7 +92,7 @@ def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, kno
         ws.close()
 
 
-def test_a_tool_call_round_trips_through_the_real_server(llama) -> None:  # type: ignore[no-untyped-def]
+def test_a_tool_call_round_trips_through_the_real_server(llama) -> None:
     """llama.cpp's tool calling with the Qwen2.5 template: the call comes back parsed, and the tool's result
     goes back to the model, which answers."""
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -119,7 +119,7 @@ def test_a_tool_call_round_trips_through_the_real_server(llama) -> None:  # type
     assert isinstance(second[-1], ModelReply) and second[-1].prompt_tokens and second[-1].completion_tokens
 
 
-def test_mentor_ask_through_the_real_server(llama, database_url, knowledge, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_mentor_ask_through_the_real_server(llama, database_url, knowledge, tmp_path) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": llama.base_url,
            "OPENAI_API_KEY": "sk-none", "MENTOR_MODEL": "smollm2", "HF_HUB_OFFLINE": "1"}
     mentor = str(Path(sys.executable).parent / "mentor")
@@ -132,7 +132,7 @@ def test_mentor_ask_through_the_real_server(llama, database_url, knowledge, tmp_
 
 
 def test_a_killed_model_server_is_a_typed_retryable_error_and_streamed_tokens_are_counted(
-        knowledge, demo_ids, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        knowledge, demo_ids, tmp_path) -> None:
     doomed = start_llama(tmp_path)
     server = serve_against(knowledge, doomed.base_url, llm_max_retries=0)
     ws, _ = open_ws(server, _token(server, demo_ids))
@@ -162,7 +162,7 @@ def test_a_killed_model_server_is_a_typed_retryable_error_and_streamed_tokens_ar
         doomed.stop()
 
 
-def test_a_stalled_model_server_is_one_timeout_error(knowledge, demo_ids, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_stalled_model_server_is_one_timeout_error(knowledge, demo_ids, tmp_path) -> None:
     stalled = start_llama(tmp_path)
     server = serve_against(knowledge, stalled.base_url, llm_timeout_s=3.0, llm_max_retries=3)
     ws, _ = open_ws(server, _token(server, demo_ids))
@@ -180,7 +180,7 @@ def test_a_stalled_model_server_is_one_timeout_error(knowledge, demo_ids, tmp_pa
         stalled.stop()
 
 
-def test_a_conversation_over_the_context_is_a_typed_error_not_retried(knowledge, demo_ids, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversation_over_the_context_is_a_typed_error_not_retried(knowledge, demo_ids, tmp_path) -> None:
     small = start_llama(tmp_path, context=512)
     server = serve_against(knowledge, small.base_url)
     ws, _ = open_ws(server, _token(server, demo_ids))
@@ -195,7 +195,7 @@ def test_a_conversation_over_the_context_is_a_typed_error_not_retried(knowledge,
         small.stop()
 
 
-def test_readiness_reports_a_wrong_model_and_a_template_without_tools(knowledge, llama, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_readiness_reports_a_wrong_model_and_a_template_without_tools(knowledge, llama, tmp_path, caplog) -> None:
     for model, ready in (("smollm2", True), ("gpt-9", False)):
         server = serve_against(knowledge, llama.base_url, mentor_model=model)
         try:

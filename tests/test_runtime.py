@@ -11,8 +11,8 @@ from agents.personas import load_personas
 from agents.requests import TurnRequest
 from agents.runtime import run_turn
 from agents.sentiment import is_upset, upset_score, wants_human
+from harness.llm_replies import ScriptedEndpoint, text_reply
 from store.db import Database
-from tests.llm_fakes import ScriptedEndpoint, text_reply
 
 
 def _history(n: int) -> list[dict[str, str]]:

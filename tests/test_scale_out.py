@@ -32,8 +32,8 @@ import httpx
 import pytest
 import websockets
 
-from evals.balancer import marked_down
-from evals.mock_llm import expected_answer, wait_http
+from harness.balancer import marked_down
+from harness.mock_llm import expected_answer, wait_http
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (run.sh test "
@@ -64,7 +64,7 @@ class Cluster:
             raise
 
     def _start(self, env: dict[str, str], logs: Path) -> None:
-        self.mock = self._spawn([sys.executable, "-m", "evals.mock_llm", "--port", str(self.mock_port),
+        self.mock = self._spawn([sys.executable, "-m", "harness.mock_llm", "--port", str(self.mock_port),
                                  "--tokens", str(self.tokens), "--rate", str(self.rate), "--ttft", "0.05"], env,
                                 logs / "mock")
         mentor = str(Path(sys.executable).parent / "mentor")
@@ -159,7 +159,7 @@ async def converse(url: str, index: int, started: list[int], where: dict[int, di
                 raise
 
 
-def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Path) -> str:  # type: ignore[no-untyped-def]
+def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Path) -> str:
     """What the clients that never finished waited for, their conversations as stored, the logs' tails."""
     lines = [f"{len(stalled)} clients never finished:"]
     lines += [f"  client {i}: {where.get(i)}" for i in stalled[:10]]
@@ -178,7 +178,7 @@ def stall_report(knowledge, where: dict[int, dict], stalled: list[int], logs: Pa
     return "\n".join(lines)
 
 
-def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) -> list[dict]:  # type: ignore[no-untyped-def]
+def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) -> list[dict]:
     """`count` conversations through the balancer; once half have their first token, `meanwhile()` (a
     coroutine) acts on the cluster. Every client must finish: a stalled one is reported, not waited for."""
     from core.settings import get_settings
@@ -213,7 +213,7 @@ def run_clients(knowledge, cluster: Cluster, count: int, logs: Path, meanwhile) 
     return [task.result() for task in tasks]
 
 
-def check_every_answer(knowledge, results: list[dict], count: int) -> None:  # type: ignore[no-untyped-def]
+def check_every_answer(knowledge, results: list[dict], count: int) -> None:
     """Exactly one complete answer per client, every token in order, seqs without a gap or repeat; the
     database holds one user message and one complete answer per conversation, none left streaming."""
     want = expected_answer(TOKENS)
@@ -237,7 +237,7 @@ def check_every_answer(knowledge, results: list[dict], count: int) -> None:  # t
         [r for r in rows if not (r["asked"] == 1 and r["complete"] == 1 and r["streaming"] == 0)][:3]
 
 
-def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_server, tmp_path) -> None:
     cluster = Cluster(pg_server.tcp_uri("mentor_test"), tmp_path)
 
     async def kill() -> None:
@@ -267,7 +267,7 @@ def test_three_workers_behind_haproxy_survive_a_killed_worker(knowledge, pg_serv
           f"({len(late)} re-sent after their ack was lost and the attempt closed)")
 
 
-def freeze(cluster: Cluster, logs: Path, until, frozen_for: list[float]):  # type: ignore[no-untyped-def]
+def freeze(cluster: Cluster, logs: Path, until, frozen_for: list[float]):
     """SIGSTOP the second worker until the balancer has taken it out and `until()` holds, then SIGCONT."""
 
     async def frozen() -> None:
@@ -284,7 +284,7 @@ def freeze(cluster: Cluster, logs: Path, until, frozen_for: list[float]):  # typ
 
 
 def test_a_worker_frozen_within_its_lease_is_taken_out_and_its_answers_finish_when_it_runs_again(
-        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        knowledge, pg_server, tmp_path) -> None:
     """SIGSTOP: nothing refuses, nothing answers. The balancer's check times out (deploy/haproxy.cfg:
     ~21 s) and cuts the worker's sockets; its clients resume on the others and wait, because the frozen
     worker still holds its liveness lock and its lease (set longer than the freeze here). Once it runs
@@ -303,7 +303,7 @@ def test_a_worker_frozen_within_its_lease_is_taken_out_and_its_answers_finish_wh
 
 
 def test_a_worker_frozen_past_its_lease_is_fenced_off_its_clients_retry_and_it_ends_when_it_runs_again(
-        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        knowledge, pg_server, tmp_path) -> None:
     """The workers' lease as shipped (MENTOR_WORKER_LEASE_S, 15 s). A survivor fences the frozen worker
     off and closes its answers as `interrupted`; its clients, cut by the balancer, resume on the others,
     see the error and re-send, and a survivor answers. When it runs again, nothing of it is stored
@@ -359,7 +359,7 @@ async def visitor_says_hello(url: str, site_key: str, source: str, forwarded_for
 
 
 def test_visitors_behind_haproxy_have_their_own_address_and_a_sent_header_changes_nothing(
-        knowledge, pg_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        knowledge, pg_server, tmp_path) -> None:
     """Per-address limits behind the shipped balancer: the worker trusts X-Forwarded-For from HAProxy's
     address only (MENTOR_TRUSTED_PROXIES), HAProxy sets it to the client's own address, so two visitors
     on different addresses have separate buckets; a header a visitor sends, through the balancer or

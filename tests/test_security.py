@@ -80,7 +80,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_no_token_site_key_or_visitor_id_reaches_the_log(knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_no_token_site_key_or_visitor_id_reaches_the_log(knowledge, demo_ids) -> None:
     from core.settings import get_settings
 
     port = _free_port()
@@ -119,22 +119,23 @@ def test_no_token_site_key_or_visitor_id_reaches_the_log(knowledge, demo_ids) ->
 
 # 3. /v1 had no rate limit, token budget or size cap --------------------------------------------------------
 
-def _v1(server, token: str, **body) -> httpx.Response:  # type: ignore[no-untyped-def]
+def _v1(server, token: str, **body) -> httpx.Response:
     return httpx.post(f"{server.http}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
                       json={"model": "support", **body}, timeout=60)
 
 
 @pytest.fixture(scope="module")
-def v1_strict(knowledge):  # type: ignore[no-untyped-def]
+def v1_strict(knowledge):
     """Its own instance (and rate limiter): 3 messages a minute, a 500-token budget."""
-    from tests.fakes import ScriptedProvider, serve
+    from agents.testing import ScriptedProvider
+    from harness.live import serve
 
     server = serve(knowledge, ScriptedProvider(delay_s=0), user_messages_per_minute=3, conversation_token_budget=500)
     yield server
     server.stop()
 
 
-def test_v1_shares_the_websockets_limits(v1_strict, live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_v1_shares_the_websockets_limits(v1_strict, live, demo_ids) -> None:
     live_strict = v1_strict
     token = issue_token(live_strict.services.settings, demo_ids["nora"])
     ask = [{"role": "user", "content": "What commission do I pay?"}]
@@ -160,10 +161,11 @@ def test_v1_shares_the_websockets_limits(v1_strict, live, demo_ids) -> None:  # 
 
 # 4. Demo mode was on by default ----------------------------------------------------------------------------
 
-def test_demo_sign_in_and_the_demo_site_are_off_unless_asked_for(knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_demo_sign_in_and_the_demo_site_are_off_unless_asked_for(knowledge) -> None:
+    from agents.testing import ScriptedProvider
     from core.settings import Settings
+    from harness.live import LiveServer
     from server.services import Services
-    from tests.fakes import LiveServer, ScriptedProvider
 
     assert Settings().demo is False
     server = LiveServer(Services(settings=Settings(), db=knowledge, provider=ScriptedProvider()))
@@ -188,7 +190,7 @@ def test_the_demo_page_never_edits_the_allowlist(live, db: Database) -> None:
 
 # 5. Anyone could cancel anyone's turn ----------------------------------------------------------------------
 
-def test_cancel_only_reaches_the_callers_own_turns(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_only_reaches_the_callers_own_turns(live, demo_ids) -> None:
     settings = live.services.settings
     owner, _ = open_ws(live, issue_token(settings, demo_ids["mateo"]))
     intruder, _ = open_ws(live, issue_token(settings, demo_ids["nora"]))
@@ -232,8 +234,9 @@ def test_visitor_ids_are_signed_and_bound_to_their_site(live, db: Database) -> N
     back.close()
 
 
-def test_one_visitor_cannot_use_up_a_sites_allowance_or_flood_tickets(knowledge, db: Database) -> None:  # type: ignore[no-untyped-def]
-    from tests.fakes import ScriptedProvider, serve
+def test_one_visitor_cannot_use_up_a_sites_allowance_or_flood_tickets(knowledge, db: Database) -> None:
+    from agents.testing import ScriptedProvider
+    from harness.live import serve
 
     server = serve(db, ScriptedProvider(delay_s=0), visitor_messages_per_minute=5, site_messages_per_minute=100,
                    address_messages_per_minute=100)
@@ -262,7 +265,7 @@ def test_one_visitor_cannot_use_up_a_sites_allowance_or_flood_tickets(knowledge,
 
 # 7. Unhandled input dropped sockets or gave 500s -----------------------------------------------------------
 
-def test_nesting_nul_and_huge_ids_get_typed_errors_and_the_socket_stays(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_nesting_nul_and_huge_ids_get_typed_errors_and_the_socket_stays(live, demo_ids) -> None:
     ws, _ = open_ws(live, issue_token(live.services.settings, demo_ids["nora"]))
     ws.send("[" * 16_000 + "]" * 16_000)
     assert recv(ws)["code"] == "bad_json"
@@ -277,7 +280,7 @@ def test_nesting_nul_and_huge_ids_get_typed_errors_and_the_socket_stays(live, de
     ws.close()
 
 
-def test_nul_paths_huge_subjects_and_unknown_users_are_not_500s(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_nul_paths_huge_subjects_and_unknown_users_are_not_500s(live, demo_ids) -> None:
     settings = live.services.settings
     good = issue_token(settings, demo_ids["mateo"])
     headers = {"Authorization": f"Bearer {good}"}
@@ -331,7 +334,7 @@ def test_secret_files_are_created_private_in_one_step(tmp_path: Path) -> None:
 
 # 11. Defence in depth ----------------------------------------------------------------------------------------
 
-def test_the_service_logs_in_as_a_role_that_cannot_read_tenant_data(db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_the_service_logs_in_as_a_role_that_cannot_read_tenant_data(db: Database, demo_ids) -> None:
     with db.service() as conn:
         me = conn.execute("SELECT current_user AS name, rolsuper, rolbypassrls FROM pg_roles "
                           "WHERE rolname = current_user").fetchone()
@@ -354,7 +357,7 @@ def test_the_service_logs_in_as_a_role_that_cannot_read_tenant_data(db: Database
     assert {"clients", "gigs"} <= policies
 
 
-def test_a_draft_is_private_to_its_author(db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_draft_is_private_to_its_author(db: Database, demo_ids) -> None:
     with db.admin() as conn:
         project = conn.execute("""SELECT p.id FROM projects p JOIN clients c ON c.id = p.client_id
                                   WHERE c.user_id = %s AND p.status = 'open' LIMIT 1""",
@@ -373,7 +376,7 @@ def test_a_draft_is_private_to_its_author(db: Database, demo_ids) -> None:  # ty
             conn.execute("DELETE FROM proposals WHERE id = %s", (draft,))
 
 
-def test_only_public_corpora_are_served_and_metrics_can_need_a_token(live, knowledge) -> None:  # type: ignore[no-untyped-def]
+def test_only_public_corpora_are_served_and_metrics_can_need_a_token(live, knowledge) -> None:
     from retrieval.corpora import add_corpus
     from retrieval.ingest import ingest_paths
 
@@ -401,14 +404,14 @@ def test_only_public_corpora_are_served_and_metrics_can_need_a_token(live, knowl
 
 # 7. Verified identity in the widget and the agents' inbox ------------------------------------------------------
 
-def _widget(live, site: dict, origin: str, user_token: str | None = None):  # type: ignore[no-untyped-def]
+def _widget(live, site: dict, origin: str, user_token: str | None = None):
     """The widget's connection: site key in the URL, the site-signed user token in the protocol header."""
     protocols = ["mentor.v1"] + ([f"user.{user_token}"] if user_token else [])
     ws = connect(f"{live.ws}?site_key={site['site_key']}", origin=origin, subprotocols=protocols, open_timeout=10)
     return ws, recv(ws)
 
 
-def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database, demo_ids) -> None:
     site = add_site(db, "market", ["https://market.example"], first_party=True)  # the marketplace's own pages
     mateo = demo_ids["mateo"]
     token = jwt.encode({"sub": str(mateo), "exp": int(time.time()) + 600}, site["secret"], algorithm="HS256")
@@ -422,7 +425,7 @@ def test_a_site_signed_user_token_makes_the_visitor_that_user(live, db: Database
 
 
 @pytest.mark.parametrize("case", ["other_site", "expired", "alg_none", "forged", "no_exp"])
-def test_a_bad_widget_user_token_is_refused_not_downgraded(live, db: Database, demo_ids, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_widget_user_token_is_refused_not_downgraded(live, db: Database, demo_ids, case: str) -> None:
     site = add_site(db, f"shop-{case}", ["https://shop.example"])
     other = add_site(db, f"elsewhere-{case}", ["https://elsewhere.example"])
     claims = {"sub": str(demo_ids["mateo"]), "exp": int(time.time()) + 600}
@@ -440,7 +443,7 @@ def test_a_bad_widget_user_token_is_refused_not_downgraded(live, db: Database, d
     assert closed.value.rcvd.code == 4401
 
 
-def test_inbox_access_freelancer_none_agent_handoffs_only_admin_all(live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_inbox_access_freelancer_none_agent_handoffs_only_admin_all(live, db: Database, demo_ids) -> None:
     settings = live.services.settings
     mateo = {"Authorization": f"Bearer {issue_token(settings, demo_ids['mateo'])}"}
     ana = {"Authorization": f"Bearer {issue_token(settings, demo_ids['ana'])}"}

@@ -58,7 +58,7 @@ def test_demo_users_have_rich_histories(db: Database, demo_ids: dict[str, int]) 
         assert react["name"] == "React"
 
 
-def test_same_seed_gives_same_data(pg_server, db: Database) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_gives_same_data(pg_server, db: Database) -> None:
     fingerprints = []
     for name in ("det_a", "det_b"):
         with psycopg.connect(pg_server.uri(), autocommit=True) as conn:

@@ -17,9 +17,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:  # type: ignore[no-untyped-def]
+def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
     """Ready once the database and the model answer; not ready within seconds of the model going away."""
-    from evals.mock_llm import MockLLM, MockServer
+    from harness.mock_llm import MockLLM, MockServer
 
     port, model = _free_port(), MockServer(MockLLM())
     env = {**os.environ, "MENTOR_LLM": "openai", "OPENAI_BASE_URL": model.base_url, "MENTOR_MODEL": "mock",
@@ -58,7 +58,7 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
     assert '"msg": "LLM backend active"' in err and '"backend": "openai-compatible:mock"' in err
 
 
-def test_serve_refuses_a_port_in_use(db) -> None:  # type: ignore[no-untyped-def]
+def test_serve_refuses_a_port_in_use(db) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -70,7 +70,7 @@ def test_serve_refuses_a_port_in_use(db) -> None:  # type: ignore[no-untyped-def
     assert len(lines) == 1 and lines[0].startswith("error: cannot listen on 127.0.0.1:") and "in use" in lines[0]
 
 
-def test_stopping_serve_stops_the_embedded_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_stopping_serve_stops_the_embedded_database(tmp_path) -> None:
     """SIGTERM or Ctrl-C (SIGINT) on `mentor serve` also stops the embedded PostgreSQL it started, and the
     next start is not confused by the stopped server's pid file."""
     import signal

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from evals.mock_llm import wait_http
+from harness.mock_llm import wait_http
 from tests.conftest import REPO, free_port
 from tests.test_server import message, recv, send, until
 
@@ -26,7 +26,7 @@ WORKER = "x-mentor-worker"
 
 
 @pytest.fixture(scope="module")
-def two_workers(knowledge, pg_server, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def two_workers(knowledge, pg_server, tmp_path_factory) -> Iterator[str]:
     """`mentor serve --workers 2` on the session's database (over TCP), answering with the composer."""
     port, log = free_port(), tmp_path_factory.mktemp("workers") / "serve.log"
     env = {**os.environ, "DATABASE_URL": pg_server.tcp_uri("mentor_test"), "MENTOR_LLM": "composer"}
@@ -45,7 +45,7 @@ def two_workers(knowledge, pg_server, tmp_path_factory) -> Iterator[str]:  # typ
             proc.kill()
 
 
-def socket_off(url: str, worker: str | None, **kwargs) -> ClientConnection:  # type: ignore[no-untyped-def]
+def socket_off(url: str, worker: str | None, **kwargs) -> ClientConnection:
     """A WebSocket on any worker but `worker` (the kernel hands each new connection to one of them)."""
     for _ in range(60):
         ws = connect(url, open_timeout=10, **kwargs)
@@ -62,7 +62,7 @@ class Agent:
         self.base, self.headers, self.avoid = f"http://{base}", {"Authorization": f"Bearer {token}"}, avoid
         self.client: httpx.Client | None = None
 
-    def __call__(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    def __call__(self, method: str, path: str, **kwargs) -> httpx.Response:
         for _ in range(60):  # pin a connection (a harmless GET) before a request that changes anything
             if self.client is None:
                 self.client = httpx.Client(base_url=self.base, headers=self.headers, timeout=20)
@@ -76,7 +76,7 @@ class Agent:
         return response
 
 
-def test_a_handoff_across_two_worker_processes(two_workers, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_handoff_across_two_worker_processes(two_workers, knowledge, demo_ids) -> None:
     from core.settings import get_settings
     from server.auth import issue_token
 
@@ -134,7 +134,7 @@ def test_a_handoff_across_two_worker_processes(two_workers, knowledge, demo_ids)
     customer.close()
 
 
-def test_each_worker_process_gets_its_own_64_setup_slots(two_workers) -> None:  # type: ignore[no-untyped-def]
+def test_each_worker_process_gets_its_own_64_setup_slots(two_workers) -> None:
     """A lone worker has 96 (tests/test_serve.py); two on one host do better with 64 each (README)."""
     slots: dict[str, str] = {}
     for _ in range(60):  # a new connection each time: the kernel hands it to either process

@@ -11,17 +11,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from agents.testing import REPLY
 from server.auth import issue_token
 from store.db import Database
-from tests.fakes import REPLY
 
 
 @pytest.fixture(scope="module")
-def tokens(live, demo_ids) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def tokens(live, demo_ids) -> dict[str, str]:
     return {h: issue_token(live.services.settings, uid) for h, uid in demo_ids.items()}
 
 
-def open_ws(server, token: str | None = None, **params: str):  # type: ignore[no-untyped-def]
+def open_ws(server, token: str | None = None, **params: str):
     query = "&".join(f"{k}={v}" for k, v in ({"token": token} if token else {}).items() | params.items()
                      if k != "origin")
     ws = connect(f"{server.ws}?{query}", origin=params.get("origin"), open_timeout=10)
@@ -29,7 +29,7 @@ def open_ws(server, token: str | None = None, **params: str):  # type: ignore[no
     return ws, ready
 
 
-def recv(ws, timeout: float = 20) -> dict:  # type: ignore[no-untyped-def]
+def recv(ws, timeout: float = 20) -> dict:
     """The next frame, which must be one the protocol defines (server/protocol.py's ServerFrame)."""
     from server.protocol import SERVER_FRAMES
 
@@ -38,11 +38,11 @@ def recv(ws, timeout: float = 20) -> dict:  # type: ignore[no-untyped-def]
     return frame
 
 
-def send(ws, **frame) -> None:  # type: ignore[no-untyped-def]
+def send(ws, **frame) -> None:
     ws.send(json.dumps(frame))
 
 
-def until(ws, kind: str, timeout: float = 30) -> list[dict]:  # type: ignore[no-untyped-def]
+def until(ws, kind: str, timeout: float = 30) -> list[dict]:
     """Receive events up to and including the first of `kind`."""
     events, deadline = [], time.time() + timeout
     while time.time() < deadline:
@@ -53,7 +53,7 @@ def until(ws, kind: str, timeout: float = 30) -> list[dict]:  # type: ignore[no-
     raise AssertionError(f"no {kind} within {timeout}s: {[e['type'] for e in events]}")
 
 
-def message(ws, text: str, **extra) -> str:  # type: ignore[no-untyped-def]
+def message(ws, text: str, **extra) -> str:
     client_id = extra.pop("client_id", uuid.uuid4().hex)
     send(ws, type="message", client_id=client_id, text=text, **extra)
     return client_id
@@ -228,7 +228,7 @@ def test_conversation_token_budget(live_strict, demo_ids) -> None:
     assert error["code"] == "token_budget_exceeded" and "new conversation" in error["message"]
 
 
-def _rejected(server, **params) -> dict:  # type: ignore[no-untyped-def]
+def _rejected(server, **params) -> dict:
     ws, first = open_ws(server, **params)
     with pytest.raises(ConnectionClosed) as closed:
         recv(ws)
@@ -450,7 +450,7 @@ class _Failing:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def stream(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+    def stream(self, messages, **kwargs):
         yield "partial "
         raise self.error
 
@@ -459,8 +459,8 @@ class _Failing:
                                   "persona_mismatch"])
 def test_every_failure_ends_the_turn_with_a_typed_error(case: str, live, tokens, db: Database) -> None:
     from agents.llm import LLMError
+    from harness.live import LiveServer
     from server.services import Services
-    from tests.fakes import LiveServer
 
     server = live
     if case in ("llm_unavailable", "internal"):
@@ -525,7 +525,7 @@ def test_a_conversation_remembers_its_project_for_follow_ups(live, tokens, db: D
 def test_a_single_setup_slot_survives_every_way_a_turn_can_end(knowledge, demo_ids) -> None:
     """MENTOR_TURN_SETUP_SLOTS=1: a refused, duplicate, mismatched or failed turn gives its slot back,
     so the turns after it (two at once, too) still run; a lost slot would hang them."""
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge, turn_setup_slots=1, user_messages_per_minute=6)
     try:
@@ -556,10 +556,11 @@ def test_a_single_setup_slot_survives_every_way_a_turn_can_end(knowledge, demo_i
         server.stop()
 
 
-def test_a_message_sent_the_moment_done_arrives_is_never_too_many_turns(knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_sent_the_moment_done_arrives_is_never_too_many_turns(knowledge, demo_ids) -> None:
     """One turn per connection: the turn is over for the client when `done` arrives, not when its task has
     wound down (a message sent right after `done` was refused `too_many_turns` in 2 of 32 tries)."""
-    from tests.fakes import ScriptedProvider, serve
+    from agents.testing import ScriptedProvider
+    from harness.live import serve
 
     server = serve(knowledge, ScriptedProvider(delay_s=0), user_messages_per_minute=1000)
     try:

@@ -29,7 +29,7 @@ def _account_tools(events: list[dict]) -> list[dict]:
 
 
 def test_a_third_party_sites_token_for_a_marketplace_user_id_reads_none_of_their_rows(
-        live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+        live, db: Database, demo_ids) -> None:
     site = add_site(db, "portfolio", ["https://portfolio.example"])
     mateo = demo_ids["mateo"]
     ws, ready = _widget(live, site, "https://portfolio.example", _token(site, str(mateo)))
@@ -58,7 +58,7 @@ def test_a_third_party_sites_token_for_a_marketplace_user_id_reads_none_of_their
 
 
 def test_a_first_party_sites_token_reads_the_users_rows_and_the_card_says_so(
-        live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+        live, db: Database, demo_ids) -> None:
     site = add_site(db, "marketplace", ["https://www.market.example"], first_party=True)
     mateo = demo_ids["mateo"]
     ws, ready = _widget(live, site, "https://www.market.example", _token(site, str(mateo)))
@@ -73,7 +73,7 @@ def test_a_first_party_sites_token_reads_the_users_rows_and_the_card_says_so(
 
 
 def test_a_marketplace_user_links_a_third_party_identity_and_only_they_can(
-        live, db: Database, demo_ids) -> None:  # type: ignore[no-untyped-def]
+        live, db: Database, demo_ids) -> None:
     site = add_site(db, "partner", ["https://partner.example"])
     settings = live.services.settings
     mateo, sofia = demo_ids["mateo"], demo_ids["sofia"]
@@ -122,7 +122,7 @@ def test_a_marketplace_user_links_a_third_party_identity_and_only_they_can(
 @pytest.mark.parametrize(("sub", "why"), [
     ("has space", "sub must be a string of"), ("", "sub must be a string of"), ("x" * 129, "sub must be a string of"),
     ("né", "sub must be a string of"), (2, "Subject must be a string"), (None, "has no 'sub' claim")])
-def test_a_third_party_sub_that_is_no_plain_id_is_refused_saying_why(live, db: Database, sub, why: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_third_party_sub_that_is_no_plain_id_is_refused_saying_why(live, db: Database, sub, why: str) -> None:
     site = add_site(db, f"odd-{why[:5]}-{len(str(sub))}", ["https://odd.example"])
     claims = {"exp": int(time.time()) + 600} | ({} if sub is None else {"sub": sub})
     ws, reply = _widget(live, site, "https://odd.example", jwt.encode(claims, site["secret"], algorithm="HS256"))

@@ -13,17 +13,17 @@ import openai
 import pytest
 import respx
 
+from harness.llm_replies import BASE_URL, text_reply
 from server.auth import issue_token
-from tests.llm_fakes import BASE_URL, text_reply
 
 QUESTION = [{"role": "user", "content": "How do withdrawals work, and how long do they take?"}]
 
 
 @pytest.fixture(scope="module")
-def live_composer(knowledge):  # type: ignore[no-untyped-def]
+def live_composer(knowledge):
     """The offline default (the grounded composer), with a rate limit these many requests stay under."""
     from agents.composer import COMPOSER
-    from tests.fakes import serve
+    from harness.live import serve
 
     server = serve(knowledge, COMPOSER, user_messages_per_minute=1000)
     yield server
@@ -31,10 +31,10 @@ def live_composer(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def live_model(knowledge):  # type: ignore[no-untyped-def]
+def live_model(knowledge):
     """The real OpenAI-compatible provider against respx, with the same generous rate limit."""
-    from tests.fakes import serve
-    from tests.llm_fakes import make_provider
+    from harness.live import serve
+    from harness.llm_replies import make_provider
 
     server = serve(knowledge, make_provider(retries=0), user_messages_per_minute=1000)
     yield server
@@ -42,20 +42,20 @@ def live_model(knowledge):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def client(live_composer, demo_ids) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+def client(live_composer, demo_ids) -> openai.OpenAI:
     """The official client against the offline default."""
     token = issue_token(live_composer.services.settings, demo_ids["nora"])
     return openai.OpenAI(base_url=f"{live_composer.http}/v1", api_key=token, max_retries=0)
 
 
 @pytest.fixture(scope="module")
-def full_answer(client) -> str:  # type: ignore[no-untyped-def]
+def full_answer(client) -> str:
     reply = client.chat.completions.create(model="support", messages=QUESTION)
     assert reply.choices[0].finish_reason == "stop"
     return reply.choices[0].message.content
 
 
-def test_max_tokens_caps_the_composers_answer_with_finish_reason_length(client, full_answer) -> None:  # type: ignore[no-untyped-def]
+def test_max_tokens_caps_the_composers_answer_with_finish_reason_length(client, full_answer) -> None:
     from retrieval.tokens import count_tokens
 
     assert count_tokens(full_answer) > 40
@@ -73,7 +73,7 @@ def test_max_tokens_caps_the_composers_answer_with_finish_reason_length(client, 
     assert finish == "length" and count_tokens(streamed) <= 5 and full_answer.startswith(streamed)
 
 
-def test_stop_sequences_end_the_answer_before_them(client, full_answer) -> None:  # type: ignore[no-untyped-def]
+def test_stop_sequences_end_the_answer_before_them(client, full_answer) -> None:
     words = full_answer.split()
     word = words[len(words) // 2]
     before = full_answer[:full_answer.index(word)]
@@ -84,7 +84,7 @@ def test_stop_sequences_end_the_answer_before_them(client, full_answer) -> None:
     assert streamed == before and word not in streamed
 
 
-def test_every_chunk_before_the_usage_chunk_has_a_choice_and_usage_comes_only_when_asked(client) -> None:  # type: ignore[no-untyped-def]
+def test_every_chunk_before_the_usage_chunk_has_a_choice_and_usage_comes_only_when_asked(client) -> None:
     for include in (True, False, None):
         options = {} if include is None else {"stream_options": {"include_usage": include}}
         chunks = list(client.chat.completions.create(model="support", messages=QUESTION, stream=True, **options))
@@ -112,14 +112,14 @@ def test_every_chunk_before_the_usage_chunk_has_a_choice_and_usage_comes_only_wh
     ("prediction", {"type": "content", "content": "x"}),
     ("reasoning_effort", "low"),
 ])
-def test_a_parameter_that_cannot_be_honoured_is_refused_naming_it(client, param: str, value) -> None:  # type: ignore[no-untyped-def]
+def test_a_parameter_that_cannot_be_honoured_is_refused_naming_it(client, param: str, value) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="support", messages=QUESTION, extra_body={param: value})
     assert refused.value.status_code == 400
     assert refused.value.body["param"] == param and refused.value.body["code"] == "unsupported_parameter"
 
 
-def test_neutral_values_unknown_fields_and_image_parts(client) -> None:  # type: ignore[no-untyped-def]
+def test_neutral_values_unknown_fields_and_image_parts(client) -> None:
     reply = client.chat.completions.create(
         model="support", messages=QUESTION, n=1, response_format={"type": "text"}, tool_choice="none",
         modalities=["text"], user="end-user-7", seed=3, temperature=0.2, top_p=0.9, presence_penalty=0.5,
@@ -135,7 +135,7 @@ def test_neutral_values_unknown_fields_and_image_parts(client) -> None:  # type:
             {"type": "text", "text": 123}]}])
 
 
-def test_sampling_reaches_the_model_and_its_stop_is_kept_too(live_model, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_sampling_reaches_the_model_and_its_stop_is_kept_too(live_model, demo_ids) -> None:
     token = issue_token(live_model.services.settings, demo_ids["nora"])
     bodies: list[dict] = []
 
@@ -158,11 +158,11 @@ def test_sampling_reaches_the_model_and_its_stop_is_kept_too(live_model, demo_id
     assert reply.choices[0].finish_reason == "stop"
 
 
-def test_langchain_chat_openai_keeps_the_contract(live_composer, client, full_answer) -> None:  # type: ignore[no-untyped-def]
+def test_langchain_chat_openai_keeps_the_contract(live_composer, client, full_answer) -> None:
     from langchain_openai import ChatOpenAI
     from pydantic import BaseModel
 
-    def chat(**options):  # type: ignore[no-untyped-def]
+    def chat(**options):
         return ChatOpenAI(model="support", base_url=f"{live_composer.http}/v1", api_key=client.api_key,
                           max_retries=0, **options)
 
@@ -185,7 +185,7 @@ def test_langchain_chat_openai_keeps_the_contract(live_composer, client, full_an
         chat().bind_tools([Answer], tool_choice="Answer").invoke(QUESTION[0]["content"])
 
 
-def test_litellm_keeps_the_contract(live_composer, client, full_answer) -> None:  # type: ignore[no-untyped-def]
+def test_litellm_keeps_the_contract(live_composer, client, full_answer) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # its price list from the package, not the web
     import litellm
 
@@ -204,7 +204,7 @@ def test_litellm_keeps_the_contract(live_composer, client, full_answer) -> None:
         litellm.completion(response_format={"type": "json_object"}, **options)
 
 
-def test_validation_errors_name_the_parameter(client) -> None:  # type: ignore[no-untyped-def]
+def test_validation_errors_name_the_parameter(client) -> None:
     for body, param in (({"max_tokens": 0}, "max_tokens"), ({"temperature": 5}, "temperature"),
                         ({"stop": 5}, "stop"), ({"stream_options": "x"}, "stream_options")):
         with pytest.raises(openai.BadRequestError) as refused:
@@ -215,7 +215,7 @@ def test_validation_errors_name_the_parameter(client) -> None:  # type: ignore[n
     assert refused.value.body["param"] == "messages"
 
 
-def test_the_composer_counts_its_prompt_and_refuses_instructions_it_cannot_follow(client) -> None:  # type: ignore[no-untyped-def]
+def test_the_composer_counts_its_prompt_and_refuses_instructions_it_cannot_follow(client) -> None:
     reply = client.chat.completions.create(model="support", messages=QUESTION)
     assert reply.usage.prompt_tokens > 100  # the persona's prompt, sources and question, as a model would read them
     with pytest.raises(openai.BadRequestError) as refused:
@@ -231,7 +231,7 @@ def test_the_composer_counts_its_prompt_and_refuses_instructions_it_cannot_follo
 
 
 @pytest.fixture
-def model_client(live_model, demo_ids):  # type: ignore[no-untyped-def]
+def model_client(live_model, demo_ids):
     """The official client against the app with a real model endpoint (respx); the endpoint's replies come
     from `replies` (a list the test fills), its requests go to `requests`."""
     token = issue_token(live_model.services.settings, demo_ids["nora"])
@@ -251,7 +251,7 @@ def model_client(live_model, demo_ids):  # type: ignore[no-untyped-def]
         yield openai.OpenAI(base_url=f"{live_model.http}/v1", api_key=token, max_retries=0), replies, requests
 
 
-def test_a_failed_model_is_a_5xx_not_an_empty_answer(model_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_model_is_a_5xx_not_an_empty_answer(model_client) -> None:
     client, replies, _ = model_client
     replies += [httpx.Response(500, json={"error": {"message": "boom at 10.0.0.7:8080"}})] * 2
     with pytest.raises(openai.APIStatusError) as failed:
@@ -267,7 +267,7 @@ def test_a_failed_model_is_a_5xx_not_an_empty_answer(model_client) -> None:  # t
     assert slow.value.status_code == 504 and slow.value.body["code"] == "llm_timeout"
 
 
-def test_a_strict_persona_never_streams_text_it_withdraws(model_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_strict_persona_never_streams_text_it_withdraws(model_client) -> None:
     """Support is strictly grounded: the model's second sentence invents a price, so its answer is replaced.
     A standard client streaming it sees the replacement only, never the model's sentences glued to it."""
     client, replies, _ = model_client
@@ -281,7 +281,7 @@ def test_a_strict_persona_never_streams_text_it_withdraws(model_client) -> None:
     assert streamed == whole.choices[0].message.content and streamed
 
 
-def test_a_models_answer_cut_by_max_tokens_counts_what_was_returned(model_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_models_answer_cut_by_max_tokens_counts_what_was_returned(model_client) -> None:
     from retrieval.tokens import count_tokens
 
     client, replies, requests = model_client

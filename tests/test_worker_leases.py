@@ -25,19 +25,19 @@ from store.conversations import Caller
 from tests.test_workers import quiet_turn_of_a_dead_worker
 
 
-def lease(db, worker_id: int, app_name: str, lease_s: float = 3600.0) -> None:  # type: ignore[no-untyped-def]
+def lease(db, worker_id: int, app_name: str, lease_s: float = 3600.0) -> None:
     with db.admin() as conn:
         conn.execute("INSERT INTO worker_leases (id, app_name, lease_s) VALUES (%s, %s, %s)",
                      (worker_id, app_name, lease_s))
 
 
-def event_count(db, message_id: int) -> int:  # type: ignore[no-untyped-def]
+def event_count(db, message_id: int) -> int:
     with db.admin() as conn:
         return conn.execute("SELECT count(*) AS n FROM conversation_events WHERE message_id = %s",
                             (message_id,)).fetchone()["n"]
 
 
-def test_a_worker_frozen_past_its_lease_is_fenced_off_and_nothing_it_writes_later_is_stored(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_frozen_past_its_lease_is_fenced_off_and_nothing_it_writes_later_is_stored(db, demo_ids) -> None:
     mateo = Caller(user_id=demo_ids["mateo"])
     frozen, app = secrets.randbits(62) + 1, f"mentor/frozen/{secrets.token_hex(3)}"
     lease(db, frozen, app, lease_s=3)  # renewed now, and never again
@@ -90,7 +90,7 @@ def test_a_worker_frozen_past_its_lease_is_fenced_off_and_nothing_it_writes_late
             conn.execute("DELETE FROM worker_leases WHERE id = %s", (frozen,))
 
 
-def test_each_lease_runs_for_its_own_workers_setting(db) -> None:  # type: ignore[no-untyped-def]
+def test_each_lease_runs_for_its_own_workers_setting(db) -> None:
     patient, hasty = secrets.randbits(62) + 1, secrets.randbits(62) + 1
     lease(db, patient, f"mentor/patient/{secrets.token_hex(3)}", lease_s=60)
     lease(db, hasty, f"mentor/hasty/{secrets.token_hex(3)}", lease_s=5)
@@ -108,7 +108,7 @@ def test_each_lease_runs_for_its_own_workers_setting(db) -> None:  # type: ignor
             conn.execute("DELETE FROM worker_leases WHERE id = ANY(%s)", ([patient, hasty],))
 
 
-def test_a_worker_that_learns_it_was_fenced_off_ends_itself(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_that_learns_it_was_fenced_off_ends_itself(db, demo_ids) -> None:
     """Told by its lease renewal, or by its event writer, whichever comes first."""
     hub = Hub(db, lease_s=4)
     ended = threading.Event()

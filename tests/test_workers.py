@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 
+from agents.testing import REPLY
 from store import conversations as convs
 from store import events
 from store.conversations import Caller
-from tests.fakes import REPLY
 from tests.test_server import message, open_ws, recv, send, text_of, until
 
 
-def test_a_second_tab_on_another_worker_follows_the_answer_live(live_slow, live_other_worker, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_tab_on_another_worker_follows_the_answer_live(live_slow, live_other_worker, demo_ids) -> None:
     from server.auth import issue_token
 
     token = issue_token(live_slow.services.settings, demo_ids["mateo"])
@@ -38,7 +38,7 @@ def test_a_second_tab_on_another_worker_follows_the_answer_live(live_slow, live_
     assert len([e for e in followed if e["type"] == "token"]) > 5  # followed as it streamed, not one replay
 
 
-def test_cancel_reaches_the_worker_running_the_turn(live_slow, live_other_worker, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_reaches_the_worker_running_the_turn(live_slow, live_other_worker, demo_ids) -> None:
     from server.auth import issue_token
 
     settings = live_slow.services.settings
@@ -59,7 +59,7 @@ def test_cancel_reaches_the_worker_running_the_turn(live_slow, live_other_worker
     first.close()
 
 
-def quiet_turn_of_a_dead_worker(db, caller: Caller, client_id: str, worker_id: int,  # type: ignore[no-untyped-def]
+def quiet_turn_of_a_dead_worker(db, caller: Caller, client_id: str, worker_id: int,
                                 partial: str | None = None) -> convs.TurnStart:
     """A turn stored by a worker no live process holds the lock of (having streamed `partial`, if given),
     quiet for a minute since: a live worker's janitor is to close it."""
@@ -74,7 +74,7 @@ def quiet_turn_of_a_dead_worker(db, caller: Caller, client_id: str, worker_id: i
     return start
 
 
-def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_retries(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_retries(live, demo_ids) -> None:
     from server.auth import issue_token
 
     db = live.services.db
@@ -104,7 +104,7 @@ def test_an_answer_a_dead_worker_left_streaming_ends_interrupted_and_a_resend_re
     ws.close()
 
 
-def test_a_client_that_never_saw_its_ack_resends_and_gets_a_new_answer_in_the_same_conversation(live, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_never_saw_its_ack_resends_and_gets_a_new_answer_in_the_same_conversation(live, demo_ids) -> None:
     """The worker died before the ack reached the client, and a live one closed the answer before the
     client came back: re-sending without a conversation id retries the stored message where it is."""
     from server.auth import issue_token
@@ -139,7 +139,7 @@ def test_a_client_that_never_saw_its_ack_resends_and_gets_a_new_answer_in_the_sa
     ws.close()
 
 
-def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored(db, demo_ids) -> None:
     """`read_on` gives a follower (resume, a second tab) the events and the answer still streaming. Were
     they read at different moments, an answer ending in between would be reported streaming with its
     `done` already in the events, and the follower would go on to relay the next answer too — one a
@@ -178,7 +178,7 @@ def test_a_follower_never_sees_an_answer_still_streaming_once_its_done_is_stored
     assert reads[0] > 150 and not stale
 
 
-def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_ids) -> None:
     """What a turn's events leave behind, from one batch over two conversations: seqs in the order the
     events came, the tool call and the citations, the finished answer; and a batch naming a conversation
     that does not exist stores nothing (the writer then retries its events one by one)."""
@@ -196,7 +196,7 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
             "SELECT id::text, last_seq FROM conversations WHERE id = ANY(%s::uuid[])",
             ([one.conversation_id, two.conversation_id],))}
 
-    def event(turn, caller, payload, finish=None):  # type: ignore[no-untyped-def]
+    def event(turn, caller, payload, finish=None):
         return events.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id, payload, finish)
 
     usage = {"prompt_tokens": 12, "completion_tokens": 3}
@@ -244,7 +244,7 @@ def test_one_batch_of_events_is_stored_whole_or_not_at_all(db, knowledge, demo_i
                             (two.conversation_id, first_two + 1)).fetchone()["n"] == 0
 
 
-def test_the_event_writer_stores_a_lone_event_at_once_and_gathers_a_busy_moment(db, demo_ids) -> None:  # type: ignore[no-untyped-def]
+def test_the_event_writer_stores_a_lone_event_at_once_and_gathers_a_busy_moment(db, demo_ids) -> None:
     """MENTOR_EVENT_COMMIT_MS: a batch begins at most that often. An event after a quiet spell is stored
     at once; the events that come while a batch was just written wait for the interval and go together."""
     import asyncio
@@ -257,7 +257,7 @@ def test_the_event_writer_stores_a_lone_event_at_once_and_gathers_a_busy_moment(
     batches: list[set[str]] = []
     writer = EventWriter(db, on_batch=batches.append, commit_interval_s=0.5)
 
-    async def store(turn, text: str) -> float:  # type: ignore[no-untyped-def]
+    async def store(turn, text: str) -> float:
         loop, done = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
         writer.submit(Pending(events.NewEvent(turn.conversation_id, caller.user_id, turn.assistant_message_id,
                                              {"type": "token", "delta": text}), loop, done.set_result,

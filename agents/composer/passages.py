@@ -114,7 +114,7 @@ def units_of(hit: SearchHit, number: int) -> list[Unit]:
             continue
         elif _LIST_ITEM.match(line):
             flush_paragraph()
-            item = [_LIST_ITEM.match(line).group(1)]  # type: ignore[union-attr]
+            item = [_LIST_ITEM.match(line).group(1)]
             while i + 1 < len(lines) and lines[i + 1].startswith((" ", "\t")) and lines[i + 1].strip() \
                     and not _LIST_ITEM.match(lines[i + 1]):
                 i += 1

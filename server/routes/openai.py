@@ -221,7 +221,7 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: CompletionRequest, user: User, s: Svc):  # type: ignore[no-untyped-def]
+async def chat_completions(body: CompletionRequest, user: User, s: Svc):
     """A turn through the same service as the WebSocket: limits, budget, and the turn stored as a new
     conversation (the request's history is used as given, not stored)."""
     check_contract(body)
@@ -285,7 +285,7 @@ def _failed(events: list[dict[str, Any]]) -> HTTPException:
     return HTTPException(status, detail={"error": error})
 
 
-async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_usage: bool, hold: bool):  # type: ignore[no-untyped-def]
+async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_usage: bool, hold: bool):
     """Chunks as the spec has them: each before the last carries one choice (our facts ride on an empty
     delta); the usage chunk, with `choices: []`, comes last and only when `include_usage` asked for it.
 

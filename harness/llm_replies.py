@@ -71,7 +71,7 @@ class ScriptedEndpoint:
         return self.requests[index]["messages"][0]["content"]
 
 
-def make_provider(retries: int = 2):  # type: ignore[no-untyped-def]
+def make_provider(retries: int = 2):
     """The real OpenAI-compatible provider pointed at the respx-mocked endpoint."""
     from agents.llm import OpenAICompatibleProvider
     from core.settings import Settings

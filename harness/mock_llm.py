@@ -6,7 +6,7 @@ tests need one that times out, answers 429 or 500, drops the stream mid-answer o
 tool call. Behaviours are queued per request with `POST /_mock/script {"behaviours": [...]}`; with
 the queue empty every request streams the normal answer.
 
-    python -m evals.mock_llm --port 8911 --tokens 200 --rate 50 --ttft 0.05
+    python -m harness.mock_llm --port 8911 --tokens 200 --rate 50 --ttft 0.05
 
 Then point the service at it: `OPENAI_BASE_URL=http://127.0.0.1:8911/v1 MENTOR_LLM=openai`.
 """

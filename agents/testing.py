@@ -1,19 +1,13 @@
-"""A deterministic chat model for evals: same input, same tool calls, same answer, every run.
-
-It behaves like a small, careful tool-calling model so the numbers measure *our* part (tool
-selection up front, retrieval, escalation, citations, records reaching the events) without a real
-model's noise:
-- first step, with tools offered: it calls the tools the question asks for, by plain keyword
-  rules (revenue → revenue summary, "my clients" → client projects, "find projects" → project
-  search, an explicit "look up"/"search the docs" → knowledge search);
-- after tool results, or without tools: it answers from the first source in its system prompt
-  and cites it as [1], or says it found nothing.
-"""
+"""Scripted models that stand in for a real one, shipped with the package the way pydantic-ai ships its
+TestModel: `ScriptedProvider` streams a fixed reply word by word (server and browser tests), and
+`ScriptedEvalModel` answers like a small tool-calling model, from rules (the eval runner's reference
+run). Neither is ever chosen by configuration; tests and evals pass them in."""
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -30,6 +24,12 @@ SOURCE_HEAD = re.compile(r"^\[1\] (.+?)\n(.+?)(?:\n\n|\Z)", re.M | re.S)
 
 
 class ScriptedEvalModel(ChatProvider):
+    """A deterministic tool-calling model for evals: same input, same tool calls, same answer, every run, so
+    the numbers measure *our* part (tools up front, retrieval, escalation, citations) without a model's noise.
+    With tools offered it calls those the question asks for, by keyword (revenue → revenue summary, "my
+    clients" → client projects, "find projects" → project search, "look up" → knowledge search); after tool
+    results, or without tools, it answers from the first source in its system prompt, cited as [1]."""
+
     name = "scripted-eval-model"
     supports_tools = True
 
@@ -76,3 +76,32 @@ def _answer(system: str) -> str:
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+REPLY = ("Here is what the records show. **Fees** depend on your plan, and the numbers above come from the "
+         "platform's own data [1]. Ask me about rates, proposals or payments any time; I can also open a "
+         "ticket if you need a person.")
+HOSTILE = "Careful: <img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script> stays text."
+
+
+class ScriptedProvider(ChatProvider):
+    name = "scripted-test-model"
+    supports_tools = False
+
+    def __init__(self, delay_s: float = 0.03, finish: str = "stop") -> None:
+        self.delay_s = delay_s
+        self.finish = finish  # "length": as if the model hit its token limit
+
+    def stream(self, messages, *, tools=None, temperature=0.4, max_tokens=400, cancel=None, options=None):
+        question = messages[-1].content if messages else ""
+        text = HOSTILE if "xss" in str(question).lower() else REPLY
+        sent = []
+        for word in text.split(" "):
+            if cancel is not None and cancel.is_set():
+                break
+            piece = word if not sent else " " + word
+            sent.append(piece)
+            yield piece
+            time.sleep(self.delay_s)
+        yield ModelReply(text="".join(sent), finish_reason="cancelled" if cancel is not None and cancel.is_set()
+                         else self.finish)
