@@ -43,11 +43,20 @@ FIGURE = re.compile(
     re.I,
 )
 _CITATION = re.compile(r"\[\d{1,3}\]")
-# what is not a figure, though it has digits: list markers ("1." or "2)" at a line's start, also at the end of
-# a streamed piece), step and section numbers ("Step 2", "Part 3"), versions ("v2.1", "version 3", "2.4.1")
-_LIST_MARKER = re.compile(r"(?m)^[ \t>*-]*(?:\d{1,2}[.)]|\(\d{1,2}\))(?=\s|$)")
+# what is not a figure, though it has digits. List markers at a line's start, after any indentation, quote,
+# bullet, heading or bold mark — "1.", "2)", "(3)", "4:", "**5.**", "### 6.", "1.2 Click", "7 - Pick", "8.Open"
+# — also at the end of a streamed piece; a table's row number ("| 1 | Open |"); inline enumerations
+# ("1) open Payouts, 2) choose"); keycap digits (1️⃣); step and section numbers ("Step 2", "Tip #3");
+# versions ("v2.1", "version 3", "2.4.1").
+_LINE_START = r"(?m)^[ \t>*#-]*(?:\*\*|__)?"
+_LIST_MARKER = re.compile(
+    _LINE_START + r"(?:\(?\d{1,2}(?:\.\d{1,2})*[.):]|\d{1,2}(?:\.\d{1,2})+(?=\s+[A-Z])|\d{1,2}(?=\s+[-–—]\s))"
+    r"(?:\*\*|__)?(?=\s|$|[A-Z])")
+_TABLE_ROW_NUMBER = re.compile(r"(?m)^\|\s*\d{1,2}\s*(?=\|\s*[*_]*[A-Za-z])")
+_INLINE_ENUMERATION = re.compile(r"(?<![\w.$%(])\d{1,2}\)(?=\s+[A-Za-z])")
+_KEYCAP = re.compile("\\d\ufe0f?\u20e3")
 _STEP = re.compile(r"\b(?:step|phase|part|stage|chapter|section|option|tip|lesson|module|level|point|rule|"
-                   r"question|item)\s\d{1,3}\b", re.I)
+                   r"question|item)\s?#?\d{1,3}\b", re.I)
 _VERSION = re.compile(r"\b(?:v|version\s?)\d+(?:\.\d+)*\b|\b\d+\.\d+\.\d+\b", re.I)
 _URL = re.compile(r"https?://\S+|\bwww\.\S+")
 _SCALE_OF = re.compile(r"(?<=\d)\s?(?:/\s?|out of\s)(?:5|10|100)\b")  # "7/10", "4.8 out of 5": a scale, not a figure
@@ -108,7 +117,8 @@ def _date(kind: str, raw: str) -> tuple[int, ...] | None:
 
 def _masked(text: str) -> str:
     """Blank out what is not a figure (citation and list markers, links), keeping offsets."""
-    for pattern in (_CITATION, _URL, _LIST_MARKER, _STEP, _VERSION, _SCALE_OF):
+    for pattern in (_CITATION, _URL, _LIST_MARKER, _TABLE_ROW_NUMBER, _INLINE_ENUMERATION, _KEYCAP, _STEP, _VERSION,
+                    _SCALE_OF):
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
     return text
 
@@ -225,14 +235,14 @@ def mentions_value(text: str, value: float, *, as_percent_of_fraction: bool = Tr
 # or a line break, but never inside something `extract_figures` reads whole — a list marker ("1."),
 # an abbreviated month ("Oct. 31, 2026"), a decimal ("2.5"), "e.g."/"i.e."
 _SENTENCE_END = re.compile(r"[.!?:](?=\s)|\n")
-_NO_CUT_BEFORE = re.compile(r"(?:(?m:^)[ \t>*-]*\d{1,2}|\b(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec|e\.g|i\.e|"
-                            r"etc|vs|no|approx|ca))$", re.I)
+_NO_CUT_BEFORE = re.compile(r"(?:(?m:^)[ \t>*#-]*(?:\*\*|__)?\(?\d{1,2}(?:\.\d{1,2})*|\b(?:jan|feb|mar|apr|jun|jul|"
+                            r"aug|sept?|oct|nov|dec|e\.g|i\.e|etc|vs|no|approx|ca))$", re.I)
 
 
 def sentence_ends(text: str) -> list[int]:
     """Offsets where `text` may be cut so that each piece is checked as the whole text would be."""
     return [m.end() for m in _SENTENCE_END.finditer(text)
-            if m.group(0) != "." or not _NO_CUT_BEFORE.search(text, 0, m.start())]
+            if m.group(0) not in ".:" or not _NO_CUT_BEFORE.search(text, 0, m.start())]
 
 
 class StrictGate:

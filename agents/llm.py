@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -64,8 +65,7 @@ def endpoint_failure(exc: Any) -> LLMError:
         return LLMError("The language model cannot be reached right now. Please try again in a moment.",
                         retryable=True, detail=detail)
     if exc.kind == "broken":
-        return LLMError("The language model stopped mid-answer; what it wrote so far is kept. Please try again.",
-                        retryable=True, detail=detail)
+        return LLMError("The language model's answer broke off. Please try again.", retryable=True, detail=detail)
     if exc.kind == "status" and exc.status == 429:
         return LLMError("The language model is busy. Please try again in a moment.", retryable=True, detail=detail)
     if exc.kind == "status" and (exc.status or 0) >= 500:
@@ -215,50 +215,42 @@ class OpenAICompatibleProvider(ChatProvider):
             self._client().chat  # noqa: B018
 
     async def health(self) -> ModelHealth:
-        """The endpoint's state: the last real request's outcome if it is recent, else a probe of its models
-        list (cheap: no generation) at most every HEALTH_MAX_AGE_S; llama.cpp's `/props` says whether the
-        chat template can do tools."""
+        """The endpoint's state: a probe of its models list (cheap: no generation) at most every
+        HEALTH_MAX_AGE_S, overridden by the last real request when that is newer and failed (the endpoint is
+        down now, whatever it listed); llama.cpp's `/props` says whether the chat template can do tools."""
         now = time.monotonic()
-        probed = self._probed[1] if self._probed else None
-        if self._last_request and now - self._last_request[0] < self.HEALTH_MAX_AGE_S:
-            error = self._last_request[1]
-            return ModelHealth(ok=error is None and (probed is None or probed.model_listed is not False),
-                               reachable=True if error is None else None, error=error, checked="last_request",
-                               model_listed=probed.model_listed if probed else None,
-                               tools=probed.tools if probed else None)
-        if self._probed and now - self._probed[0] < self.HEALTH_MAX_AGE_S:
-            return self._probed[1]
-        health = await self._probe()
-        self._probed = (time.monotonic(), health)
-        return health
+        if not self._probed or now - self._probed[0] >= self.HEALTH_MAX_AGE_S:
+            self._probed = (time.monotonic(), await self._probe())
+        probed_at, probed = self._probed
+        if self._last_request and self._last_request[0] > probed_at and self._last_request[1] is not None:
+            return dataclasses.replace(probed, ok=False, reachable=None, error=self._last_request[1],
+                                       checked="last_request")
+        return probed
 
     async def _probe(self) -> ModelHealth:
         headers = {"Authorization": f"Bearer {self._options['api_key']}"}
         try:
             async with httpx.AsyncClient(timeout=3.0, headers=headers) as client:
                 listed = await client.get(f"{self._base_url}/models")
-                props = await client.get(f"{self._base_url.removesuffix('/v1')}/props") \
-                    if listed.status_code == 200 else None
+                if listed.status_code != 200:
+                    return _listing_failed(listed.status_code)
+                ids = _model_ids(listed)
+                props = await client.get(f"{self._base_url.removesuffix('/v1')}/props")
+                tools = _template_tools(props)
+                if not ids or self.model in ids:
+                    return ModelHealth(ok=True, reachable=True, model_listed=True if ids else None, tools=tools,
+                                       checked="probe")
+                # not listed: some servers (llama.cpp) answer under any name; one token tells
+                answered = await client.post(f"{self._base_url}/chat/completions", json={
+                    "model": self.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
         except httpx.HTTPError as exc:
             return ModelHealth(ok=False, reachable=False, error=f"unreachable: {_short(exc)}", checked="probe")
-        if listed.status_code in (401, 403):
-            return ModelHealth(ok=False, reachable=True, error=f"the models list answered {listed.status_code}: "
-                               "check OPENAI_API_KEY", checked="probe")
-        if listed.status_code >= 500:
-            return ModelHealth(ok=False, reachable=True, error=f"the models list answered {listed.status_code}",
-                               checked="probe")
-        ids: list[str] = []
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            ids = [str(m.get("id")) for m in listed.json().get("data") or []]
-        tools = None
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            if props is not None and props.status_code == 200:
-                tools = bool(props.json()["chat_template_caps"]["supports_tools"])
-        if ids and self.model not in ids:
-            return ModelHealth(ok=False, reachable=True, model_listed=False, tools=tools, checked="probe",
-                               error=f"MENTOR_MODEL={self.model!r} is not served here; it serves {ids[:5]}")
-        return ModelHealth(ok=True, reachable=True, model_listed=True if ids else None, tools=tools,
-                           checked="probe")
+        if answered.status_code == 200:
+            return ModelHealth(ok=True, reachable=True, model_listed=False, tools=tools, checked="probe",
+                               error=f"MENTOR_MODEL={self.model!r} is not in its list {ids[:5]}, but it answers "
+                                     "under that name (llama.cpp serves its one model under any name)")
+        return ModelHealth(ok=False, reachable=True, model_listed=False, tools=tools, checked="probe",
+                           error=f"MENTOR_MODEL={self.model!r} is not served here; it serves {ids[:5]}")
 
     async def _openai_lines(self, body: dict[str, Any]) -> AsyncIterator[str]:
         """The response's lines through the openai client's generic POST (its retries, timeouts, errors)
@@ -272,9 +264,13 @@ class OpenAICompatibleProvider(ChatProvider):
             response = await self._client().post(
                 "/chat/completions", cast_to=openai.AsyncAPIResponse[bytes], body=body, stream=True,
                 stream_cls=openai.AsyncStream, options={"headers": {"X-Stainless-Raw-Response": "stream"}})
+            received = False
             try:
                 async for line in response.iter_lines():
+                    received = True
                     yield line
+            except httpx.TimeoutException as exc:
+                raise EndpointError("broken" if received else "timeout", _short(exc)) from None
             finally:
                 await response.close()
         except openai.APIStatusError as exc:  # the client's errors, in the categories of agents/llm_http.py
@@ -381,6 +377,27 @@ def _tool_call(index: int, slot: dict[str, Any]) -> ToolCallRequest:
     valid = isinstance(args, dict)
     return ToolCallRequest(slot["id"] or f"call_{index}", slot["name"] or "unknown", args if valid else {},
                            malformed=None if valid else raw[:500])
+
+
+def _listing_failed(status: int) -> ModelHealth:
+    why = {401: "check OPENAI_API_KEY", 403: "check OPENAI_API_KEY",
+           404: "check OPENAI_BASE_URL: an OpenAI-compatible API's address usually ends in /v1"}
+    return ModelHealth(ok=False, reachable=True, checked="probe",
+                       error=f"its models list answered {status}" + (f": {why[status]}" if status in why else ""))
+
+
+def _model_ids(listed: httpx.Response) -> list[str]:
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        return [str(m.get("id")) for m in listed.json().get("data") or []]
+    return []
+
+
+def _template_tools(props: httpx.Response) -> bool | None:
+    """llama.cpp's `/props`: can its chat template call tools? None from any other server."""
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+        if props.status_code == 200:
+            return bool(props.json()["chat_template_caps"]["supports_tools"])
+    return None
 
 
 def _short(exc: Exception) -> str:

@@ -153,9 +153,11 @@ class ChatEndpoint:
     async def lines(self, payload: dict[str, Any]) -> AsyncIterator[str]:
         """The response body's lines (server-sent events), read as they arrive; closed when the caller stops."""
         response = await self._open(orjson.dumps(payload))
+        received = False
         try:
             pending = b""
             async for data in response.content.iter_any():
+                received = True
                 pending += data
                 if b"\n" in pending:
                     *complete, pending = pending.split(b"\n")
@@ -164,6 +166,8 @@ class ChatEndpoint:
             if pending:
                 yield pending.decode()
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if not received and isinstance(exc, TimeoutError):  # headers came, then nothing (llama-server
+                raise EndpointError("timeout", f"no data within {self.timeout_s:g} s") from None  # sends them first)
             raise EndpointError("broken", str(exc) or type(exc).__name__) from None
         finally:
             if response.content.at_eof():

@@ -343,11 +343,12 @@ class Turn:
         limit = OutputLimit.of(self.req.sampling)  # the replacement keeps the caller's limits afresh
         async for piece in self.composed(COMPOSER):
             if isinstance(piece, str) and (piece := limit.feed(piece) if limit else piece):
-                self.answer += piece
-                yield TokenEvent(delta=piece)
+                yield self.release(piece)
         if limit and (rest := limit.flush()):
-            self.answer += rest
-            yield TokenEvent(delta=rest)
+            yield self.release(rest)
+        # completion tokens: the model's withdrawn text (it was generated) and the replacement (it was sent)
+        self.completion_tokens += count_tokens(self.answer)
+        self.backend_counted = False
         if limit and limit.ended:
             self.finish = limit.reason or "stop"
 

@@ -56,7 +56,7 @@ async def ours_run(chunks: int) -> int:
     from core.settings import Settings
 
     # httpx's own transport, like LangChain's client: respx intercepts it, and only the parsing differs
-    provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="m",
+    provider = OpenAICompatibleProvider(Settings(openai_base_url=BASE, openai_api_key="x", mentor_model="mock",
                                                  llm_http="httpx"))
     return sum([1 async for piece in provider.astream([HumanMessage("hi")]) if isinstance(piece, str)])
 
@@ -79,7 +79,7 @@ async def transport_run(transport: str, base_url: str, streams: int) -> float:
     from agents.llm import OpenAICompatibleProvider
     from core.settings import Settings
 
-    provider = OpenAICompatibleProvider(Settings(openai_base_url=base_url, openai_api_key="x", mentor_model="m",
+    provider = OpenAICompatibleProvider(Settings(openai_base_url=base_url, openai_api_key="x", mentor_model="mock",
                                                  llm_http=transport))
 
     async def one() -> int:

@@ -30,7 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Behaviour = Literal["ok", "timeout", "400", "429", "500", "drop", "bad_tool"]
+# timeout: no answer at all; silent: headers at once, then no data (llama-server answers so while it reads a
+# long prompt)
+Behaviour = Literal["ok", "timeout", "silent", "400", "429", "500", "drop", "bad_tool"]
 
 
 def token_text(index: int) -> str:
@@ -82,6 +84,10 @@ class MockLLM:
     async def completions(self, request: Request) -> Response:
         arrived = time.perf_counter()
         body = await request.json()
+        if body.get("model") != "mock":  # as OpenAI and vLLM answer a model they do not serve
+            return JSONResponse({"error": {"message": f"The model `{body.get('model')}` does not exist (mock)",
+                                           "type": "invalid_request_error", "code": "model_not_found"}},
+                                status_code=404)
         behaviour = self.next_behaviour()
         with self.lock:
             self.requests.append({"behaviour": behaviour, "messages": len(body.get("messages", []))})
@@ -108,6 +114,8 @@ class MockLLM:
         return StreamingResponse(self.stream(behaviour, arrived, usage), media_type="text/event-stream")
 
     async def stream(self, behaviour: str, arrived: float, usage: bool) -> AsyncIterator[bytes]:
+        if behaviour == "silent":
+            await asyncio.sleep(3600)
         yield _sse({"role": "assistant", "content": ""})
         if behaviour == "bad_tool":
             yield _sse({"tool_calls": [{"index": 0, "id": "call_bad", "type": "function",

@@ -88,6 +88,14 @@ def test_a_first_byte_later_than_the_timeout_is_one_timeout_error_and_a_resend_r
         "The language model did not start answering in time. Please try again.")
 
 
+def test_headers_then_no_data_past_the_timeout_is_a_timeout_not_a_broken_stream(ws, db, mock_llm) -> None:
+    """llama-server sends its headers before it has read the prompt: a first token later than the timeout
+    is still a timeout (`llm_timeout`), not "broke off"."""
+    events = _fails_then_retry_completes(ws, db, mock_llm, "silent", code="llm_timeout")
+    assert next(e for e in events if e["type"] == "error")["message"] == (
+        "The language model did not start answering in time. Please try again.")
+
+
 def test_500_twice_is_a_retryable_error_worded_for_the_user(ws, db, mock_llm) -> None:
     events = _fails_then_retry_completes(ws, db, mock_llm, "500", "500")
     message_text = next(e for e in events if e["type"] == "error")["message"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.grounding import build_index, check, extract_figures, mentions_value
 from agents.requests import TurnRequest
@@ -114,3 +116,35 @@ def test_figures_from_the_users_message_and_history_are_evidence(knowledge: Data
                    user_id=demo_ids["mateo"], history=[{"role": "user", "content": "I quoted $40 last week."},
                                                        {"role": "assistant", "content": "Noted."}])
     assert events[-1].grounding.unsupported == []
+
+
+LINES = [
+    "1. Open Payouts.", "2) Choose a method.", "(3) Confirm.", "4: Wait for the email.", "**5.** Done.",
+    "### 6. Pick a method", "1.2 Click Settings.", "7 - Press Withdraw.", "8.Open the app.", "- 1. Sign in.",
+    "> 2. Check the amount.", "1️⃣ Start here.", "Tip #2: keep your receipt.", "Step 3: confirm.",
+    "Funds arrive in 3 to 5 business days.", "The Plus plan costs $14.99 a month.", "| 1 | Open Payouts | $500 limit |",
+    "Steps: 1) open Payouts, 2) choose PayPal, 3) press Withdraw.", "Since Oct. 31, 2026 the fee is 8%.",
+    "The fee is 12.5% on Plus.", "Plan Pro: 42 proposals a month.",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(LINES), min_size=1, max_size=6), st.sampled_from(["\n", "\n\n"]),
+       st.lists(st.integers(0, 400), max_size=12))
+def test_the_gate_finds_what_the_whole_text_check_finds_however_the_answer_is_cut(lines, joiner, cuts) -> None:
+    """Numbered, bulleted, headed, tabled and dated answers, cut into pieces anywhere (as a model streams
+    them): the strict gate reports exactly the whole-text check's unsupported figures, and releases an
+    answer with none unchanged."""
+    from agents.grounding import StrictGate
+
+    index = build_index(["3-5 business days; Plus $14.99; limit $500; fee 8%; since 2026-10-31."])
+    answer = joiner.join(lines)
+    points = sorted({0, len(answer), *(c % (len(answer) + 1) for c in cuts)})
+    gate = StrictGate(lambda: index)
+    released = "".join(gate.feed(answer[a:b]) for a, b in zip(points, points[1:], strict=False))
+    whole = check(answer, index).unsupported
+    if not gate.failed:
+        released += gate.flush()
+    assert sorted(gate.unsupported) == sorted(whole), (answer, gate.unsupported, whole)
+    if not whole:
+        assert released == answer

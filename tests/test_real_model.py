@@ -196,16 +196,26 @@ def test_a_conversation_over_the_context_is_a_typed_error_not_retried(knowledge,
 
 
 def test_readiness_reports_a_wrong_model_and_a_template_without_tools(knowledge, llama, tmp_path, caplog) -> None:
-    for model, ready in (("smollm2", True), ("gpt-9", False)):
-        server = serve_against(knowledge, llama.base_url, mentor_model=model)
-        try:
-            answer = httpx.get(f"{server.http}/readyz", timeout=10)
-            detail = answer.json()["model_detail"]
-            assert answer.json()["ready"] is ready and detail["model_listed"] is ready, detail
-            assert detail["tools"] is True and detail["personas_without_tools"] == {}
-            assert ready or "gpt-9" in detail["error"]
-        finally:
-            server.stop()
+    from harness.mock_llm import MockLLM, MockServer
+
+    # llama.cpp serves its one model under any name: ready, with a note; a server that refuses the name
+    # (OpenAI, vLLM; here the mock) is not ready, and says why
+    strict = MockServer(MockLLM())
+    try:
+        for base_url, model, ready, listed, note in (
+                (llama.base_url, "smollm2", True, True, None), (llama.base_url, "gpt-9", True, False, "answers"),
+                (strict.base_url, "gpt-9", False, False, "not served"),
+                (llama.base_url.removesuffix("/v1") + "/wrong/v1", "smollm2", False, None, "ends in /v1")):
+            server = serve_against(knowledge, base_url, mentor_model=model)
+            try:
+                answer = httpx.get(f"{server.http}/readyz", timeout=30)
+                detail = answer.json()["model_detail"]
+                assert answer.json()["ready"] is ready and detail["model_listed"] is listed, (model, detail)
+                assert note is None or note in detail["error"], detail
+            finally:
+                server.stop()
+    finally:
+        strict.stop()
     # SmolLM2's own chat template has no tool support: llama-server would drop `tools` without a word
     plain = start_llama(tmp_path, tools_template=False)
     caplog.set_level("WARNING", logger="mentor.services")

@@ -279,6 +279,9 @@ def test_a_strict_persona_never_streams_text_it_withdraws(model_client) -> None:
         model="support", messages=[{"role": "user", "content": "What does the Plus plan cost?"}], stream=True))
     assert "$999" not in streamed and "Every plan" not in streamed
     assert streamed == whole.choices[0].message.content and streamed
+    from retrieval.tokens import count_tokens  # usage counts the replacement the client got, too
+
+    assert whole.usage.completion_tokens >= count_tokens(whole.choices[0].message.content)
 
 
 def test_a_models_answer_cut_by_max_tokens_counts_what_was_returned(model_client) -> None:

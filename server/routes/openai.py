@@ -310,7 +310,8 @@ async def _sse(turn: RunningTurn, cid: str, created: int, model: str, include_us
                 else:
                     yield chunk({"content": event["delta"]})
             elif event["type"] == "answer_replaced" and hold:
-                held.clear()  # never sent: nothing to withdraw
+                held.clear()  # never sent, so nothing to withdraw; an extension reader still learns of it
+                yield chunk({}, mentor={"event": event})
             elif event["type"] in FACT_EVENTS and event["type"] != "error":
                 yield chunk({}, mentor={"event": event})
             elif event["type"] == "done":
