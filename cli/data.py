@@ -74,7 +74,9 @@ def users(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON arr
 @app.command()
 @handle_errors
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Markdown, text or HTML files, or folders of them.")],
+    paths: Annotated[list[Path], typer.Argument(help="Markdown (.md, .mdx, .markdown: GitBook, Docusaurus, MkDocs, "
+                                                     "Hugo and Jekyll dialects too), text or HTML files, or folders "
+                                                     "of them.")],
     corpus: Annotated[str, typer.Option(help="Corpus to add the documents to (see `mentor corpus list`).")],
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -87,6 +89,10 @@ def ingest(
         f"{report.unchanged} unchanged), {report.chunks_written} chunks written, "
         f"{report.embedded} embedded in {report.seconds}s"
     )
+    if report.dialects:
+        typer.echo("markdown dialects: " + ", ".join(f"{name} {n}" for name, n in sorted(report.dialects.items())))
+    for name, why in report.skipped:
+        typer.echo(f"skipped {name}: {why}")
 
 
 @app.command("ingest-market")

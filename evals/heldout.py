@@ -31,7 +31,8 @@ HELDOUT_SETS = ("questions.yaml", "tasklane-questions.yaml")  # a Markdown handb
 
 class HeldoutCase(BaseModel):
     question: str
-    source: str = Field(description="the anchor of the section that answers")
+    source: str | list[str] = Field(description="the anchor of the section that answers (several: any of them, "
+                                                "e.g. a tab and the section it sits in)")
     fact: str
 
 
@@ -92,7 +93,8 @@ def run_heldout(db: Database, provider: ChatProvider = COMPOSER, spec: HeldoutSe
     try:
         for case in spec.cases:
             hits = search(db, case.question, corpora=[spec.corpus], k=5)
-            rank = next((i for i, h in enumerate(hits, 1) if h.anchor == case.source), None)
+            sources = [case.source] if isinstance(case.source, str) else case.source
+            rank = next((i for i, h in enumerate(hits, 1) if h.anchor in sources), None)
             answer, events = _ask(db, provider, spec.corpus, case.question)
             done = events[-1]
             results.append(HeldoutResult(

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
 from core.errors import IngestError
+from retrieval.dialects import normalise
 from retrieval.tokens import count_tokens, encoding
 
-SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
+SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".txt": "text", ".html": "html",
+             ".htm": "html"}
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
@@ -39,7 +39,8 @@ class ParsedDocument:
     source: str
     title: str
     sections: list[Section]
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)  # front matter's other keys: filters, copied to every chunk
+    dialect: str | None = None  # the Markdown dialect it was written in (retrieval/dialects.py), on the document
 
 
 @dataclass
@@ -56,19 +57,6 @@ class Chunk:
     def search_text(self) -> str:
         """What the embedding and the keyword index read (`readable`); `text` is what is shown and cited."""
         return readable(self.text)
-
-
-def _front_matter(text: str) -> tuple[dict, str]:
-    if text.startswith("---\n"):
-        end = text.find("\n---", 4)
-        if end != -1:
-            try:
-                meta = yaml.safe_load(text[4:end]) or {}
-            except yaml.YAMLError as exc:
-                raise IngestError(f"bad front matter: {exc}") from None
-            if isinstance(meta, dict):
-                return {str(k): v for k, v in meta.items()}, text[end + 4 :].lstrip("\n")
-    return {}, text
 
 
 class _Outline:
@@ -182,17 +170,25 @@ def read_document(path: Path, source: str) -> ParsedDocument:
     if "\x00" in text:
         raise IngestError(f"{path}: looks like a binary file")
     fallback = path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
-    metadata, body = _front_matter(text) if kind == "markdown" else ({}, text)
-    if kind == "markdown":
-        title, sections = parse_markdown(body, fallback)
+    metadata: dict = {}
+    dialect = None
+    if kind == "markdown":  # every documentation dialect, cleaned to plain Markdown first (retrieval/dialects.py)
+        try:
+            clean = normalise(text, source)
+        except IngestError as exc:
+            raise IngestError(f"{path}: {exc}") from None
+        title, sections = parse_markdown(clean.text, fallback)
+        title = clean.title or title
+        metadata, dialect = clean.metadata, clean.dialect
+        if clean.description and sections:  # the page's summary opens its first section
+            sections[0].text = f"{clean.description}\n\n{sections[0].text}"
     elif kind == "html":
-        title, sections = parse_html(body, fallback)
+        title, sections = parse_html(text, fallback)
     else:
-        title, sections = fallback, [Section("", body.strip())] if body.strip() else []
-    title = str(metadata.pop("title", title))
+        title, sections = fallback, [Section("", text.strip())] if text.strip() else []
     if not sections:
         raise IngestError(f"{path}: file is empty (no text to index)")
-    return ParsedDocument(source=source, title=title, sections=sections, metadata=metadata)
+    return ParsedDocument(source=source, title=title, sections=sections, metadata=metadata, dialect=dialect)
 
 
 def _split_long(paragraph: str, budget: int) -> list[str]:

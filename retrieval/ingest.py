@@ -28,7 +28,7 @@ from retrieval.corpora import require_corpora
 from retrieval.embedder import get_embedder
 from store.db import Database
 
-CHUNKER_VERSION = "2"  # 2: heading paths, whole code blocks and tables, readable search text
+CHUNKER_VERSION = "3"  # 2: heading paths, whole code blocks and tables, readable search text; 3: dialects cleaned
 
 
 @dataclass
@@ -42,6 +42,8 @@ class IngestReport:
     embedded: int = 0
     seconds: float = 0.0
     sources: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) a folder held but we did not read
+    dialects: dict[str, int] = field(default_factory=dict)  # Markdown dialect -> documents read in it
 
 
 @dataclass
@@ -50,16 +52,30 @@ class PreparedDocument:
     content_hash: str
 
 
-def discover_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """Expand folders; return (file, source key) pairs. Source = path relative to the argument's parent."""
+def discover_files(paths: Iterable[Path], skipped: list[tuple[str, str]] | None = None) -> list[tuple[Path, str]]:
+    """Expand folders; return (file, source key) pairs. Source = path relative to the argument's parent.
+    Every file a folder holds that is not read goes into `skipped` with the reason, so none is lost unsaid."""
     found: list[tuple[Path, str]] = []
+    skipped = skipped if skipped is not None else []
     for path in paths:
         if not path.exists():
             raise IngestError(f"{path}: no such file or directory")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            files = []
+            for p in sorted(path.rglob("*")):
+                hidden = next((part for part in p.relative_to(path).parts if part.startswith(".")), None)
+                if hidden is not None:
+                    if p.name == hidden and p.is_dir():  # one line for a hidden folder (.git, .gitbook)
+                        skipped.append((p.as_posix() + "/", "hidden folder"))
+                    elif p.name == hidden:
+                        skipped.append((p.as_posix(), "hidden file"))
+                elif p.is_file() and p.suffix.lower() in SUPPORTED:
+                    files.append(p)
+                elif p.is_file():
+                    skipped.append((p.as_posix(), f"{p.suffix or 'no suffix'}: not a document type we read "
+                                                  f"({', '.join(sorted(SUPPORTED))})"))
             if not files:
-                raise IngestError(f"{path}: no .md, .txt or .html files in this folder")
+                raise IngestError(f"{path}: no {', '.join(sorted(SUPPORTED))} files in this folder")
             found.extend((f, f.relative_to(path.parent).as_posix()) for f in files)
         else:
             found.append((path, f"{path.parent.name}/{path.name}" if path.parent.name else path.name))
@@ -71,9 +87,10 @@ def content_hash(raw: bytes, settings: Settings) -> str:
     return hashlib.sha256(raw + salt).hexdigest()
 
 
-def prepare_files(paths: Iterable[Path], settings: Settings) -> list[PreparedDocument]:
+def prepare_files(paths: Iterable[Path], settings: Settings,
+                  skipped: list[tuple[str, str]] | None = None) -> list[PreparedDocument]:
     prepared = []
-    for path, source in discover_files(paths):
+    for path, source in discover_files(paths, skipped):
         doc = read_document(path, source)
         prepared.append(PreparedDocument(doc, content_hash(path.read_bytes(), settings)))
     return prepared
@@ -106,7 +123,8 @@ def _write_wave(conn: psycopg.Connection, corpus: str, wave: list[tuple[Prepared
                SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
                    metadata = EXCLUDED.metadata, ingested_at = now()
                RETURNING id, (xmax = 0) AS inserted""",
-            (corpus, doc.source, doc.title, item.content_hash, json.dumps(doc.metadata, default=str)),
+            (corpus, doc.source, doc.title, item.content_hash,
+             json.dumps({**doc.metadata, **({"dialect": doc.dialect} if doc.dialect else {})}, default=str)),
         ).fetchone()
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (row["id"],))
         with conn.cursor().copy(
@@ -132,7 +150,14 @@ def _write_wave(conn: psycopg.Connection, corpus: str, wave: list[tuple[Prepared
 def ingest_paths(db: Database, paths: list[Path], corpus: str, *, progress: bool = True) -> IngestReport:
     settings = get_settings()
     require_corpora(db, [corpus])
-    return ingest_documents(db, corpus, prepare_files(paths, settings), settings=settings, progress=progress)
+    skipped: list[tuple[str, str]] = []
+    prepared = prepare_files(paths, settings, skipped)
+    report = ingest_documents(db, corpus, prepared, settings=settings, progress=progress)
+    report.skipped = skipped
+    for item in prepared:
+        if dialect := item.doc.dialect:
+            report.dialects[dialect] = report.dialects.get(dialect, 0) + 1
+    return report
 
 
 def ingest_documents(
