@@ -39,10 +39,13 @@ def main() -> None:
     print(json.dumps({"set": args.set, "cases": report.cases, "hits_at_5": report.hits_at_5,
                       "facts_in_answer": report.facts_in_answer, "unsupported_figures": report.unsupported_figures,
                       "off_topic_escalated": f"{report.off_topic_escalated}/{report.off_topic}",
-                      "answers_with_markup": sum(any(m in r.answer for m in MARKUP) for r in report.results)}))
+                      "answers_with_markup": sum(any(m in r.answer for m in MARKUP) for r in report.results),
+                      "tune_half": report.half("tune"), "report_half": report.half("report")}))
     if args.answers:
         for r in report.results:
-            print(f"rank={r.rank} fact={r.fact_in_answer} | {r.question}\n    {r.answer[:300]}")
+            print(f"[{r.half}] rank={r.rank} fact={r.fact_in_answer} | {r.question}\n    {r.answer[:300]}")
+        for u in report.unanswerable:
+            print(f"[{u.half}] honest={u.honest} | {u.question}\n    {u.answer[:300]}")
 
 
 if __name__ == "__main__":

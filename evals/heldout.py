@@ -9,12 +9,14 @@ questions are handed to a person rather than answered.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agents.aio import iterate_blocking
 from agents.composer import COMPOSER
+from agents.composer.structures import NOT_FOUND
 from agents.llm import ChatProvider
 from agents.personas import get_persona
 from agents.requests import TurnRequest
@@ -29,27 +31,56 @@ HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 HELDOUT_SETS = ("questions.yaml", "tasklane-questions.yaml")  # a Markdown handbook and an HTML help center
 
 
+Half = Literal["tune", "report"]
+
+
 class HeldoutCase(BaseModel):
     question: str
     source: str | list[str] = Field(description="the anchor of the section that answers (several: any of them, "
                                                 "e.g. a tab and the section it sits in)")
     fact: str
+    half: Half = Field("tune", description="tune: may be looked at while tuning; report: only ever reported "
+                                           "(sets written before the split count as tuned on)")
+
+
+class Unanswerable(BaseModel):
+    question: str
+    half: Half = "tune"
 
 
 class HeldoutSet(BaseModel):
     corpus: str
     document: str
     cases: list[HeldoutCase]
-    off_topic: list[str] = Field(default_factory=list)
+    off_topic: list[Unanswerable] = Field(default_factory=list, description="questions the documents cannot answer")
+
+    @field_validator("off_topic", mode="before")
+    @classmethod
+    def _plain_questions(cls, value: list) -> list:
+        return [{"question": q} if isinstance(q, str) else q for q in value]
 
 
 class HeldoutResult(BaseModel):
     question: str
+    half: Half = "tune"
     rank: int | None = Field(None, description="position of the answering section in the top 5")
     fact_in_answer: bool
     unsupported: list[str]
     escalated: bool
     answer: str
+
+
+class UnanswerableResult(BaseModel):
+    question: str
+    half: Half = "tune"
+    honest: bool = Field(description="the answer says the help center does not cover it (or hands it to a person), "
+                                     "rather than quoting something else as if it answered")
+    answer: str
+
+
+def honest_about_not_knowing(answer: str, events: list[dict]) -> bool:
+    return any(e["type"] == "handoff" and e["reason"] == "no_answer" for e in events) or \
+        answer.lstrip().startswith(NOT_FOUND)
 
 
 class HeldoutReport(BaseModel):
@@ -60,6 +91,17 @@ class HeldoutReport(BaseModel):
     off_topic_escalated: int
     off_topic: int
     results: list[HeldoutResult]
+    unanswerable: list[UnanswerableResult] = Field(default_factory=list)
+
+    def half(self, half: Half) -> dict[str, str]:
+        """The issue's four numbers for one half: fact stated, honest on unanswerable, unsupported figures,
+        hit@5 (as "n/m")."""
+        cases = [r for r in self.results if r.half == half]
+        unanswerable = [u for u in self.unanswerable if u.half == half]
+        return {"fact_stated": f"{sum(r.fact_in_answer for r in cases)}/{len(cases)}",
+                "honest_unanswerable": f"{sum(u.honest for u in unanswerable)}/{len(unanswerable)}",
+                "unsupported_figures": str(sum(len(r.unsupported) for r in cases)),
+                "hit_at_5": f"{sum(r.rank is not None for r in cases)}/{len(cases)}"}
 
 
 def load_heldout(name: str = HELDOUT_SETS[0]) -> HeldoutSet:
@@ -98,19 +140,22 @@ def run_heldout(db: Database, provider: ChatProvider = COMPOSER, spec: HeldoutSe
             answer, events = _ask(db, provider, spec.corpus, case.question)
             done = events[-1]
             results.append(HeldoutResult(
-                question=case.question, rank=rank, fact_in_answer=case.fact in answer, answer=answer,
+                question=case.question, half=case.half, rank=rank, fact_in_answer=case.fact in answer, answer=answer,
                 unsupported=(done.get("grounding") or {}).get("unsupported", []),
                 escalated=any(e["type"] == "handoff" for e in events)))
         escalated = 0
-        for question in spec.off_topic:
-            _, events = _ask(db, provider, spec.corpus, question)
+        unanswerable = []
+        for item in spec.off_topic:
+            answer, events = _ask(db, provider, spec.corpus, item.question)
             escalated += any(e["type"] == "handoff" and e["reason"] == "no_answer" for e in events)
+            unanswerable.append(UnanswerableResult(question=item.question, half=item.half, answer=answer,
+                                                   honest=honest_about_not_knowing(answer, events)))
     finally:
+        asked = [*(c.question for c in spec.cases), *(u.question for u in spec.off_topic)]
         with db.admin() as conn:  # tickets the turns opened
             conn.execute("DELETE FROM support_tickets WHERE user_id IS NULL AND conversation_id IS NULL "
-                         "AND subject = ANY(%s)", ([ticket_subject(q) for q in [*(c.question for c in spec.cases),
-                                                                                *spec.off_topic]],))
+                         "AND subject = ANY(%s)", ([ticket_subject(q) for q in asked],))
     return HeldoutReport(
         hits_at_5=sum(r.rank is not None for r in results), facts_in_answer=sum(r.fact_in_answer for r in results),
         cases=len(results), unsupported_figures=sum(len(r.unsupported) for r in results),
-        off_topic_escalated=escalated, off_topic=len(spec.off_topic), results=results)
+        off_topic_escalated=escalated, off_topic=len(spec.off_topic), results=results, unanswerable=unanswerable)

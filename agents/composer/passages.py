@@ -24,6 +24,7 @@ from retrieval.search import SearchHit
 _ABBREVIATIONS = ("e.g.", "i.e.", "E.g.", "I.e.", "etc.", "vs.", "approx.", "incl.", "no.", "min.", "max.", "Mr.",
                   "Ms.", "Dr.")
 _SENTENCE_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]”]))\s+(?=[A-Z0-9$\"'(“])")
+CLAUSE_NUMBER = re.compile(r"^\(?\d{1,2}(?:\.\d{1,2})+\)?\s+(?=[A-Z])")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+(.*)$")
 _WORD = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset([
@@ -91,7 +92,9 @@ def units_of(hit: SearchHit, number: int) -> list[Unit]:
 
     def flush_paragraph() -> None:
         if paragraph:
-            texts.extend(("sentence", s) for s in split_sentences(" ".join(paragraph)))
+            # a clause number ("2.1 We deduct ...") numbers the policy, not the fact: quoted without it, so the
+            # answer does not read "... [1] 5.1 You may close" and the number is no figure to check
+            texts.extend(("sentence", CLAUSE_NUMBER.sub("", s)) for s in split_sentences(" ".join(paragraph)))
             paragraph.clear()
 
     while i < len(lines):

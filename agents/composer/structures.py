@@ -28,6 +28,7 @@ MY_PLAN = re.compile(r"\b(my (plan|commission|fees?|subscription|account)|(do|wi
                      r"i('m| am) (on|paying))\b", re.I)
 REQUEST_WORDS = frozenset({"like", "talk", "speak", "please", "want", "need", "someone", "somebody", "now", "thank",
                            "thanks", "hi", "hello", "could", "would", "let", "real", "live", "chat", "get"})
+NOT_FOUND = "I couldn't find"  # how every "the help center does not say" answer begins (evals count them)
 REVENUE_TOPIC = re.compile(r"\b(revenue|earn\w*|income|made|money)\b", re.I)
 
 
