@@ -21,6 +21,11 @@ SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".t
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
+class EmptyDocument(IngestError):
+    """A document with no text of its own (a category page, an `_index.md` of front matter only): a folder
+    ingest skips it and says so; named on its own, it is an error."""
+
+
 def anchor_for(heading: str) -> str:
     """GitHub-style anchor: lower case, punctuation dropped, spaces to dashes."""
     slug = re.sub(r"[^\w\- ]", "", heading.lower()).strip()
@@ -151,6 +156,9 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
         else:
             outline.add(("- " if el.name == "li" else "") + content)
     outline.flush()
+    if not outline.sections and (loose := body.get_text("\n", strip=True)):  # text only in <div>s and the like
+        outline.add(loose)
+        outline.flush()
     return outline.title or fallback_title, outline.sections
 
 
@@ -174,7 +182,7 @@ def read_document(path: Path, source: str) -> ParsedDocument:
     dialect = None
     if kind == "markdown":  # every documentation dialect, cleaned to plain Markdown first (retrieval/dialects.py)
         try:
-            clean = normalise(text, source)
+            clean = normalise(text, source, exists=lambda target: (path.parent / target).is_file())
         except IngestError as exc:
             raise IngestError(f"{path}: {exc}") from None
         title, sections = parse_markdown(clean.text, fallback)
@@ -187,7 +195,9 @@ def read_document(path: Path, source: str) -> ParsedDocument:
     else:
         title, sections = fallback, [Section("", text.strip())] if text.strip() else []
     if not sections:
-        raise IngestError(f"{path}: file is empty (no text to index)")
+        if not text.strip():
+            raise IngestError(f"{path}: file is empty (no text to index)")
+        raise EmptyDocument(f"{path}: no text of its own to index (only front matter, markup or components)")
     return ParsedDocument(source=source, title=title, sections=sections, metadata=metadata, dialect=dialect)
 
 

@@ -23,11 +23,16 @@ from tqdm import tqdm
 
 from core.errors import IngestError
 from core.settings import Settings, get_settings
-from retrieval.chunking import SUPPORTED, Chunk, ParsedDocument, chunk_document, read_document
+from retrieval.chunking import SUPPORTED, Chunk, EmptyDocument, ParsedDocument, chunk_document, read_document
 from retrieval.corpora import require_corpora
 from retrieval.embedder import get_embedder
 from store.db import Database
 
+# folders documentation tools build into or vendor from (Jekyll's _site and partials, MkDocs' snippets,
+# node_modules, build output): their files are copies, templates or code, never pages of their own
+BUILD_FOLDERS = frozenset({"node_modules", "_site", "_includes", "_layouts", "_data", "_sass", "build", "dist",
+                           "snippets", "includes", "__pycache__"})
+NAVIGATION_FILES = frozenset({"SUMMARY.md"})  # GitBook's table of contents
 CHUNKER_VERSION = "3"  # 2: heading paths, whole code blocks and tables, readable search text; 3: dialects cleaned
 
 
@@ -63,12 +68,16 @@ def discover_files(paths: Iterable[Path], skipped: list[tuple[str, str]] | None 
         if path.is_dir():
             files = []
             for p in sorted(path.rglob("*")):
-                hidden = next((part for part in p.relative_to(path).parts if part.startswith(".")), None)
+                parts = p.relative_to(path).parts
+                hidden = next((part for part in parts if part.startswith(".") or part in BUILD_FOLDERS), None)
                 if hidden is not None:
-                    if p.name == hidden and p.is_dir():  # one line for a hidden folder (.git, .gitbook)
-                        skipped.append((p.as_posix() + "/", "hidden folder"))
+                    if p.name == hidden and p.is_dir():  # one line for the folder (.git, node_modules, _site)
+                        skipped.append((p.as_posix() + "/", "hidden folder" if hidden.startswith(".")
+                                        else "a build, theme or dependency folder, not content"))
                     elif p.name == hidden:
                         skipped.append((p.as_posix(), "hidden file"))
+                elif p.is_file() and p.name in NAVIGATION_FILES:
+                    skipped.append((p.as_posix(), "the site's navigation, not content"))
                 elif p.is_file() and p.suffix.lower() in SUPPORTED:
                     files.append(p)
                 elif p.is_file():
@@ -90,9 +99,18 @@ def content_hash(raw: bytes, settings: Settings) -> str:
 def prepare_files(paths: Iterable[Path], settings: Settings,
                   skipped: list[tuple[str, str]] | None = None) -> list[PreparedDocument]:
     prepared = []
+    named = {p.resolve() for p in paths if p.is_file()}
     for path, source in discover_files(paths, skipped):
-        doc = read_document(path, source)
+        try:
+            doc = read_document(path, source)
+        except EmptyDocument:
+            if path.resolve() in named or skipped is None:
+                raise
+            skipped.append((path.as_posix(), "no text of its own (an index or category page)"))
+            continue
         prepared.append(PreparedDocument(doc, content_hash(path.read_bytes(), settings)))
+    if not prepared:
+        raise IngestError("no document with text to index: " + ", ".join(str(p) for p in paths))
     return prepared
 
 

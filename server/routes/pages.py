@@ -64,8 +64,12 @@ def knowledge(source: str, request: Request, s: Svc) -> Response:
     if not chunks:
         return TEMPLATES.TemplateResponse(request, "not_found.html", {
             "title": "Not found", "message": "No public document has this address."}, status_code=404)
+    from markdown_it import MarkdownIt
+
+    # the operator's own documents, as Markdown (links, emphasis, lists); raw HTML in them stays escaped
+    render = MarkdownIt("commonmark", {"html": False}).enable("table").render
     sections = [{"anchor": anchor, "title": group[0]["section"],
-                 "paragraphs": [p for c in group for p in c["text"].split("\n\n", 1)[-1].split("\n\n")]}
+                 "html": render("\n\n".join(c["text"].split("\n\n", 1)[-1] for c in group))}
                 for anchor, group in ((a, list(g)) for a, g in groupby(chunks, key=lambda c: c["anchor"]))]
     return TEMPLATES.TemplateResponse(request, "knowledge.html", {"title": chunks[0]["title"], "sections": sections})
 
