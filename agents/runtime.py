@@ -62,6 +62,7 @@ from agents.requests import TurnRequest
 from agents.sampling import OutputLimit, Sampling
 from agents.tools import TOOLS, ToolContext, ToolOutcome, detect_skill, run_tool
 from core.errors import MentorError
+from retrieval.coverage import missing_words
 from retrieval.embedder import get_embedder
 from retrieval.search import SearchHit, balanced, search
 from retrieval.tokens import count_tokens
@@ -104,6 +105,7 @@ class Turn:
         self.handoff: Handoff | None = None
         self.system_text = ""
         self.question_vector: np.ndarray | None = None
+        self.missing_words: list[str] = []  # the question's subject words no searched document contains
         self.answer = ""
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -186,6 +188,8 @@ class Turn:
         hits = [hit for corpus in self.persona.corpora
                 for hit in search(self.db, query, corpora=[corpus], k=k, metadata=self.persona.retrieval_filter,
                                   vector=embedded)]
+        if query == self.req.text:
+            self.missing_words = missing_words(self.db, self.persona.corpora, query)
         yield from self.cite(balanced(hits, k))
 
     def gather(self) -> Iterator[Event]:
@@ -195,14 +199,16 @@ class Turn:
 
     def with_evidence(self, prompt: str) -> str:
         """A system prompt followed by the records and the numbered sources."""
-        return "\n\n".join(p for p in (prompt, records_block(self.records), sources_block(self.hits)) if p)
+        missing = (f"No source mentions: {', '.join(self.missing_words)}. If the question is about these, say the "
+                   "sources don't cover it rather than answering from nearby text.") if self.missing_words else ""
+        return "\n\n".join(p for p in (prompt, records_block(self.records), sources_block(self.hits), missing) if p)
 
     def evidence(self) -> Evidence:
         return Evidence(
             persona=self.persona.id, question=self.req.text, history=[h.model_dump() for h in self.req.history],
             records=[(n, d) for n, d in self.records if not (isinstance(d, dict) and set(d) == {"error"})],
             hits=list(self.hits), handoff=self.handoff, signed_in=self.req.user_id is not None, mode=self.req.mode,
-            system_prompt=self.system_text, question_vector=self.question_vector)
+            system_prompt=self.system_text, question_vector=self.question_vector, missing_words=self.missing_words)
 
     def evidence_index(self) -> EvidenceIndex:
         """The evidence's figures, rebuilt only when a tool call mid-answer added evidence."""

@@ -101,6 +101,7 @@ class HeldoutReport(BaseModel):
         return {"fact_stated": f"{sum(r.fact_in_answer for r in cases)}/{len(cases)}",
                 "honest_unanswerable": f"{sum(u.honest for u in unanswerable)}/{len(unanswerable)}",
                 "unsupported_figures": str(sum(len(r.unsupported) for r in cases)),
+                "answerable_hedged": f"{sum(r.answer.lstrip().startswith(NOT_FOUND) for r in cases)}/{len(cases)}",
                 "hit_at_5": f"{sum(r.rank is not None for r in cases)}/{len(cases)}"}
 
 

@@ -66,6 +66,9 @@ def test_widget_demo_answer_with_citation_then_human_handoff(live, page, db: Dat
     assert answer.inner_text().strip() == REPLY.replace("**", "")
     citation = page.locator("#mentor-support-widget >> .cites a").first
     assert "/knowledge/help_center/" in citation.get_attribute("href")
+    # the section the answer's first quote [1] comes from, under the answer
+    source = page.locator("#mentor-support-widget >> .msg.bot .from").first.inner_text()
+    assert source == "From: " + citation.inner_text().removeprefix("[1] ")
     # the host page's hostile CSS does not reach inside the Shadow DOM
     color = page.locator("#mentor-support-widget >> .launcher").evaluate("el => getComputedStyle(el).backgroundColor")
     assert color == "rgb(29, 42, 68)"
@@ -109,6 +112,7 @@ def test_chat_page_david_shows_a_rate_card(live, page, db: Database) -> None:
     assert "React" in card.inner_text() and f"${float(p50):,.0f}" in card.inner_text()
     page.locator(".msg.assistant .feedback button").first.wait_for(timeout=20_000)
     assert page.locator(".msg.assistant .citation").count() > 0
+    assert page.locator(".msg.assistant .from").first.inner_text().startswith("From: ")
     page.screenshot(path=str(ARTIFACTS / "chat-david-rates.png"))
 
 

@@ -78,6 +78,23 @@ def test_support_says_plainly_when_the_help_center_has_no_answer(knowledge: Data
     assert events[-1].grounding.unsupported == []
 
 
+def test_support_says_so_when_the_question_names_what_the_help_center_never_mentions(knowledge: Database) -> None:
+    # shares "payout", "withdraw", "balance" with the help center, which says nothing of Bitcoin or interest
+    for question, word in (("Can I withdraw my balance in Bitcoin?", "Bitcoin"),
+                           ("Do you pay interest on the money in my balance?", "interest")):
+        answer, events = ask(knowledge, persona="support", text=question)
+        assert answer.startswith(f"I couldn't find anything about “{word}” in the help center"), answer
+        assert "The closest topic it covers is “" in answer and re.search(r"\[\d\]", answer)  # named as related
+        assert "ask for a person" in answer  # a person is offered, not imposed
+        assert not any(e.type == "handoff" for e in events)
+        assert events[-1].grounding.unsupported == []
+
+
+def test_support_answers_directly_when_the_help_center_uses_the_words(knowledge: Database) -> None:
+    answer, _ = ask(knowledge, persona="support", text="How do I withdraw to PayPal?")
+    assert not answer.startswith("I couldn't find") and "PayPal" in answer and "[1]" in answer
+
+
 def test_support_apologises_and_hands_over_when_upset(knowledge: Database, demo_ids) -> None:
     answer, events = ask(knowledge, persona="support", user_id=demo_ids["nora"],
                          text="This is RIDICULOUS, my withdrawal has been stuck for days!!!")

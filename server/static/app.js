@@ -3,7 +3,7 @@
 // still streaming keeps growing (resume follows it live).
 import { ChatClient } from "/static/chat-client.js";
 import { renderMarkdown, escapeHtml } from "/static/markdown.js";
-import { toolCard, citationLink } from "/static/cards.js";
+import { toolCard, citationLink, answerSource } from "/static/cards.js";
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("mentor_token");
@@ -149,6 +149,7 @@ function onEvent(ev) {
     b.el.querySelector(".cards").insertAdjacentHTML("beforeend", toolCard(ev));
   } else if (ev.type === "citation") {
     b.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev));
+    (b.cites = b.cites || {})[ev.index] = ev;
   } else if (ev.type === "handoff") {
     b.el.querySelector(".cards").insertAdjacentHTML("beforeend", `<div class="card card-ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} — a person from our support team will follow up</div>`);
   } else if (ev.type === "error") {
@@ -163,6 +164,8 @@ function onEvent(ev) {
       b.el.querySelector(".text").innerHTML = renderMarkdown(b.text, { unsupported });
       b.el.insertAdjacentHTML("beforeend", `<div class="grounding-note">Not found in the sources or your records: ${escapeHtml(unsupported.join(", "))}. Treat ${unsupported.length === 1 ? "this figure" : "these figures"} with caution.</div>`);
     }
+    b.el.querySelectorAll(".from").forEach((el) => el.remove());
+    b.el.querySelector(".text").insertAdjacentHTML("afterend", answerSource(b.text, b.cites));
     showFeedback(b, ev.message_id);
     $("cancel").hidden = true;
     $("announcer").textContent = ev.finish_reason === "stop" ? "Answer complete." : `Answer ended (${ev.finish_reason}).`;

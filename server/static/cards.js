@@ -64,3 +64,11 @@ export function citationLink(ev, base = "") {
   const href = `${base}/knowledge/${encodeURI(ev.source)}#${encodeURIComponent(ev.anchor || "")}`;
   return `<a class="citation" href="${escapeHtml(href)}" target="_blank" rel="noopener" title="${escapeHtml(ev.snippet)}">[${ev.index}] ${escapeHtml(ev.title)} › ${escapeHtml(ev.section)}</a>`;
 }
+
+// "From: Getting paid › Withdrawals": the section of the first source an answer quotes, shown under it.
+export function answerSource(text, cites) {
+  const m = /\[(\d+)\]/.exec(text || "");
+  const c = m && cites && cites[m[1]];
+  if (!c) return "";
+  return `<div class="from">From: ${escapeHtml(c.title)} › ${escapeHtml(c.section)}</div>`;
+}

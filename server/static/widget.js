@@ -14,7 +14,7 @@
   const conversationKey = `mentor_conversation_${siteKey}`;
 
   Promise.all([import(`${base}/static/chat-client.js`), import(`${base}/static/markdown.js`), import(`${base}/static/cards.js`)])
-    .then(([{ ChatClient }, { renderMarkdown, escapeHtml }, { citationLink }]) => {
+    .then(([{ ChatClient }, { renderMarkdown, escapeHtml }, { citationLink, answerSource }]) => {
       const host = document.createElement("div");
       host.id = "mentor-support-widget";
       document.body.appendChild(host);
@@ -38,7 +38,7 @@
           .msg.note { background: none; border-left: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; }
           .msg.typing { background: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; font-style: italic; }
           .seen { font-size: 11px; color: #4a4f59; text-align: right; margin-top: 2px; }
-          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; }
+          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; } .from { font-size: 12px; color: #444; margin-top: 4px; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
           .ticket form { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; } .ticket label { flex-basis: 100%; font-size: 12px; margin-top: 4px; } .ticket input { min-width: 0; } .ticket button { white-space: nowrap; } .ticket .state { margin-top: 4px; font-weight: 600; }
           .thinking { color: #5f6470; font-style: italic; } .err { color: #b00020; font-size: 12px; }
@@ -150,7 +150,7 @@
           const r = reply(ev.message_id);
           if (ev.type === "token") { r.text += ev.delta; r.el.querySelector(".text").innerHTML = renderMarkdown(r.text); }
           else if (ev.type === "answer_replaced") { r.text = ""; r.el.querySelector(".text").innerHTML = ""; r.el.insertAdjacentHTML("beforeend", `<div class="note">The first answer stated ${escapeHtml(ev.unsupported.join(", "))}, which the help center does not say; this answer quotes the help center instead.</div>`); }
-          else if (ev.type === "citation") r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base));
+          else if (ev.type === "citation") { r.el.querySelector(".cites").insertAdjacentHTML("beforeend", citationLink(ev, base)); (r.cites = r.cites || {})[ev.index] = ev; }
           else if (ev.type === "handoff") {
             r.el.insertAdjacentHTML("beforeend", `<div class="ticket" data-ticket="${escapeHtml(ev.ticket_id)}">Ticket #${escapeHtml(ev.ticket_id)} — a person from our support team will follow up.<div class="state" role="status">Status: waiting for a person</div></div>`);
             contactForm(r.el.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`), ev.ticket_id);
@@ -158,6 +158,7 @@
           else if (ev.type === "error") r.el.insertAdjacentHTML("beforeend", `<div class="err" role="alert">${escapeHtml(ev.message)}</div>`);
           else if (ev.type === "done") {
             const t = r.el.querySelector(".thinking"); if (t) t.remove(); r.el.dataset.done = ev.finish_reason;
+            r.el.querySelectorAll(".from").forEach((el) => el.remove()); r.el.querySelector(".text").insertAdjacentHTML("afterend", answerSource(r.text, r.cites));
             const unsupported = (ev.grounding && ev.grounding.unsupported) || [];
             if (unsupported.length) { r.el.querySelector(".text").innerHTML = renderMarkdown(r.text, { unsupported }); r.el.insertAdjacentHTML("beforeend", `<div class="note">Not found in the help center: ${escapeHtml(unsupported.join(", "))}.</div>`); }
             $(".announcer").textContent = "Answer complete.";
