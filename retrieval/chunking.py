@@ -134,7 +134,9 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
     outline = _Outline()
     outline.title = soup.title.get_text(strip=True) if soup.title else None
     body = soup.body or soup
-    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "table", "blockquote", "dt", "dd"]):
+    # <summary> and <dt> hold an FAQ's question: kept as their own paragraph, ahead of the answer
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "table", "blockquote", "dt", "dd",
+                             "summary"]):
         if el.find_parent(["table", "pre"]) is not None or (el.name == "p" and el.find_parent("li") is not None):
             continue  # inside a table or code block: part of that block
         if el.name == "table":
@@ -145,7 +147,7 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
             if code.strip():
                 outline.add(f"```\n{code}\n```")
             continue
-        content = el.get_text(" ", strip=True)
+        content = " ".join(el.get_text(" ", strip=True).split())  # HTML's line breaks are not the text's
         if not content:
             continue
         if el.name[0] == "h" and el.name[1:].isdigit():
@@ -201,11 +203,30 @@ def read_document(path: Path, source: str) -> ParsedDocument:
     return ParsedDocument(source=source, title=title, sections=sections, metadata=metadata, dialect=dialect)
 
 
+_OPENS = re.compile(r"[{\[(:]\s*$|=\s*[{\[]\s*$")
+
+
+def _ancestors(stack: list[tuple[int, str]], line: str) -> list[str]:
+    """Update the stack of open object lines (indent, line) for this line; return the lines it sits under."""
+    stripped = line.strip()
+    if not stripped:
+        return [opener for _, opener in stack]
+    indent = len(line) - len(line.lstrip())
+    while stack and stack[-1][0] >= indent:
+        stack.pop()
+    above = [opener for _, opener in stack]
+    if _OPENS.search(stripped) and not stripped.startswith(("#", "//")):
+        stack.append((indent, line))
+    return above
+
+
 def _split_long(paragraph: str, budget: int) -> list[str]:
     """Split one over-long block into pieces of at most `budget` tokens.
 
     Code blocks and tables are cut between lines, and each piece keeps the fence (or the table's
-    header row), so every piece still reads as code or as a table; prose is cut between tokens.
+    header row), so every piece still reads as code or as a table; prose is cut between tokens. A piece
+    of a config block opens with the lines of the objects it sits in (`plans: {` / `  free: {`), so its
+    values keep their key path (`plans › free › commission rate: 0.2`) for both retrieval legs.
     """
     lines = paragraph.split("\n")
     fence = lines[0] if lines[0].strip().startswith(("```", "~~~")) else None
@@ -218,16 +239,19 @@ def _split_long(paragraph: str, budget: int) -> list[str]:
         else:
             head, body, tail = lines[:2], lines[2:], []
         overhead = count_tokens("\n".join(head + tail)) + 2
-        pieces, current = [], []
+        pieces, current, context, stack = [], [], [], []
         for line in body:
+            above = _ancestors(stack, line) if fence else []
             if count_tokens(line) + overhead > budget:  # one huge line: cut it like prose
                 line = encoding().decode(encoding().encode(line, disallowed_special=())[: budget - overhead])
-            if current and count_tokens("\n".join(current + [line])) + overhead > budget:
-                pieces.append("\n".join(head + current + tail))
+            if current and count_tokens("\n".join(context + current + [line])) + overhead > budget:
+                pieces.append("\n".join(head + context + current + tail))
+                # the next piece repeats the object lines its first line sits in, while they leave it room
+                context = above if count_tokens("\n".join(above + [line])) + overhead <= budget // 2 else []
                 current = []
             current.append(line)
         if current:
-            pieces.append("\n".join(head + current + tail))
+            pieces.append("\n".join(head + context + current + tail))
         return pieces
     tokens = encoding().encode(paragraph, disallowed_special=())
     return [encoding().decode(tokens[i : i + budget]) for i in range(0, len(tokens), budget)]

@@ -33,7 +33,8 @@ from store.db import Database
 BUILD_FOLDERS = frozenset({"node_modules", "_site", "_includes", "_layouts", "_data", "_sass", "build", "dist",
                            "snippets", "includes", "__pycache__"})
 NAVIGATION_FILES = frozenset({"SUMMARY.md"})  # GitBook's table of contents
-CHUNKER_VERSION = "3"  # 2: heading paths, whole code blocks and tables, readable search text; 3: dialects cleaned
+CHUNKER_VERSION = "4"  # 2: heading paths, whole code blocks and tables, readable search text; 3: dialects cleaned;
+# 4: HTML FAQ questions (<summary>) kept, HTML line breaks not kept, split config pieces keep their key path
 
 
 @dataclass

@@ -81,48 +81,95 @@ def split_sentences(paragraph: str) -> list[str]:
     return [s.replace("\x00", ".").strip() for s in _SENTENCE_SPLIT.split(protected) if s.strip()]
 
 
+QUESTION_LINE = re.compile(r"^\s*(?:Q|Question)\s*[:.]\s*(\S.*)$", re.I)
+ANSWER_LINE = re.compile(r"^\s*(?:A|Answer)\s*[:.]\s*(.*)$", re.I)
+
+
+def _faq_question(paragraph: list[str]) -> str | None:
+    """A paragraph that is one short question ("Can I cancel?", "**Can I cancel?**") heads an FAQ pair."""
+    text = " ".join(" ".join(paragraph).split()).strip("*_ ")
+    return text if text.endswith("?") and len(text) <= 200 and len(split_sentences(text)) == 1 else None
+
+
+def _block(lines: list[str], i: int) -> tuple[str, list[str], int]:
+    """A fenced code block or a table starting at line i: its units and the line after it."""
+    if lines[i].strip().startswith("```"):
+        block = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith("```"):
+            block.append(lines[i])
+            i += 1
+        return "config", config_lines(block), i + 1
+    block = []
+    while i < len(lines) and lines[i].strip().startswith("|"):
+        block.append(lines[i])
+        i += 1
+    return "row", table_rows(block), i
+
+
+def _continues(line: str) -> bool:
+    """A wrapped line of the list item above (indented, or a lazy continuation as Markdown allows)."""
+    return bool(line.strip()) and not _LIST_ITEM.match(line) and not line.strip().startswith(("|", "```")) \
+        and not QUESTION_LINE.match(line) and not ANSWER_LINE.match(line)
+
+
+def _list_item(lines: list[str], i: int) -> tuple[str, int]:
+    """The list item starting at line i with its wrapped lines, and the index of its last line."""
+    item = [_LIST_ITEM.match(lines[i]).group(1)]
+    while i + 1 < len(lines) and _continues(lines[i + 1]):
+        i += 1
+        item.append(lines[i].strip())
+    return " ".join(item), i
+
+
 def units_of(hit: SearchHit, number: int) -> list[Unit]:
-    """Split a cited chunk into units; the chunk's first line is its title/section header."""
+    """Split a cited chunk into units; the chunk's first line is its title/section header.
+
+    An FAQ pair (a "Q:"/"A:" pair, or a question paragraph such as an HTML <summary> or <dt> followed by
+    its answer) becomes units of the answer keyed by the question: the question joins the section path the
+    unit is scored with, and is not quoted itself. A list item keeps its wrapped lines.
+    """
     header, _, body = hit.text.partition("\n\n")
     section = header.strip() or f"{hit.title} › {hit.section}"
-    texts: list[tuple[str, str]] = []
+    texts: list[tuple[str, str, str]] = []  # kind, text, the FAQ question it answers ("" if none)
     lines = body.splitlines()
     i = 0
     paragraph: list[str] = []
+    question = ""
 
     def flush_paragraph() -> None:
-        if paragraph:
+        nonlocal question
+        if not paragraph:
+            return
+        asked = _faq_question(paragraph)
+        if asked is not None:
+            question = asked  # the answer follows
+        else:
             # a clause number ("2.1 We deduct ...") numbers the policy, not the fact: quoted without it, so the
             # answer does not read "... [1] 5.1 You may close" and the number is no figure to check
-            texts.extend(("sentence", CLAUSE_NUMBER.sub("", s)) for s in split_sentences(" ".join(paragraph)))
-            paragraph.clear()
+            texts.extend(("sentence", CLAUSE_NUMBER.sub("", s), question)
+                         for s in split_sentences(" ".join(paragraph)))
+            if paragraph[-1].rstrip().endswith(":"):
+                question = ""  # "Things to check before your first lesson:" starts something else
+        paragraph.clear()
 
     while i < len(lines):
         line = lines[i]
-        if line.strip().startswith("```"):
+        if line.strip().startswith(("```", "|")):
             flush_paragraph()
-            block = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith("```"):
-                block.append(lines[i])
-                i += 1
-            texts.extend(("config", c) for c in config_lines(block))
-        elif line.strip().startswith("|"):
-            flush_paragraph()
-            block = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            texts.extend(("row", r) for r in table_rows(block))
+            kind, block, i = _block(lines, i)
+            texts.extend((kind, b, question) for b in block)
             continue
+        if (asked := QUESTION_LINE.match(line)) is not None:
+            flush_paragraph()
+            question = asked.group(1).strip()
+        elif (answered := ANSWER_LINE.match(line)) is not None:
+            flush_paragraph()
+            paragraph.append(answered.group(1).strip())
         elif _LIST_ITEM.match(line):
             flush_paragraph()
-            item = [_LIST_ITEM.match(line).group(1)]
-            while i + 1 < len(lines) and lines[i + 1].startswith((" ", "\t")) and lines[i + 1].strip() \
-                    and not _LIST_ITEM.match(lines[i + 1]):
-                i += 1
-                item.append(lines[i].strip())
-            texts.append(("item", " ".join(item)))
+            item, i = _list_item(lines, i)
+            texts.append(("item", item, question))
         elif not line.strip():
             flush_paragraph()
         else:
@@ -130,12 +177,12 @@ def units_of(hit: SearchHit, number: int) -> list[Unit]:
         i += 1
     flush_paragraph()
     units = []
-    for position, (kind, text) in enumerate(texts):
+    for position, (kind, text, asked) in enumerate(texts):
         text = text.strip()
         if len(text) < 3 or not re.search(r"[A-Za-z0-9]", text):
             continue
-        units.append(Unit(text=text, source=number, section=section, kind=kind, position=position, corpus=hit.corpus,
-                          has_figure=bool(extract_figures(text))))
+        units.append(Unit(text=text, source=number, section=f"{section} › {asked}" if asked else section, kind=kind,
+                          position=position, corpus=hit.corpus, has_figure=bool(extract_figures(text))))
     return units
 
 
