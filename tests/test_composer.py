@@ -56,7 +56,7 @@ def test_marcus_gives_the_records_then_next_steps_from_lessons(knowledge: Databa
     roi = result(events, "learning_roi")
     assert f"${roi['revenue_per_learning_hour']:,.2f} per learning hour" in answer
     steps = re.findall(r"(?m)^\d\. .+\[\d\]$", answer)
-    assert "Next steps:" in answer and 2 <= len(steps) <= 4
+    assert "Next steps, from the lesson “" in answer and 2 <= len(steps) <= 4
     assert_grounded(answer, events)
 
 
@@ -93,6 +93,17 @@ def test_support_says_so_when_the_question_names_what_the_help_center_never_ment
 def test_support_answers_directly_when_the_help_center_uses_the_words(knowledge: Database) -> None:
     answer, _ = ask(knowledge, persona="support", text="How do I withdraw to PayPal?")
     assert not answer.startswith("I couldn't find") and "PayPal" in answer and "[1]" in answer
+
+
+def test_mentors_advise_from_the_one_lesson_on_the_question(knowledge: Database, demo_ids) -> None:
+    answer, _ = ask(knowledge, persona="sarah", user_id=demo_ids["mateo"],
+                    text="A client keeps asking for extra changes for free. What do I say?")
+    assert "From the lesson “Quoting Fixed-Price Projects”" in answer and "priced fairly" in answer
+    assert "old rate" not in answer and "notice" not in answer  # the lesson on raising rates was retrieved too
+    answer, _ = ask(knowledge, persona="marcus", user_id=demo_ids["nora"],
+                    text="I have no clients yet. How do I get my first one?")
+    assert "Next steps, from the lesson “Finding Your First Clients”" in answer
+    assert "new rate" not in answer
 
 
 def test_support_apologises_and_hands_over_when_upset(knowledge: Database, demo_ids) -> None:

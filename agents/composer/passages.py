@@ -56,6 +56,7 @@ class Unit:
     kind: str  # sentence | item | row | config
     position: int
     corpus: str = ""
+    title: str = ""  # the document's: a lesson, a help-center article
     has_figure: bool = False
     score: float = 0.0
 
@@ -182,7 +183,8 @@ def units_of(hit: SearchHit, number: int) -> list[Unit]:
         if len(text) < 3 or not re.search(r"[A-Za-z0-9]", text):
             continue
         units.append(Unit(text=text, source=number, section=f"{section} › {asked}" if asked else section, kind=kind,
-                          position=position, corpus=hit.corpus, has_figure=bool(extract_figures(text))))
+                          position=position, corpus=hit.corpus, title=hit.title,
+                          has_figure=bool(extract_figures(text))))
     return units
 
 

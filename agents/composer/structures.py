@@ -55,10 +55,20 @@ def _sentence(text: str) -> str:
 
 def lessons(ev: Evidence, n: int, *, exclude_corpora: frozenset[str] = frozenset({"market_data"}),
             floor: float = RELEVANT) -> list[Unit]:
-    """The n most relevant units of the cited lessons, actionable advice first."""
+    """Up to n units of the lesson that holds the best match for the question, actionable advice first.
+
+    Advice is not mixed across lessons: "a client keeps asking for free changes" is answered by the
+    lesson on scope, not by the best sentences of the one on raising rates retrieved beside it."""
     corpora = {h.corpus for h in ev.hits} - exclude_corpora
     ranked = rank(ev.question, ev.hits, corpora=corpora, question_vector=ev.question_vector, bonus=actionable)
-    return pick(ranked, n, floor=floor, margin=0.2)
+    if not ranked:
+        return []
+    return pick([u for u in ranked if u.title == ranked[0].title], n, floor=floor, margin=0.2)
+
+
+def lesson_named(units: list[Unit]) -> str:
+    """Which lesson the advice comes from: "the lesson “Raising Your Rates”"."""
+    return f"the lesson “{units[0].title}”" if units else ""
 
 
 def record_sentences(ev: Evidence, names: list[str]) -> list[str]:
@@ -173,9 +183,9 @@ def mentor(ev: Evidence) -> str:
     parts = record_sentences(ev, names)  # a paragraph each: profile, revenue, learning, projects
     steps = lessons(ev, 4)
     if len(steps) >= 2:
-        parts.append("Next steps:\n" + bullets(steps, numbered=True))
+        parts.append(f"Next steps, from {lesson_named(steps)}:\n{bullets(steps, numbered=True)}")
     elif steps:
-        parts.append(quote(steps))
+        parts.append(f"From {lesson_named(steps)}: {quote(steps)}")
     else:
         parts.append("The lessons I found don't cover this; tell me more about your goal and I'll look again.")
     return "\n\n".join(p for p in parts if p)
@@ -186,7 +196,8 @@ def advice(ev: Evidence) -> str:
     names = [name for name, _ in ev.records if name in facts.SENTENCES]
     parts = [" ".join(record_sentences(ev, list(dict.fromkeys(names))))]
     quoted = lessons(ev, 4, exclude_corpora=set())
-    parts.append(bullets(quoted) if len(quoted) >= 3 else quote(quoted) if quoted else
+    parts.append(f"From {lesson_named(quoted)}:\n{bullets(quoted)}" if len(quoted) >= 3 else
+                 f"From {lesson_named(quoted)}: {quote(quoted)}" if quoted else
                  "I couldn't find advice on this in the lessons; tell me a little more about the situation.")
     return "\n\n".join(p for p in parts if p)
 
