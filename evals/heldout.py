@@ -8,6 +8,7 @@ questions are handed to a person rather than answered.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +66,7 @@ class HeldoutResult(BaseModel):
     half: Half = "tune"
     rank: int | None = Field(None, description="position of the answering section in the top 5")
     fact_in_answer: bool
+    fact_first: bool = Field(False, description="the fact is in the answer's first quote (what a reader reads first)")
     unsupported: list[str]
     escalated: bool
     answer: str
@@ -76,6 +78,12 @@ class UnanswerableResult(BaseModel):
     honest: bool = Field(description="the answer says the help center does not cover it (or hands it to a person), "
                                      "rather than quoting something else as if it answered")
     answer: str
+
+
+def first_quote(answer: str) -> str:
+    """The answer up to its first source marker, past a "closest topic it covers is “…”:" lead-in."""
+    text = answer.split("”: ", 1)[1] if answer.startswith(NOT_FOUND) and "”: " in answer else answer
+    return re.split(r"\[\d+\]", text, maxsplit=1)[0]
 
 
 def honest_about_not_knowing(answer: str, events: list[dict]) -> bool:
@@ -99,6 +107,7 @@ class HeldoutReport(BaseModel):
         cases = [r for r in self.results if r.half == half]
         unanswerable = [u for u in self.unanswerable if u.half == half]
         return {"fact_stated": f"{sum(r.fact_in_answer for r in cases)}/{len(cases)}",
+                "fact_in_first_quote": f"{sum(r.fact_first for r in cases)}/{len(cases)}",
                 "honest_unanswerable": f"{sum(u.honest for u in unanswerable)}/{len(unanswerable)}",
                 "unsupported_figures": str(sum(len(r.unsupported) for r in cases)),
                 "answerable_hedged": f"{sum(r.answer.lstrip().startswith(NOT_FOUND) for r in cases)}/{len(cases)}",
@@ -142,6 +151,7 @@ def run_heldout(db: Database, provider: ChatProvider = COMPOSER, spec: HeldoutSe
             done = events[-1]
             results.append(HeldoutResult(
                 question=case.question, half=case.half, rank=rank, fact_in_answer=case.fact in answer, answer=answer,
+                fact_first=case.fact in first_quote(answer),
                 unsupported=(done.get("grounding") or {}).get("unsupported", []),
                 escalated=any(e["type"] == "handoff" for e in events)))
         escalated = 0

@@ -59,3 +59,23 @@ def test_every_piece_of_a_split_config_block_keeps_its_key_path() -> None:
     assert len(chunks) >= 2 and any("monthly price" not in v for v in firsts)  # cut inside a plan's object
     found = [v for c in chunks for v in config_lines(c.text.split("\n\n", 1)[1].splitlines()[1:-1])]
     assert "plans › pro › api calls per minute: 60" in found
+
+
+def test_a_plan_named_by_its_price_is_learned_from_the_documents_prices() -> None:
+    from agents.composer.passages import Unit, priced_by_question
+
+    def unit(text: str, kind: str) -> Unit:
+        return Unit(text=text, source=1, section="Plans", kind=kind, position=0)
+
+    rows = [unit("Plan Starter: Monthly price $0; Commission 12%", "row"),
+            unit("Plan Plus: Monthly price $15; Commission 8%", "row"),
+            unit("Plan Pro: Monthly price $40; Commission 5%", "row")]
+    config = [unit("plans › basic › price per month usd: 0", "config"),
+              unit("plans › team › price per month usd: 19", "config"),
+              unit("plans › elite › price per month usd: 59", "config"),
+              unit("plans › elite › seats: 80", "config")]
+    assert priced_by_question("I'm on the free tier, what percentage do you keep?", rows) == "Plan Starter"
+    assert priced_by_question("How much is the top plan per month?", config) == "plans › elite"
+    assert priced_by_question("What does the middle tier cost?", rows) == "Plan Plus"
+    assert priced_by_question("What's the cheapest paid plan?", config) == "plans › team"
+    assert priced_by_question("How do refunds work?", rows) is None

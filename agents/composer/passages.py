@@ -215,6 +215,60 @@ class _EmbeddingCache:
 CACHE = _EmbeddingCache()
 
 
+_PRICE_FIELD = re.compile(r"\b(price|cost|monthly|per month|subscription)\b", re.I)
+_NOT_PRICE = re.compile(r"\b(commission|percent|percentage|rate|share|fee per withdrawal)\b", re.I)
+_AMOUNT = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# how readers name a plan by its price, where the document names it by its own word ("Starter")
+_BY_PRICE = {"free": re.compile(r"\b(free|without paying|no cost|not paying|don't pay|unpaid)\b", re.I),
+             "max": re.compile(r"\b(top|most expensive|priciest|highest|premium|biggest)\b (plan|tier|level|package)",
+                               re.I),
+             "min": re.compile(r"\b(cheapest|lowest|basic|smallest)\b (paid )?(plan|tier|level|package)", re.I),
+             "middle": re.compile(r"\b(middle|mid|second)\b[- ]?(plan|tier|level|package)", re.I)}
+
+
+def _key_and_field(unit: Unit) -> tuple[str, str, str] | None:
+    """A table row's or config line's key (the row's first cell, the object path), a field and its value."""
+    if unit.kind == "row" and ": " in unit.text:
+        key, _, rest = unit.text.partition(": ")
+        fields = [f for f in rest.rstrip(".").split("; ") if _PRICE_FIELD.search(f) and not _NOT_PRICE.search(f)]
+        return (key, fields[0], fields[0]) if fields else (key, "", "")
+    if unit.kind == "config" and " › " in unit.text and ": " in unit.text:
+        path, _, value = unit.text.rpartition(": ")
+        *keys, name = path.split(" › ")
+        if keys:
+            return " › ".join(keys), name, value
+    return None
+
+
+def priced_by_question(question: str, units: list[Unit]) -> str | None:
+    """The plan the question names by its price ("the free plan", "the top tier") when the document names it
+    otherwise: learned from the document's own prices (a tier priced $0 is the free one)."""
+    asked = [kind for kind, pattern in _BY_PRICE.items() if pattern.search(question)]
+    if not asked:
+        return None
+    prices: dict[str, float] = {}
+    for unit in units:
+        found = _key_and_field(unit)
+        if found is None or not found[1] or not _PRICE_FIELD.search(found[1]) or _NOT_PRICE.search(found[1]):
+            continue
+        amount = _AMOUNT.search(found[2])  # a row's field holds its value ("Monthly price $0")
+        if amount is not None:
+            prices.setdefault(found[0], float(amount.group(0).replace(",", "")))
+    if len(prices) < 2:
+        return None
+    ordered = sorted(prices, key=prices.get)
+    kind = asked[0]
+    if kind == "free":
+        free = [k for k in ordered if prices[k] == 0]
+        return free[0] if len(free) == 1 else None
+    if kind == "max":
+        return ordered[-1]
+    if kind == "min":
+        paid = [k for k in ordered if prices[k] > 0]
+        return paid[0] if paid else None
+    return ordered[len(ordered) // 2] if len(ordered) % 2 == 1 else None
+
+
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
@@ -234,9 +288,14 @@ def rank(question: str, hits: list[SearchHit], *, corpora: set[str] | None = Non
     similarity = vectors @ q
     q_terms = _terms(question)
     asked = [answer for question_pattern, answer in ASKS.values() if question_pattern.search(question)]
+    named_by_price = priced_by_question(question, units)
     for unit, sim in zip(units, similarity, strict=True):
         overlap = len(q_terms & _terms(unit.text)) / len(q_terms) if q_terms else 0.0
         unit.score = float(sim) + 0.2 * overlap + 0.02 / unit.source
+        if unit.kind in ("row", "config") and q_terms & _terms(unit.text.split(":", 1)[0]):
+            unit.score += 0.05  # the row or object the question names ("on the free plan") over its neighbours
+        if named_by_price is not None and (found := _key_and_field(unit)) is not None and found[0] == named_by_price:
+            unit.score += 0.08  # "the top plan" is the one the document prices highest
         if asked and unit.has_figure:  # the question wants a figure: units stating that kind of figure first
             unit.score += 0.1 if any(p.search(unit.text) for p in asked) else 0.03
         if unit.text.rstrip().endswith(":"):
