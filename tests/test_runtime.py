@@ -45,6 +45,16 @@ def test_turn_keeps_system_prompt_and_question_whatever_the_history(knowledge: D
     assert 0 < len(history_msgs) < 200 and count_message_tokens(history_msgs) <= 1500
 
 
+def test_a_model_is_told_which_words_of_the_question_no_source_mentions(knowledge: Database, provider) -> None:
+    with respx.mock() as router:
+        endpoint = ScriptedEndpoint(router, [text_reply("The help center doesn't cover Bitcoin.")])
+        list(run_turn(TurnRequest(persona="support", text="Can I withdraw my balance in Bitcoin?"), db=knowledge,
+                      provider=provider))
+    system = endpoint.requests[0]["messages"][0]["content"]
+    assert "say plainly that the help center doesn't\ncover it" in system  # the prompt's rule (prompts/support.md)
+    assert "No source mentions: bitcoin." in system  # and the words it applies to this time
+
+
 def test_a_sixth_persona_needs_only_a_prompt_file_and_a_registry_entry(
     knowledge: Database, demo_ids, tmp_path, monkeypatch, provider
 ) -> None:
