@@ -19,6 +19,8 @@ from retrieval.search import SearchHit
 class Handoff:
     ticket_id: int
     reason: str
+    already_open: bool = False  # the request was added to an open ticket
+    elsewhere: bool = False  # ... of another of the customer's conversations
 
 
 @dataclass

@@ -13,6 +13,7 @@ import re
 from collections.abc import Generator, Iterator
 from typing import Any, ClassVar, Protocol
 
+from agents.answerability import accepts_offer
 from agents.events import Event
 from agents.evidence import Evidence
 from agents.requests import TurnRequest
@@ -20,7 +21,6 @@ from agents.sentiment import is_upset, wants_human
 from agents.simulation import client_brief, wants_feedback
 from agents.tools import ToolOutcome
 from core.errors import MentorError
-from retrieval.coverage import subject_words
 from retrieval.search import SearchHit
 
 
@@ -37,7 +37,6 @@ class TurnState(Protocol):
     persona: PromptFiles
     records: list[tuple[str, Any]]
     hits: list[SearchHit]
-    missing_words: list[str]
     answer: str
     finish: str
     saved_draft: bool
@@ -52,11 +51,6 @@ class TurnState(Protocol):
 
     def with_evidence(self, prompt: str) -> str: ...
 
-# Best help-center match farther than this (cosine distance) = nothing relevant, when the help center also
-# uses none of the question's subject words. Measured on 12 on-topic support questions (worst 0.618) and 10
-# off-topic ones (best 0.847); see tests/test_agents.py. Help centers written in long unsectioned pages (a
-# plain-text export) answer some questions from 0.72-0.82: their shared words keep those answered.
-NO_ANSWER_DISTANCE = 0.72
 PROJECT_REF = re.compile(r"(?:project\s*(?:id\s*)?#?|#)(\d{1,9})\b", re.I)
 
 
@@ -158,7 +152,8 @@ class ClientSimulation(TurnHooks):
 
 
 class Escalation(TurnHooks):
-    """Support hands over to a person: on request, when the user is upset, or when nothing relevant is found."""
+    """Support hands over to a person (agents/answerability.py has the policy): when asked, when the user is
+    upset, or when they accept the offer of one for a question the help center does not answer."""
 
     name = "escalation"
 
@@ -169,21 +164,11 @@ class Escalation(TurnHooks):
             reason = "user_request"
         elif is_upset(text):
             reason = "upset"
-        elif self.nothing_relevant(turn):
-            reason = "no_answer"
+        elif accepts_offer(text, [m.model_dump() for m in turn.req.history]):
+            reason = "no_answer"  # unanswered, and the customer accepted a person
         if reason is None:
             return
         yield from turn.call_tool("create_support_ticket", {"reason": reason})  # its handoff event comes with it
-
-
-    @staticmethod
-    def nothing_relevant(turn: TurnState) -> bool:
-        """The nearest passage is far, and the help center uses none of the question's subject words (a page
-        written in other words than the reader's is far too, but shares some: it is answered, not handed over)."""
-        if min((h.distance for h in turn.hits if h.distance is not None), default=1.0) <= NO_ANSWER_DISTANCE:
-            return False
-        subject = subject_words(turn.req.text)
-        return not subject or len(turn.missing_words) == len(subject)
 
 
 class FinalizeDraft(TurnHooks):

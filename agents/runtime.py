@@ -133,8 +133,12 @@ class Turn:
         if name == "create_support_ticket" and outcome.error is None:
             # every ticket is a handoff, whoever opened it (a hook, the model): the client follows the
             # conversation for a person's replies from this event on
-            self.handoff = Handoff(ticket_id=outcome.data["ticket_id"], reason=outcome.data["reason"])
-            yield HandoffEvent(ticket_id=outcome.data["ticket_id"], reason=outcome.data["reason"])
+            data = outcome.data
+            self.handoff = Handoff(ticket_id=data["ticket_id"], reason=data["reason"],
+                                   already_open=bool(data.get("already_open")),
+                                   elsewhere=bool(data.get("in_another_conversation")))
+            if not self.handoff.already_open:  # asking again adds to the open ticket: no second one to show
+                yield HandoffEvent(ticket_id=data["ticket_id"], reason=data["reason"])
         if name == "search_knowledge" and outcome.data:
             yield from self.cite([SearchHit(corpus="", anchor="", score=0, **{k: r[k] for k in (
                 "chunk_id", "title", "section", "source", "text")}) for r in outcome.data["results"]])

@@ -360,7 +360,7 @@ def my_account(conn: psycopg.Connection, ctx: ToolContext, _: NoArgs) -> dict:
     return account
 
 
-TICKETS_PER_HOUR = 3  # per visitor or user, across their conversations
+TICKETS_PER_HOUR = 3  # new tickets per visitor or user an hour, across their conversations; then they join one
 
 
 def ticket_subject(words: str) -> str:
@@ -373,11 +373,16 @@ def ticket_subject(words: str) -> str:
 
 
 def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: TicketArgs) -> dict:
+    """Open a ticket, unless one is open: asking again in the same conversation adds to that one, and past
+    the hourly limit a request joins the customer's newest open ticket. A customer is never refused a person."""
     if ctx.conversation_id is not None:
+        found = conn.execute("SELECT * FROM open_ticket_for(%s)", (ctx.conversation_id,)).fetchone()
+        if found is not None and found["same_conversation"]:
+            return {"ticket_id": found["ticket_id"], "status": "open", "reason": args.reason, "already_open": True}
         recent = conn.execute("SELECT recent_ticket_count(%s) AS n", (ctx.conversation_id,)).fetchone()["n"]
-        if recent >= TICKETS_PER_HOUR:
-            raise ToolError(f"{recent} tickets were opened from here in the last hour; a person will answer those "
-                            "first — please don't open more")
+        if recent >= TICKETS_PER_HOUR and found is not None:
+            return {"ticket_id": found["ticket_id"], "status": "open", "reason": args.reason, "already_open": True,
+                    "in_another_conversation": True}
     # The id is drawn first so no RETURNING is needed: an anonymous visitor may file a ticket
     # but, under row-level security, can never read one back.
     ticket_id = conn.execute("SELECT nextval(pg_get_serial_sequence('support_tickets', 'id')) AS id").fetchone()["id"]
@@ -386,7 +391,7 @@ def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: Tick
            VALUES (%s, app_user_id(), %s, %s, %s, %s)""",
         (ticket_id, ctx.conversation_id, ticket_subject(ctx.question or ctx.transcript), args.reason,
          ctx.transcript or "(no transcript)"))
-    return {"ticket_id": ticket_id, "status": "open", "reason": args.reason}
+    return {"ticket_id": ticket_id, "status": "open", "reason": args.reason, "already_open": False}
 
 
 def search_knowledge(conn: psycopg.Connection, ctx: ToolContext, args: KnowledgeArgs) -> dict:

@@ -125,6 +125,9 @@ def _table_markdown(table) -> str:
     return "\n".join(rows)
 
 
+_TAG_GAP = re.compile(r"\s+([,.;:!?)\]])")
+
+
 def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
     from bs4 import BeautifulSoup
 
@@ -148,6 +151,7 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
                 outline.add(f"```\n{code}\n```")
             continue
         content = " ".join(el.get_text(" ", strip=True).split())  # HTML's line breaks are not the text's
+        content = _TAG_GAP.sub(r"\1", content)  # "press <b>Skip</b>." is not "press Skip ."
         if not content:
             continue
         if el.name[0] == "h" and el.name[1:].isdigit():
@@ -340,6 +344,9 @@ def table_rows(lines: list[str]) -> list[str]:
     return out
 
 
+_TRAILING_COMMENT = re.compile(r"\s+(#|//)\s.*$")  # "30   # minimum 15": the comment is not the value
+
+
 def config_lines(lines: list[str]) -> list[str]:
     """Lines of a config/code block, each with the keys it sits under (YAML/JSON indentation, INI [sections]):
     `tiers › studio › service fee: 7.5%`. Keys read as words (service_fee, serviceFee -> service fee)."""
@@ -362,7 +369,8 @@ def config_lines(lines: list[str]) -> list[str]:
             continue
         line = raw.strip().lstrip("-").strip()
         if match:
-            line = f"{_key(match.group(1))}: {match.group(2).strip().strip(chr(34)).strip(chr(39))}"
+            value = _TRAILING_COMMENT.sub("", match.group(2)).strip().rstrip(",")
+            line = f"{_key(match.group(1))}: {value.strip(chr(34)).strip(chr(39))}"
         path = [section] if section else []
         path += [key for _, key in stack]
         out.append(" › ".join([*path, line]) if path else line)

@@ -54,7 +54,8 @@ FRAME_WORDS = GENRE_WORDS | frozenset([
     "charged", "charges", "price", "money", "amount", "send", "sent", "receive", "received", "offer", "offers",
     "support", "supports", "require", "required", "requires", "need", "stop", "start", "started", "able", "allow",
     "inside", "outside", "between", "across", "among", "beyond", "ahead", "behind", "toward", "towards", "near",
-    "along", "via", "per", "against", "except",
+    "along", "via", "per", "against", "except", "making", "try", "trying", "tried", "put", "putting", "stay",
+    "staying", "look", "looking", "find", "finding", "help", "helps",
 ])
 
 
@@ -73,12 +74,15 @@ def missing_words(db: Database, corpora: list[str], question: str) -> list[str]:
     words = subject_words(question)
     if not words or not corpora:
         return []
+    # a long word also counts as found by its first six letters ("allergic" by "allergies"; their stems differ)
+    prefixes = [w[:6] + ":*" if len(w) >= 7 and w.isalpha() else "" for w in words]
     with db.as_user(None) as conn:
         rows = conn.execute(
             """SELECT w, EXISTS (SELECT 1 FROM chunks WHERE corpus = ANY(%(corpora)s)
-                                 AND tsv @@ plainto_tsquery('english', w)) AS found,
+                                 AND (tsv @@ plainto_tsquery('english', w)
+                                      OR (p <> '' AND tsv @@ to_tsquery('simple', p)))) AS found,
                       numnode(plainto_tsquery('english', w)) AS nodes
-               FROM unnest(%(words)s::text[]) WITH ORDINALITY AS t(w, i) ORDER BY i""",
-            {"corpora": corpora, "words": words}).fetchall()
+               FROM unnest(%(words)s::text[], %(prefixes)s::text[]) WITH ORDINALITY AS t(w, p, i) ORDER BY i""",
+            {"corpora": corpora, "words": words, "prefixes": prefixes}).fetchall()
     # a word PostgreSQL drops as a stop word (nodes = 0) says nothing either way
     return [r["w"] for r in rows if r["nodes"] and not r["found"]]

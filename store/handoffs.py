@@ -45,18 +45,24 @@ def staff_member(db: Database, user_id: int) -> Staff | None:
     return Staff(row["id"], row["name"], row["role"])
 
 
+# "Visitor 3f2a": enough to tell two visitors apart in the queue, nothing to sign in with
+VISITOR_LABEL = "CASE WHEN c.user_id IS NULL THEN 'Visitor ' || left(md5(c.visitor_id), 4) END"
+
+
 def inbox(db: Database, staff: Staff, view: InboxView = "open") -> list[dict[str, Any]]:
-    """Handoffs for this view, oldest waiting first; what RLS lets the agent see."""
+    """Handoffs for this view, oldest waiting first; what RLS lets the agent see. A visitor is a label, never
+    their signed visitor id (it is their sign-in to the widget); the preview is what the customer last wrote."""
     where = {"open": "h.status = 'open'", "mine": "h.status = 'claimed' AND h.agent_id = app_user_id()",
              "resolved": "h.status = 'resolved'"}[view]
     with db.as_user(staff.id) as conn:
         return conn.execute(
             f"""SELECT h.conversation_id, h.ticket_id, h.reason, h.status, h.agent_id,
                        round(extract(epoch FROM now() - h.created_at))::int AS waiting_s,
-                       jsonb_build_object('user_id', c.user_id, 'visitor_id', c.visitor_id, 'site_id', c.site_id)
-                           AS customer,
+                       jsonb_build_object('user_id', c.user_id, 'visitor', c.user_id IS NULL,
+                                          'label', {VISITOR_LABEL}, 'site_id', c.site_id) AS customer,
                        (SELECT jsonb_build_object('role', m.role, 'text', left(m.content, 300), 'at', m.created_at)
                           FROM messages m WHERE m.conversation_id = h.conversation_id AND m.content <> ''
+                           AND m.role = 'user'
                          ORDER BY m.id DESC LIMIT 1) AS last_message
                 FROM handoffs h JOIN conversations c ON c.id = h.conversation_id
                 WHERE {where} ORDER BY h.created_at, h.conversation_id""").fetchall()
@@ -86,8 +92,10 @@ def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
     customer's rows are not the agent's to read under RLS; they are read as the customer)."""
     with db.service() as conn:
         row = conn.execute(
-            """SELECT c.user_id, c.visitor_id, u.name, u.handle, u.role, p.name AS plan,
-                      s.name AS site_name, s.first_party, su.external_id
+            f"""SELECT c.user_id, c.visitor_id, u.name, u.handle, u.role, p.name AS plan,
+                      s.name AS site_name, s.first_party, su.external_id, {VISITOR_LABEL} AS label,
+                      (SELECT t.contact_email FROM support_tickets t WHERE t.conversation_id = c.id
+                          AND t.contact_email IS NOT NULL ORDER BY t.id DESC LIMIT 1) AS contact_email
                FROM conversations c
                LEFT JOIN users u ON u.id = c.user_id LEFT JOIN subscription_plans p ON p.id = u.plan_id
                LEFT JOIN sites s ON s.id = c.site_id
@@ -97,7 +105,8 @@ def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
         return {"visitor": True, "name": None, "site": None}
     site = None if row["site_name"] is None else {"name": row["site_name"], "first_party": row["first_party"]}
     if row["user_id"] is None:
-        return {"visitor": True, "name": None, "site": site, "site_user": row["external_id"]}
+        return {"visitor": True, "name": None, "label": row["label"], "site": site, "site_user": row["external_id"],
+                "contact_email": row["contact_email"]}
     with db.as_user(row["user_id"]) as conn:  # as the customer: row-level security gives exactly their rows
         orders = conn.execute(
             """SELECT id, status, amount::float AS amount, created_at FROM orders
@@ -106,7 +115,8 @@ def customer_card(db: Database, conversation_id: str) -> dict[str, Any]:
             """SELECT id, kind, status, amount::float AS amount, created_at FROM payments
                ORDER BY created_at DESC LIMIT 5""").fetchall()
     return {"visitor": False, "user_id": row["user_id"], "name": row["name"], "handle": row["handle"],
-            "role": row["role"], "plan": row["plan"], "orders": orders, "payments": payments, "site": site}
+            "role": row["role"], "plan": row["plan"], "orders": orders, "payments": payments, "site": site,
+            "contact_email": row["contact_email"]}
 
 
 def add_note(db: Database, staff: Staff, conversation_id: str, text: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from agents.hooks import NO_ANSWER_DISTANCE
+from agents.answerability import NO_ANSWER_DISTANCE
 from agents.llm import LLMError
 from agents.requests import TurnRequest
 from agents.runtime import run_turn
@@ -299,7 +299,6 @@ def test_support_answers_with_citations_and_the_users_plan(knowledge: Database, 
     [
         ("Can I talk to a human please?", "user_request"),
         ("This is RIDICULOUS, my money was stolen and nobody answers!!!", "upset"),
-        ("What's the best pizza topping in Naples?", "no_answer"),
     ],
 )
 def test_support_escalates_with_a_ticket(knowledge: Database, provider, demo_ids, text, reason) -> None:

@@ -238,6 +238,10 @@ def test_credentials_never_ride_in_a_url_and_links_keep_their_href(live, page) -
     assert 'href="/knowledge/help_center/fees.md#plans[1]"' in html
     assert '<sup class="cite" data-cite="2">[2]</sup>' in html
     assert "evil.example" in html and 'href="https://evil.example' not in html  # other sites: shown, not clickable
+    # paths that start with "/" but leave the site as the browser resolves them are not links either
+    for sneaky in ("//evil.example/p", "/\\evil.example/x", "/\\/evil.example"):
+        html = page.evaluate("async (u) => (await import('/static/markdown.js')).renderMarkdown(`[x](${u})`)", sneaky)
+        assert "<a " not in html, (sneaky, html)
 
 
 # -- issue 11: the pages as a product — the journey a user takes -----------------------------------------
@@ -316,18 +320,28 @@ def test_journey_widget_handoff_with_an_email_survives_a_reload(live_composer, p
     ticket_id = int(ticket.get_attribute("data-ticket"))
     page.fill("#mentor-support-widget >> .ticket input", "visitor@example.com")
     page.click("#mentor-support-widget >> .ticket button")
-    page.locator("#mentor-support-widget >> .ticket", has_text="Thanks").wait_for(timeout=10_000)
+    page.locator("#mentor-support-widget >> .ticket .contact", has_text="visitor@example.com").wait_for(timeout=10_000)
     page.locator("#mentor-support-widget >> .msg.bot[data-done=stop]").first.wait_for(timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "widget-handoff.png"))
     with db.admin() as conn:
-        assert conn.execute("SELECT contact_email FROM support_tickets WHERE id = %s",
-                            (ticket_id,)).fetchone()["contact_email"] == "visitor@example.com"
+        row = conn.execute("SELECT contact_email, conversation_id FROM support_tickets WHERE id = %s",
+                           (ticket_id,)).fetchone()
+    assert row["contact_email"] == "visitor@example.com"
+    from store.handoffs import customer_card
+    card = customer_card(db, str(row["conversation_id"]))  # what the agent's customer card shows
+    assert card["contact_email"] == "visitor@example.com" and card["label"].startswith("Visitor ")
     page.keyboard.press("Escape")
     assert not page.locator("#mentor-support-widget >> .panel").is_visible()
     page.reload()
     page.click("#mentor-support-widget >> .launcher")
     page.locator("#mentor-support-widget >> .msg.user", has_text="talk to a person").wait_for(timeout=20_000)
     page.locator(f"#mentor-support-widget >> .ticket[data-ticket='{ticket_id}']").wait_for(timeout=20_000)
+    # after the reload the address is shown, not asked for again; it can be changed
+    saved = page.locator(f"#mentor-support-widget >> .ticket[data-ticket='{ticket_id}'] .contact")
+    saved.wait_for(timeout=10_000)
+    assert "We'll write to you at visitor@example.com" in saved.inner_text()
+    page.click(f"#mentor-support-widget >> .ticket[data-ticket='{ticket_id}'] .contact .change")
+    assert page.locator(f"#mentor-support-widget >> #mentor-contact-{ticket_id}").input_value() == "visitor@example.com"
 
 
 def test_widget_visitor_hears_from_ana_across_a_reload_then_the_bot_again(live_composer, page, db: Database,

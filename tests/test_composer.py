@@ -69,13 +69,24 @@ def test_support_answers_the_callers_plan_first(knowledge: Database, demo_ids) -
     assert_grounded(answer, events)
 
 
-def test_support_says_plainly_when_the_help_center_has_no_answer(knowledge: Database) -> None:
+def test_support_says_plainly_when_a_question_is_not_about_the_service(knowledge: Database) -> None:
     answer, events = ask(knowledge, persona="support", text="What's a good recipe for banana bread?")
-    ticket = next(e for e in events if e.type == "handoff")
-    assert ticket.reason == "no_answer"
-    assert answer.startswith("I couldn't find this in the help center") and f"#{ticket.ticket_id}" in answer
+    assert answer.startswith("I couldn't find anything about that in the help center: I can only help with")
+    assert not any(e.type == "handoff" for e in events)  # no ticket: nobody at support should see this
     assert not re.search(r"\[\d\]", answer)  # nothing quoted from unrelated articles
     assert events[-1].grounding.unsupported == []
+
+
+def test_support_offers_a_person_and_opens_a_ticket_when_the_offer_is_accepted(knowledge: Database) -> None:
+    question = "Can I withdraw my balance in Bitcoin?"
+    offer, events = ask(knowledge, persona="support", text=question)
+    assert "ask for a person and I'll open a ticket" in offer and not any(e.type == "handoff" for e in events)
+    history = [{"role": "user", "content": question}, {"role": "assistant", "content": offer}]
+    answer, events = ask(knowledge, persona="support", text="Yes please", history=history)
+    ticket = next(e for e in events if e.type == "handoff")
+    assert ticket.reason == "no_answer" and f"#{ticket.ticket_id}" in answer
+    _, events = ask(knowledge, persona="support", text="yes please")  # a yes to nothing offered is no request
+    assert not any(e.type == "handoff" for e in events)
 
 
 def test_support_says_so_when_the_question_names_what_the_help_center_never_mentions(knowledge: Database) -> None:

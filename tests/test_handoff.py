@@ -267,3 +267,21 @@ def test_a_ticket_the_model_opens_is_a_handoff_the_customer_follows(live_model, 
     assert reply["text"] == "Hi, I am looking into your payout now." and reply["conversation_id"] == conversation
     assert api(live_model, staff["ana"], "POST", f"/api/inbox/{conversation}/resolve",
                json={"outcome": "payout re-sent"}).status_code == 200
+
+
+def test_staff_see_a_visitor_label_never_the_visitor_id_and_the_customers_own_words(live, staff, knowledge) -> None:
+    from server.auth import add_site
+
+    site = add_site(knowledge, "labels", ["https://labels.example"])
+    visitor, ready = open_ws(live, site_key=site["site_key"], origin="https://labels.example")
+    message(visitor, "My refund for order 18 never arrived, can a person check?", persona="support")
+    conversation = until(visitor, "done")[0]["conversation_id"]
+    visitor.close()
+    queue = api(live, staff["ana"], "GET", "/api/inbox")
+    card = api(live, staff["ana"], "GET", f"/api/inbox/{conversation}")
+    for response in (queue, card):  # the visitor id signs the visitor in: it never reaches staff
+        assert response.status_code == 200 and ready["visitor_id"] not in response.text
+    item = next(h for h in queue.json() if h["conversation_id"] == conversation)
+    assert item["customer"]["visitor"] and item["customer"]["label"].startswith("Visitor ")
+    assert item["last_message"]["role"] == "user" and "refund for order 18" in item["last_message"]["text"]
+    assert card.json()["customer"]["label"] == item["customer"]["label"]

@@ -235,25 +235,33 @@ def test_visitor_ids_are_signed_and_bound_to_their_site(live, db: Database) -> N
 
 
 def test_one_visitor_cannot_use_up_a_sites_allowance_or_flood_tickets(knowledge, db: Database) -> None:
-    from agents.testing import ScriptedProvider
+    from agents.composer import COMPOSER
     from harness.live import serve
 
-    server = serve(db, ScriptedProvider(delay_s=0), visitor_messages_per_minute=5, site_messages_per_minute=100,
+    server = serve(db, COMPOSER, visitor_messages_per_minute=6, site_messages_per_minute=100,
                    address_messages_per_minute=100)
     site = add_site(db, "flood", ["https://flood.example"])
     try:
         spammer, _ = open_ws(server, site_key=site["site_key"], origin="https://flood.example")
-        outcomes = []
-        for i in range(6):
-            message(spammer, f"I want to talk to a human now, attempt {i}", persona="support")
+        outcomes, answers, first = [], [], None
+        # three asks in one conversation, then one in each of three new ones (no conversation_id: a new one)
+        for i in range(7):
+            extra = {"conversation_id": first} if first and i < 3 else {}
+            message(spammer, f"I want to talk to a human now, attempt {i}", persona="support", **extra)
+            events = []
             while (event := recv(spammer, timeout=30))["type"] not in ("done", "error") or \
                     (event["type"] == "error" and event.get("seq") is not None):
+                events.append(event)
+                first = first or (event.get("conversation_id") if event["type"] == "ack" else None)
                 if event["type"] == "tool_result" and event["name"] == "create_support_ticket":
-                    outcomes.append("ticket" if not event["error"] else "refused")
+                    outcomes.append("refused" if event["error"] else
+                                    "joined" if event["data"]["already_open"] else "ticket")
+            answers.append(text_of(events))
             if event["type"] == "error":
                 outcomes.append(event["code"])
-        assert outcomes.count("ticket") == 3 and outcomes.count("refused") == 2  # 3 tickets an hour per visitor
-        assert outcomes[-1] == "rate_limited"  # 5 messages a minute per visitor
+        # one open ticket per conversation; three new ones an hour per visitor, then their newest open one
+        assert outcomes == ["ticket", "joined", "joined", "ticket", "ticket", "joined", "rate_limited"]
+        assert "is already open" in answers[1] and "open in another conversation" in answers[5]  # and say so
         bystander, _ = open_ws(server, site_key=site["site_key"], origin="https://flood.example")
         message(bystander, "How do withdrawals work?", persona="support")
         assert until(bystander, "done")[-1]["finish_reason"] == "stop"  # the site still serves everyone else

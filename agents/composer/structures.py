@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from agents.answerability import off_topic
 from agents.composer import facts, roleplay
 from agents.composer.passages import Unit, _terms, actionable, pick, rank
 from agents.composer.proposal import proposal
@@ -30,6 +31,8 @@ MY_PLAN = re.compile(r"\b(my (plan|commission|fees?|subscription|account)|(do|wi
 REQUEST_WORDS = frozenset({"like", "talk", "speak", "please", "want", "need", "someone", "somebody", "now", "thank",
                            "thanks", "hi", "hello", "could", "would", "let", "real", "live", "chat", "get"})
 NOT_FOUND = "I couldn't find"  # how every "the help center does not say" answer begins (evals count them)
+OFF_TOPIC = (f"{NOT_FOUND} anything about that in the help center: I can only help with questions about this "
+             "service and its help center.")
 # The question is about words the help center never uses: when they are at least half of its subject words
 # and the best quote is not a strong match, the quote is offered as the closest topic, not as the answer.
 # Set on the held-out sets' tune halves (evals/heldout, README): 9 of 10 unanswerable questions said so,
@@ -78,6 +81,11 @@ def record_sentences(ev: Evidence, names: list[str]) -> list[str]:
 def handoff_sentence(ev: Evidence) -> str:
     assert ev.handoff is not None
     ticket = f"ticket #{ev.handoff.ticket_id}"
+    if ev.handoff.elsewhere:
+        return (f"You already have {ticket} open in another conversation; a person from our support team will "
+                "answer you there.")
+    if ev.handoff.already_open:
+        return f"{ticket.capitalize()} is already open — a person from our support team will answer here."
     if ev.handoff.reason == "no_answer":
         return (f"I couldn't find this in the help center, so I won't guess. I've opened {ticket} so a person "
                 "from our support team can answer it.")
@@ -89,6 +97,8 @@ def support(ev: Evidence) -> str:
     """The direct answer from the best article, the caller's account facts that bear on it, then any handoff."""
     if ev.handoff and ev.handoff.reason == "no_answer":
         return handoff_sentence(ev)
+    if not ev.handoff and off_topic(ev.question, ev.hits, ev.missing_words):
+        return OFF_TOPIC
     account = ev.record("my_account") or {}
     plan = account.get("plan")
     # the caller's own plan is the answer they are after: prefer units that name it

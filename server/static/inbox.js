@@ -91,10 +91,11 @@ async function open(id) {
   const money = (x) => `$${Number(x).toFixed(2)}`;
   // who vouched for the customer: a first-party site signs in marketplace users; a third-party site only
   // its own users, who have no marketplace records here
-  const who = c.visitor ? (c.site_user ? `${escapeHtml(c.site_user)}, signed in at ${escapeHtml(c.site ? c.site.name : "a site")}` : "a widget visitor")
+  const who = c.visitor ? (c.site_user ? `${escapeHtml(c.site_user)}, signed in at ${escapeHtml(c.site ? c.site.name : "a site")}` : escapeHtml(c.label || "a widget visitor"))
     : `${escapeHtml(c.name)} (@${escapeHtml(c.handle)})`;
   const site = c.site ? kv("site", `${escapeHtml(c.site.name)} · ${c.site.first_party ? "first-party" : "third-party"}`) : "";
   $("customer").innerHTML = `<div class="ctitle">Customer: ${who}</div>` + site
+    + (c.contact_email ? kv("e-mail", `<a href="mailto:${escapeHtml(c.contact_email)}">${escapeHtml(c.contact_email)}</a>`) : "")
     + (c.site_user ? kv("account", "this site's own user — no marketplace records") : "")
     + (c.visitor ? "" : kv("plan", escapeHtml(c.plan || "")))
     + kv("ticket", `#${escapeHtml(h.ticket_id)}`) + kv("reason", escapeHtml(h.reason))

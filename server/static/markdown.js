@@ -27,8 +27,9 @@ function inline(text, figures) {
   out = out.replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>");
   out = out.replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
   out = out.replace(/\[([^\]]+)\]\((https?:\/\/[^\s)"'<>]+|\/[^\s)"'<>]*)\)/g, (m, label, url) => {
-    let own = url.startsWith("/");
-    try { own = own || new URL(url).origin === location.origin; } catch { own = false; }
+    // resolve it as the browser would: "//host/p", "/\\host" and "/\\/host" leave the site although they start with "/"
+    let own = false;
+    try { own = new URL(url.replace(/&amp;/g, "&"), location.href).origin === location.origin; } catch { own = false; }
     return own ? `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`
       : `${label} <span class="ext-url">(${url})</span>`;
   });

@@ -38,7 +38,7 @@
           .msg.note { background: none; border-left: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; }
           .msg.typing { background: none; padding: 2px 6px; font-size: 12px; color: #4a4f59; font-style: italic; }
           .seen { font-size: 11px; color: #4a4f59; text-align: right; margin-top: 2px; }
-          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; } .from { font-size: 12px; color: #444; margin-top: 4px; }
+          .msg p { margin: 0 0 6px; } .cites a { display: block; font-size: 12px; color: #1f4fbf; text-decoration: none; } .from { font-size: 12px; color: #444; margin-top: 4px; } .contact .change { margin-left: 4px; font-size: 12px; }
           .ticket { margin-top: 6px; padding: 6px 8px; border-radius: 8px; background: #fff8e6; border: 1px solid #a36b00; font-size: 13px; }
           .ticket form { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; } .ticket label { flex-basis: 100%; font-size: 12px; margin-top: 4px; } .ticket input { min-width: 0; } .ticket button { white-space: nowrap; } .ticket .state { margin-top: 4px; font-weight: 600; }
           .thinking { color: #5f6470; font-style: italic; } .err { color: #b00020; font-size: 12px; }
@@ -110,15 +110,27 @@
       const add = (cls, html) => { const el = document.createElement("div"); el.className = `msg ${cls}`; el.innerHTML = html; msgs.appendChild(el); msgs.scrollTop = msgs.scrollHeight; return el; };
       const reply = (id) => replies[id] || (replies[id] = { el: add("bot", `<div class="text"><span class="thinking">thinking…</span></div><div class="cites"></div>`), text: "" });
 
-      function contactForm(ticketEl, ticketId) {
+      // the address a visitor left for a ticket, kept in this browser so a reload shows it (the server has it too)
+      const contactKey = (ticketId) => `${conversationKey}_contact_${ticketId}`;
+      function contactSaved(ticketEl, ticketId, email) {
+        const old = ticketEl.querySelector("form, .contact"); if (old) old.remove();
+        ticketEl.insertAdjacentHTML("beforeend", `<div class="contact">We'll write to you at <b>${escapeHtml(email)}</b> (and here). <button type="button" class="change">Change</button></div>`);
+        ticketEl.querySelector(".contact .change").onclick = () => contactForm(ticketEl, ticketId, email);
+      }
+      function contactForm(ticketEl, ticketId, editing = null) {
+        const saved = localStorage.getItem(contactKey(ticketId));
+        if (saved && editing === null) { contactSaved(ticketEl, ticketId, saved); return; }
+        const old = ticketEl.querySelector("form, .contact"); if (old) old.remove();
         ticketEl.insertAdjacentHTML("beforeend", `<form><label for="mentor-contact-${ticketId}">How can we reach you?</label>
           <input id="mentor-contact-${ticketId}" type="email" placeholder="you@example.com" required><button type="submit">Save</button></form>`);
+        if (editing) ticketEl.querySelector("input").value = editing;
         ticketEl.querySelector("form").onsubmit = (e) => {
           e.preventDefault();
           const email = ticketEl.querySelector("input").value.trim();
-          if (email) client.raw({ type: "contact", ticket_id: Number(ticketId), email });
+          if (email) { pendingContact[ticketId] = email; client.raw({ type: "contact", ticket_id: Number(ticketId), email }); }
         };
       }
+      const pendingContact = {};
 
       const client = new ChatClient(`${base.startsWith("https") ? "wss" : "ws"}://${new URL(base).host}/ws/chat?site_key=${encodeURIComponent(siteKey)}`, {
         // the visitor id the server issued (signed, bound to this site) rides in the protocol header, not the URL
@@ -129,7 +141,9 @@
           if (ev.type === "ready") { if (ev.visitor_id) localStorage.setItem(visitorKey, ev.visitor_id); return; }
           if (ev.type === "contact_saved") {
             const t = root.querySelector(`.ticket[data-ticket="${ev.ticket_id}"]`);
-            if (t) t.querySelector("form").outerHTML = "<div>Thanks — a person will write to you there and here.</div>";
+            const email = pendingContact[ev.ticket_id];
+            if (email) localStorage.setItem(contactKey(ev.ticket_id), email);
+            if (t && email) contactSaved(t, ev.ticket_id, email);
             $("form.composer input").focus();
             return;
           }
