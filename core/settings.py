@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, alias="MENTOR_JWT_SECRET", min_length=16,
                                    description="HS256 secret; unset = generated once into MENTOR_HOME/jwt_secret")
     jwt_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400, alias="MENTOR_JWT_TTL")
+    site_token_max_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400, alias="MENTOR_SITE_TOKEN_MAX_S",
+                                  description="the longest a site-signed user token may be valid (exp - now)")
     demo: bool = Field(default=False, alias="MENTOR_DEMO",
                        description="demo mode: anyone may sign in as a seeded demo user (/api/demo-login, the chat "
                                    "page's picker) and /widget/demo is served; off unless asked for")

@@ -156,7 +156,7 @@ def site_caller(db: Database, settings: Settings, site_key: str, origin: str | N
     if origin not in site["origins"]:
         raise AuthError(f"origin {origin!r} is not allowed for this site")
     if user_token is not None:  # (the caller then loads the user, refusing one that does not exist)
-        sub = verified_site_subject(site, user_token)
+        sub = verified_site_subject(site, user_token, settings.site_token_max_s)
         if site["first_party"]:
             return Caller(user_id=marketplace_user_id(sub), site_id=site["id"], visitor_id=None, address=address,
                           first_party=True)
@@ -167,9 +167,10 @@ def site_caller(db: Database, settings: Settings, site_key: str, origin: str | N
     return Caller(user_id=None, site_id=site["id"], visitor_id=visitor, address=address)
 
 
-def verified_site_subject(site: dict, token: str) -> str:
-    """The user a site vouches for (`sub`): an HS256 JWT signed with the site's secret, with `sub` and
-    `exp`. Anything else — another algorithm (`none` included), another site's secret, expired — is refused."""
+def verified_site_subject(site: dict, token: str, max_lifetime_s: int = 24 * 3600) -> str:
+    """The user a site vouches for (`sub`): an HS256 JWT signed with the site's secret, with `sub` and a
+    numeric `exp` at most `max_lifetime_s` ahead (a leaked token must not work for years). Anything else —
+    another algorithm (`none` included), another site's secret, expired — is refused."""
     if not site.get("secret"):
         raise AuthError("this site has no secret for signed-in users; register it again with `mentor sites add`")
     try:
@@ -190,6 +191,11 @@ def verified_site_subject(site: dict, token: str) -> str:
         raise AuthError("the user token is not valid yet (its nbf or iat is in the future)") from None
     except jwt.PyJWTError as exc:  # e.g. a sub that is not a string, an exp that is not a number
         raise AuthError(f"the user token is invalid: {str(exc)[:100]}") from None
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthError("the user token's exp must be a number (seconds since 1970)")
+    if exp - time.time() > max_lifetime_s:
+        raise AuthError(f"the user token is valid for too long: exp may be at most {max_lifetime_s} s ahead")
     sub = claims["sub"]
     if not isinstance(sub, str) or not EXTERNAL_ID.fullmatch(sub):
         raise AuthError("the user token's sub must be a string of 1-128 letters, digits or ._:@+-")
@@ -237,7 +243,8 @@ def site_identity(db: Database, site_id: int, external_id: str) -> dict:
                RETURNING id, linked_user_id""", (site_id, external_id)).fetchone()
 
 
-def link_site_identity(db: Database, user_id: int, site_key: str, user_token: str) -> dict:
+def link_site_identity(db: Database, user_id: int, site_key: str, user_token: str,
+                       max_lifetime_s: int = 24 * 3600) -> dict:
     """A signed-in marketplace user links the identity a third-party site vouches for in `user_token`:
     both sides prove it — the user's own JWT, and the site's signature on its identity."""
     with db.service() as conn:
@@ -246,7 +253,7 @@ def link_site_identity(db: Database, user_id: int, site_key: str, user_token: st
         raise NotFound("unknown site key")
     if site["first_party"]:
         raise InvalidArgument("a first-party site already signs in marketplace users; there is nothing to link")
-    sub = verified_site_subject(site, user_token)
+    sub = verified_site_subject(site, user_token, max_lifetime_s)
     identity = site_identity(db, site["id"], sub)
     with db.service() as conn:
         row = conn.execute(

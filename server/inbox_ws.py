@@ -34,6 +34,61 @@ class AgentSession(ChatSession):
     role = "agent"
 
     queue_news = False  # a `queue_changed` frame is on its way: a burst of changes sends one
+    TOKEN_RECHECK_S = 0.5  # a streamed answer's tokens re-check access at most this often; every other event each time
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checked_at: dict[str, float] = {}  # conversation -> when access was last confirmed
+        self.ended: set[str] = set()  # conversations this socket lost access to
+
+    async def may_follow(self, conversation: str, event_type: str | None) -> bool:
+        """Access is checked on delivery, not once at `watch`: claimed by another agent, resolved past this
+        agent, or the agent's role taken away — the next event is not sent and the watch ends."""
+        if conversation in self.ended:
+            return False
+        now = time.monotonic()
+        if event_type == "token" and now - self.checked_at.get(conversation, 0.0) < self.TOKEN_RECHECK_S:
+            return True
+        try:
+            await asyncio.to_thread(handoffs.visible, self.s.db, self.staff, conversation)
+        except NotFound:
+            self.ended.add(conversation)
+            await super().send(_error("not_found", f"conversation {conversation} is no longer yours to follow"))
+            self.stop_watching(conversation)  # (from its own relay too: it ends at its next wait)
+            return False
+        self.checked_at[conversation] = now
+        return True
+
+    def stop_watching(self, conversation: str) -> None:
+        self.watching.discard(conversation)
+        listener = self.signal_listeners.pop(conversation, None)
+        if listener is not None:
+            self.s.hub.stop_signals(conversation, listener)
+        task = self.watch_tasks.pop(conversation, None)
+        if task is not None:
+            task.cancel()
+
+    async def send(self, event: dict[str, Any], fresh_only: bool = False) -> None:
+        conversation = event.get("conversation_id")
+        if conversation is not None and event.get("type") != "error" \
+                and not await self.may_follow(str(conversation), event.get("type")):
+            return
+        await super().send(event, fresh_only)
+
+    async def on_typing(self, frame: TypingFrame) -> None:
+        if await self.still_allowed(str(frame.conversation_id)):
+            await super().on_typing(frame)
+
+    async def on_read(self, frame: ReadFrame) -> None:
+        if await self.still_allowed(str(frame.conversation_id)):
+            await super().on_read(frame)
+
+    async def still_allowed(self, conversation: str) -> bool:
+        """`typing` and `read` only while access holds (the customer must not see a typing agent who left)."""
+        if conversation in self.ended:
+            await super().send(_error("not_found", f"no handed-over conversation {conversation} here"))
+            return False
+        return conversation not in self.watching or await self.may_follow(conversation, "typing")
 
     def on_queue_changed(self) -> None:
         """A handoff was opened, claimed, released or resolved (on any worker): reload the queue."""
@@ -58,6 +113,8 @@ class AgentSession(ChatSession):
             except NotFound as exc:
                 await self.send(_error("not_found", str(exc)))
                 return
+            self.ended.discard(conversation)  # (released back to the queue, say: it may be followed again)
+            self.checked_at[conversation] = time.monotonic()
             self.seen[conversation] = max(self.seen.get(conversation, 0), frame.after_seq)
             self.watch(conversation)
         elif isinstance(frame, TypingFrame):

@@ -75,6 +75,8 @@ class ChatSession:
     TYPES = CLIENT_TYPES
     role = "customer"  # who this socket speaks for in a handed-over conversation (typing, read receipts)
     TYPING_EVERY_S = 2.0  # at most one typing signal per conversation this often
+    READ_EVERY_S = 0.5  # at most one read receipt per conversation this often (more are dropped)
+    RESUMES_PER_WINDOW, RESUME_WINDOW_S = 20, 10.0
 
     def __init__(self, ws: WebSocket, services: Services, caller: Caller, user: dict | None) -> None:
         self.ws, self.s, self.caller, self.user = ws, services, caller, user
@@ -84,7 +86,11 @@ class ChatSession:
         self.seen: dict[str, int] = {}  # conversation id -> the highest seq sent on this socket
         self.watching: set[str] = set()  # conversations followed for a person's messages
         self.signal_listeners: dict[str, Any] = {}  # conversation -> its typing listener
+        self.watch_tasks: dict[str, asyncio.Task] = {}  # conversation -> the relay following it
         self.typed_at: dict[str, float] = {}
+        self.read_at: dict[str, float] = {}
+        self.read_pending: dict[str, int] = {}  # conversation -> the newest receipt waiting for its slot
+        self.resumes: list[float] = []
         self.strikes = 0
 
     async def send(self, event: dict[str, Any], fresh_only: bool = False) -> None:
@@ -275,10 +281,10 @@ class ChatSession:
         self.signal_listeners[conversation_id] = on_signal
         self.s.hub.listen_signals(conversation_id, on_signal)
 
-        self.pump(self.s.turns.follow(conversation_id, self.seen.get(conversation_id, 0), forever=True),
-                  fresh_only=True)
+        self.watch_tasks[conversation_id] = self.pump(
+            self.s.turns.follow(conversation_id, self.seen.get(conversation_id, 0), forever=True), fresh_only=True)
 
-    def pump(self, events: AsyncIterator[dict[str, Any]], fresh_only: bool = False) -> None:
+    def pump(self, events: AsyncIterator[dict[str, Any]], fresh_only: bool = False) -> asyncio.Task:
         """Relay events to this socket in the background; the turn itself lives on if the socket goes."""
         async def relay() -> None:
             async for event in events:
@@ -287,6 +293,7 @@ class ChatSession:
         task = asyncio.create_task(relay())
         self.pumps.add(task)
         task.add_done_callback(self.pumps.discard)
+        return task
 
     async def on_typing(self, frame: TypingFrame) -> None:
         conversation = str(frame.conversation_id)
@@ -305,7 +312,24 @@ class ChatSession:
         if conversation not in self.watching:
             await self.send(_error("not_found", f"no handed-over conversation {conversation} here"))
             return
-        await asyncio.to_thread(events.append_read, self.s.db, conversation, self.role, frame.upto_seq)
+        # each receipt is a stored event sent to every watcher: at most one per READ_EVERY_S, the newest
+        # of those that came meanwhile written when the interval is over (none is lost, a flood is one)
+        pending = self.read_pending.get(conversation)
+        self.read_pending[conversation] = max(pending or 0, frame.upto_seq)
+        if pending is not None:
+            return  # a write is already scheduled: it takes this one along
+
+        async def write() -> None:
+            wait = self.read_at.get(conversation, 0.0) + self.READ_EVERY_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            upto = self.read_pending.pop(conversation)
+            self.read_at[conversation] = time.monotonic()
+            await asyncio.to_thread(events.append_read, self.s.db, conversation, self.role, upto)
+
+        task = asyncio.create_task(write())  # in the background: other frames are not held up meanwhile
+        self.pumps.add(task)
+        task.add_done_callback(self.pumps.discard)
 
     async def on_cancel(self, frame: CancelFrame) -> None:
         targets = [str(frame.conversation_id)] if frame.conversation_id else \
@@ -314,6 +338,14 @@ class ChatSession:
             await self.send(_error("nothing_to_cancel", "no answer is being generated"))
 
     async def on_resume(self, frame: ResumeFrame) -> None:
+        now = time.monotonic()  # a replay can be the whole conversation: a socket may ask a few times, not a flood
+        self.resumes = [t for t in self.resumes if now - t < self.RESUME_WINDOW_S]
+        if len(self.resumes) >= self.RESUMES_PER_WINDOW:
+            await self.send(_error("rate_limited", f"at most {self.RESUMES_PER_WINDOW} resumes every "
+                                                   f"{self.RESUME_WINDOW_S:g} s on one connection",
+                                   retryable=True, retry_after=self.RESUME_WINDOW_S))
+            return
+        self.resumes.append(now)
         try:
             await asyncio.to_thread(convs.get_conversation, self.s.db, str(frame.conversation_id), self.caller)
         except NotFound as exc:

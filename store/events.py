@@ -75,8 +75,10 @@ def append_read(db: Database, conversation_id: str, who: str, upto_seq: int) -> 
         row = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
         if row is None:
             raise NotFound(f"conversation {conversation_id} not found")
+        last = conn.execute("SELECT coalesce(max(seq), 0) AS seq FROM conversation_events WHERE conversation_id = %s",
+                            (conversation_id,)).fetchone()["seq"]  # nobody read past the last event
         return append(conn, [NewEvent(conversation_id, row["user_id"], None,
-                                       {"type": "read", "who": who, "upto_seq": upto_seq})], notify=True)[0]
+                                       {"type": "read", "who": who, "upto_seq": min(upto_seq, last)})], notify=True)[0]
 
 
 def events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) -> list[dict]:

@@ -285,3 +285,86 @@ def test_staff_see_a_visitor_label_never_the_visitor_id_and_the_customers_own_wo
     assert item["customer"]["visitor"] and item["customer"]["label"].startswith("Visitor ")
     assert item["last_message"]["role"] == "user" and "refund for order 18" in item["last_message"]["text"]
     assert card.json()["customer"]["label"] == item["customer"]["label"]
+
+
+def _inbox_socket(server, token: str):
+    from websockets.sync.client import connect
+
+    ws = connect(f"{server.ws.replace('/ws/chat', '/ws/inbox')}", subprotocols=["mentor.v1", f"bearer.{token}"],
+                 open_timeout=10)
+    assert recv(ws)["type"] == "ready"
+    return ws
+
+
+def _next_reply(agent) -> dict:
+    """The next frame that is not news of the queue (which any change of any handoff sends)."""
+    while (frame := recv(agent, timeout=20))["type"] == "queue_changed":
+        pass
+    return frame
+
+
+def _until_access_ends(agent, conversation: str) -> list[dict]:
+    """What the agent's socket receives up to the error that ends its watch (which must come)."""
+    seen = []
+    while (frame := recv(agent, timeout=20))["type"] != "error":
+        seen.append(frame)
+    assert frame["code"] == "not_found" and conversation in frame["message"], frame
+    return seen
+
+
+def test_an_inbox_socket_loses_a_conversation_claimed_by_another_agent_or_when_its_role_goes(
+        live, live_other_worker, staff, knowledge, demo_ids) -> None:
+    customer, _ = open_ws(live, staff["c4"])
+    message(customer, "Please, a person: my invoice total is wrong", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    agent = _inbox_socket(live_other_worker, staff["ana"])
+    send(agent, type="watch", conversation_id=conversation, after_seq=0)
+    assert any(e["type"] == "ack" for e in until(agent, "done", timeout=10))  # waiting: Ana may read it
+
+    assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
+    message(customer, "PRIVATE-1 my account number is 12345", persona="support", conversation_id=conversation)
+    until(customer, "ack", timeout=10)
+    seen = _until_access_ends(agent, conversation)  # Ben's join is the next event: access is checked on it
+    assert not any("PRIVATE-1" in json.dumps(e) for e in seen)
+    send(agent, type="typing", conversation_id=conversation)  # nor can she type or read into it any more
+    send(agent, type="read", conversation_id=conversation, upto_seq=1)
+    send(agent, type="watch", conversation_id=conversation, after_seq=0)
+    replies = [_next_reply(agent) for _ in range(3)]
+    assert all(r["type"] == "error" and r["code"] == "not_found" for r in replies), replies
+    agent.close()
+
+    # a second conversation, waiting; Ana follows it; then her role is taken away
+    message(customer, "I'd like a human about my payout", persona="support")
+    second = until(customer, "done")[0]["conversation_id"]
+    agent = _inbox_socket(live_other_worker, staff["ana"])
+    send(agent, type="watch", conversation_id=second, after_seq=0)
+    until(agent, "done", timeout=10)
+    with knowledge.admin() as conn:
+        conn.execute("UPDATE users SET role = 'freelancer' WHERE id = %s", (demo_ids["ana"],))
+    try:
+        message(customer, "PRIVATE-2 here is my IBAN", persona="support", conversation_id=second)
+        seen = _until_access_ends(agent, second)
+        assert not any("PRIVATE-2" in json.dumps(e) for e in seen)
+    finally:
+        with knowledge.admin() as conn:
+            conn.execute("UPDATE users SET role = 'agent' WHERE id = %s", (demo_ids["ana"],))
+        agent.close()
+        customer.close()
+
+
+def test_read_receipts_are_coalesced_and_clamped_and_resumes_limited(live, staff) -> None:
+    customer, _ = open_ws(live, staff["c2"])
+    message(customer, "A person please, about a missing refund", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    for upto in range(300):  # a flood of receipts, the last one far past the end
+        send(customer, type="read", conversation_id=conversation, upto_seq=upto if upto < 299 else 2**62)
+    receipts = [e for e in until_quiet(customer, quiet=2.0) if e["type"] == "read"]
+    # coalesced: one stored receipt per half second at most, the newest of those sent meanwhile
+    assert 1 <= len(receipts) <= 10, len(receipts)
+    last_seq = max(e["seq"] for e in receipts)
+    assert receipts[-1]["upto_seq"] < last_seq  # clamped to the conversation's last event, not 2**62
+    for _ in range(25):
+        send(customer, type="resume", conversation_id=conversation, after_seq=last_seq)
+    codes = [e.get("code") for e in until_quiet(customer, quiet=2.0) if e["type"] == "error"]
+    assert codes.count("rate_limited") == 5  # 20 resumes in 10 s on one connection, then a typed refusal
+    customer.close()

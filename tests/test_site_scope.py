@@ -130,3 +130,16 @@ def test_a_third_party_sub_that_is_no_plain_id_is_refused_saying_why(live, db: D
     assert why in reply["message"], reply  # the cause, not "not signed with this site's secret"
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=5)
+
+
+@pytest.mark.parametrize(("exp", "why"), [
+    (2999 * 10**7, "valid for too long"),  # a token that works for centuries is refused
+    ("2000000000", "exp must be a number"),
+    (None, "has no 'exp' claim")])
+def test_a_site_token_must_expire_soon_with_a_numeric_exp(live, db: Database, exp, why: str) -> None:
+    site = add_site(db, f"exp-{why[:5]}", ["https://exp.example"])
+    claims = {"sub": "partner-user-9"} | ({} if exp is None else {"exp": exp})
+    ws, reply = _widget(live, site, "https://exp.example", jwt.encode(claims, site["secret"], algorithm="HS256"))
+    assert reply["type"] == "error" and reply["code"] == "unauthorized" and why in reply["message"], reply
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=5)

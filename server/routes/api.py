@@ -141,7 +141,7 @@ def link_site(body: SiteLink, user: User, s: Svc) -> dict[str, Any]:
     from server.auth import link_site_identity
 
     try:
-        return link_site_identity(s.db, user, body.site_key, body.user_token)
+        return link_site_identity(s.db, user, body.site_key, body.user_token, s.settings.site_token_max_s)
     except AuthError as exc:  # the site's token, not the caller's sign-in: a bad argument, not a 401
         raise InvalidSiteToken(str(exc)) from None
 
