@@ -36,6 +36,7 @@ class Evidence:
     system_prompt: str = ""
     question_vector: np.ndarray | None = None  # the question's embedding, when retrieval already computed it
     missing_words: list[str] = field(default_factory=list)  # its subject words that no searched document contains
+    ticket_refused: str | None = None  # why no ticket could be opened, in the customer's words
 
     def record(self, name: str) -> Any:
         """The latest successful result of a tool (or a computed record such as the client brief)."""

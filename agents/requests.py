@@ -24,6 +24,8 @@ class TurnRequest(BaseModel):
     project_id: int | None = Field(None, gt=0, le=2**63 - 1)
     mode: Literal["chat", "simulate_client"] = "chat"
     conversation_id: str | None = None
+    # new tickets an hour from anonymous visitors of one network address, of one site (the server's settings)
+    visitor_ticket_limits: tuple[int, int] = (10, 100)
     sampling: Sampling | None = None  # an API caller's own (/v1): sampling for the model, max_tokens and stop
     # an API caller's system/developer messages (/v1): given to the model below the persona's own rules
     instructions: str | None = Field(None, max_length=20_000)

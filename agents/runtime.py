@@ -99,10 +99,11 @@ class Turn:
         transcript = "\n".join(f"{h.role}: {h.content}" for h in req.history) + f"\nuser: {req.text}"
         self.ctx = ToolContext(db=db, user_id=req.user_id, allowed_corpora=persona.corpora,
                                transcript=transcript.strip(), conversation_id=req.conversation_id,
-                               question=req.text)
+                               question=req.text, visitor_ticket_limits=req.visitor_ticket_limits)
         self.records: list[tuple[str, Any]] = []  # what the prompt shows, tool errors included
         self.hits: list[SearchHit] = []
         self.handoff: Handoff | None = None
+        self.ticket_refused: str | None = None
         self.system_text = ""
         self.question_vector: np.ndarray | None = None
         self.missing_words: list[str] = []  # the question's subject words no searched document contains
@@ -130,6 +131,8 @@ class Turn:
         self.records.append((name, outcome.data if outcome.error is None else {"error": outcome.error}))
         if name == "save_proposal_draft" and outcome.error is None:
             self.saved_draft = True
+        if name == "create_support_ticket" and outcome.error is not None:
+            self.ticket_refused = outcome.error  # worded for the customer (agents/tools.py): the answer says it
         if name == "create_support_ticket" and outcome.error is None:
             # every ticket is a handoff, whoever opened it (a hook, the model): the client follows the
             # conversation for a person's replies from this event on
@@ -212,7 +215,8 @@ class Turn:
             persona=self.persona.id, question=self.req.text, history=[h.model_dump() for h in self.req.history],
             records=[(n, d) for n, d in self.records if not (isinstance(d, dict) and set(d) == {"error"})],
             hits=list(self.hits), handoff=self.handoff, signed_in=self.req.user_id is not None, mode=self.req.mode,
-            system_prompt=self.system_text, question_vector=self.question_vector, missing_words=self.missing_words)
+            system_prompt=self.system_text, question_vector=self.question_vector, missing_words=self.missing_words,
+            ticket_refused=self.ticket_refused)
 
     def evidence_index(self) -> EvidenceIndex:
         """The evidence's figures, rebuilt only when a tool call mid-answer added evidence."""

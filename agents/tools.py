@@ -40,6 +40,7 @@ class ToolContext:
     transcript: str = ""
     conversation_id: str | None = None
     question: str = ""  # the customer's own words this turn (a ticket's subject)
+    visitor_ticket_limits: tuple[int, int] = (10, 100)  # new tickets an hour from visitors of one address, site
 
 
 @dataclass
@@ -383,6 +384,11 @@ def create_support_ticket(conn: psycopg.Connection, ctx: ToolContext, args: Tick
         if recent >= TICKETS_PER_HOUR and found is not None:
             return {"ticket_id": found["ticket_id"], "status": "open", "reason": args.reason, "already_open": True,
                     "in_another_conversation": True}
+        flood = conn.execute("SELECT * FROM recent_visitor_tickets(%s)", (ctx.conversation_id,)).fetchone()
+        per_address, per_site = ctx.visitor_ticket_limits  # a flood of fresh visitor ids from one place
+        if flood is not None and (flood["same_address"] >= per_address or flood["same_site"] >= per_site):
+            raise ToolError("Our support team has had a great many requests from here in the last hour, so I can't "
+                            "open a new ticket right now. Please try again later, or sign in to contact support.")
     # The id is drawn first so no RETURNING is needed: an anonymous visitor may file a ticket
     # but, under row-level security, can never read one back.
     ticket_id = conn.execute("SELECT nextval(pg_get_serial_sequence('support_tickets', 'id')) AS id").fetchone()["id"]

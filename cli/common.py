@@ -27,9 +27,11 @@ app = typer.Typer(help="AI mentor and chat-agent service.", no_args_is_help=True
 db_app = typer.Typer(help="Database: migrations and consistency checks.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Knowledge corpora.", no_args_is_help=True)
 sites_app = typer.Typer(help="Sites that embed the support widget.", no_args_is_help=True)
+staff_app = typer.Typer(help="Support staff: who may use the inbox.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(sites_app, name="sites")
+app.add_typer(staff_app, name="staff")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

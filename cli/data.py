@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import app, corpus_app, db_app, echo_json, handle_errors, open_db, sites_app
+from cli.common import app, corpus_app, db_app, echo_json, handle_errors, open_db, sites_app, staff_app
 from core.errors import InvalidArgument
 
 
@@ -249,6 +249,39 @@ def sites_list() -> None:
     for site in list_sites(open_db()):
         party = "first-party" if site["first_party"] else "third-party"
         typer.echo(f"{site['id']:>3}  {site['site_key']}  {site['name']:<12} {party:<11}  {', '.join(site['origins'])}")
+
+
+@staff_app.command("list")
+@handle_errors
+def staff_list() -> None:
+    """Show support agents and admins."""
+    from store.handoffs import list_staff
+
+    for row in list_staff(open_db()):
+        typer.echo(f"{row['id']:>5}  {row['handle']:<16} {row['role']:<6} {row['name']}")
+
+
+@staff_app.command("add")
+@handle_errors
+def staff_add(
+    user: Annotated[str, typer.Argument(help="The user's id or handle.")],
+    role: Annotated[str, typer.Option(help="agent or admin.")] = "agent",
+) -> None:
+    """Give a user the inbox: role agent (or admin)."""
+    from store.handoffs import set_staff_role
+
+    row = set_staff_role(open_db(), user, role)
+    typer.echo(f"{row['handle']} is now {row['role']}")
+
+
+@staff_app.command("remove")
+@handle_errors
+def staff_remove(user: Annotated[str, typer.Argument(help="The user's id or handle.")]) -> None:
+    """Take the inbox away (back to freelancer); their open inbox sockets lose access at their next event."""
+    from store.handoffs import set_staff_role
+
+    row = set_staff_role(open_db(), user, None)
+    typer.echo(f"{row['handle']} is no longer support staff")
 
 
 @app.command()

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(default=None, alias="MENTOR_JWT_SECRET", min_length=16,
                                    description="HS256 secret; unset = generated once into MENTOR_HOME/jwt_secret")
     jwt_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400, alias="MENTOR_JWT_TTL")
+    visitor_tickets_per_address: int = Field(default=10, ge=1, le=1_000_000, alias="MENTOR_VISITOR_TICKETS_PER_ADDRESS",
+                                             description="new tickets an hour from anonymous visitors of one address")
+    visitor_tickets_per_site: int = Field(default=100, ge=1, le=1_000_000, alias="MENTOR_VISITOR_TICKETS_PER_SITE",
+                                          description="new tickets an hour from anonymous visitors of one site")
     site_token_max_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400, alias="MENTOR_SITE_TOKEN_MAX_S",
                                   description="the longest a site-signed user token may be valid (exp - now)")
     demo: bool = Field(default=False, alias="MENTOR_DEMO",

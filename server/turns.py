@@ -188,7 +188,9 @@ class TurnService:
             history = inp.history if inp.history is not None else [HistoryMessage(**h) for h in opened.history]
             req = TurnRequest(persona=persona_id, text=inp.text, user_id=caller.user_id, history=history,
                               project_id=start.project_id, mode=start.mode, conversation_id=start.conversation_id,
-                              sampling=inp.sampling, instructions=inp.instructions)
+                              sampling=inp.sampling, instructions=inp.instructions,
+                              visitor_ticket_limits=(self.settings.visitor_tickets_per_address,
+                                                     self.settings.visitor_tickets_per_site))
             turn = RunningTurn(start, {**ack(start), "seq": opened.ack_seq, "conversation_id": start.conversation_id},
                                owner_of(caller))
             self.running[start.conversation_id] = turn
@@ -233,9 +235,11 @@ class TurnService:
         s = self
         if not caller.anonymous:
             return s.limiter.hit(f"user:{caller.user_id}", s.settings.user_messages_per_minute)
-        buckets = [(f"visitor:{caller.visitor_id}", s.settings.visitor_messages_per_minute),
-                   (f"address:{caller.address}", s.settings.address_messages_per_minute),
-                   (f"site:{caller.site_id}", s.settings.site_messages_per_minute)]
+        # the address and the site first: a flood of fresh visitor ids from one address is refused before
+        # each of them gets a bucket of its own
+        buckets = [(f"address:{caller.address}", s.settings.address_messages_per_minute),
+                   (f"site:{caller.site_id}", s.settings.site_messages_per_minute),
+                   (f"visitor:{caller.visitor_id}", s.settings.visitor_messages_per_minute)]
         for key, per_minute in buckets:
             if (wait := s.limiter.hit(key, per_minute)) is not None:
                 return wait

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,6 +69,15 @@ def _error(code: str, message: str, *, retryable: bool = False, retry_after: flo
            **extra: Any) -> dict[str, Any]:
     metrics.ERRORS.labels(code).inc()
     return ServerError(code=code, message=message, retryable=retryable, retry_after=retry_after, **extra).wire()
+
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _echoed_id(data: dict[str, Any]) -> str | None:
+    """A bad frame's client_id, echoed in its error only when it is one (a fuzzer sends objects there)."""
+    value = data.get("client_id")
+    return value if isinstance(value, str) and _CLIENT_ID.fullmatch(value) else None
 
 
 class ChatSession:
@@ -187,14 +197,14 @@ class ChatSession:
         if data["type"] == "message" and isinstance(data.get("text"), str) \
                 and len(data["text"]) > self.s.settings.max_message_chars:
             await self.send(_error("text_too_long", f"messages are limited to {self.s.settings.max_message_chars} "
-                                                    "characters", client_id=data.get("client_id")))
+                                                    "characters", client_id=_echoed_id(data)))
             return None
         try:
             return self.FRAMES.validate_python(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
-            await self.send(_error("invalid_frame", f"{where}: {first['msg']}", client_id=data.get("client_id")))
+            await self.send(_error("invalid_frame", f"{where}: {first['msg']}", client_id=_echoed_id(data)))
             return None
 
     async def dispatch(self, frame: Any) -> None:

@@ -149,10 +149,12 @@ def _start_turn(conn, caller: Caller, *, persona: str, text: str, client_id: str
     if conversation_id is None:
         conversation_id = str(uuid.uuid4())
         conn.execute(
-            """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id, project_id, mode)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO conversations (id, user_id, persona, title, site_id, visitor_id, project_id, mode,
+                                         client_address)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (conversation_id, caller.user_id, persona, " ".join(text.split())[:80], caller.site_id,
-             caller.visitor_id, project_id, mode or "chat"))
+             caller.visitor_id, project_id, mode or "chat",
+             caller.address if caller.user_id is None else None))  # a visitor's, for ticket floods only
         context = (project_id, mode or "chat")
     else:
         row = conn.execute("SELECT * FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)).fetchone()

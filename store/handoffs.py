@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import MentorError, NotFound
+from core.errors import InvalidArgument, MentorError, NotFound
 from store.db import Database
 from store.events import NewEvent, append
 
@@ -47,6 +47,28 @@ def staff_member(db: Database, user_id: int) -> Staff | None:
 
 # "Visitor 3f2a": enough to tell two visitors apart in the queue, nothing to sign in with
 VISITOR_LABEL = "CASE WHEN c.user_id IS NULL THEN 'Visitor ' || left(md5(c.visitor_id), 4) END"
+
+
+def list_staff(db: Database) -> list[dict[str, Any]]:
+    """Support staff: agents and admins."""
+    with db.admin() as conn:
+        return conn.execute("SELECT id, handle, name, role FROM users WHERE role = ANY(%s) ORDER BY id",
+                            (list(STAFF_ROLES),)).fetchall()
+
+
+def set_staff_role(db: Database, user: str, role: str | None) -> dict[str, Any]:
+    """Make a user (id or handle) support staff (`agent`, `admin`), or take the role away (None: back to
+    freelancer). Open inbox sockets notice on their next event: access is checked on delivery."""
+    if role is not None and role not in STAFF_ROLES:
+        raise InvalidArgument(f"role must be one of {', '.join(STAFF_ROLES)}")
+    with db.admin() as conn:
+        row = conn.execute("SELECT id, role FROM users WHERE handle = %s OR id::text = %s", (user, user)).fetchone()
+        if row is None:
+            raise NotFound(f"no user {user!r}")
+        if role is None and row["role"] not in STAFF_ROLES:
+            raise InvalidArgument(f"user {user!r} is not support staff")
+        return conn.execute("UPDATE users SET role = %s WHERE id = %s RETURNING id, handle, name, role",
+                            (role or "freelancer", row["id"])).fetchone()
 
 
 def inbox(db: Database, staff: Staff, view: InboxView = "open") -> list[dict[str, Any]]:

@@ -13,6 +13,9 @@ import pytest
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# every widget test comes from 127.0.0.1: the hourly ticket allowance of one address is tried on its own server
+os.environ.setdefault("MENTOR_VISITOR_TICKETS_PER_ADDRESS", "100000")
+os.environ.setdefault("MENTOR_VISITOR_TICKETS_PER_SITE", "100000")
 for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MENTOR_MODEL"):
     os.environ.pop(var, None)
 

@@ -90,3 +90,19 @@ def test_db_check_passes(db: Database) -> None:
     result = runner.invoke(app, ["db", "check"])
     assert result.exit_code == 0, result.output
     assert "FAIL" not in result.output and result.output.count("PASS") >= 6
+
+
+def test_staff_are_managed_without_sql(db: Database) -> None:
+    listed = runner.invoke(app, ["staff", "list"])
+    assert listed.exit_code == 0 and "ana" in listed.output
+    added = runner.invoke(app, ["staff", "add", "sofia"])
+    try:
+        assert added.exit_code == 0 and "sofia is now agent" in added.output, added.output
+        assert "sofia" in runner.invoke(app, ["staff", "list"]).output
+    finally:
+        removed = runner.invoke(app, ["staff", "remove", "sofia"])
+    assert removed.exit_code == 0 and "no longer support staff" in removed.output
+    assert "sofia" not in runner.invoke(app, ["staff", "list"]).output
+    again = runner.invoke(app, ["staff", "remove", "sofia"])
+    assert again.exit_code != 0 and "not support staff" in again.output
+    assert runner.invoke(app, ["staff", "add", "nobody-such"]).exit_code != 0

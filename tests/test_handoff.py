@@ -352,8 +352,11 @@ def test_an_inbox_socket_loses_a_conversation_claimed_by_another_agent_or_when_i
         customer.close()
 
 
-def test_read_receipts_are_coalesced_and_clamped_and_resumes_limited(live, staff) -> None:
-    customer, _ = open_ws(live, staff["c2"])
+def test_read_receipts_are_coalesced_and_clamped_and_resumes_limited(live, knowledge) -> None:
+    from server.auth import add_site
+
+    site = add_site(knowledge, "receipts", ["https://receipts.example"])  # a fresh visitor: a ticket of its own
+    customer, _ = open_ws(live, site_key=site["site_key"], origin="https://receipts.example")
     message(customer, "A person please, about a missing refund", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
     for upto in range(300):  # a flood of receipts, the last one far past the end

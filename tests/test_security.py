@@ -475,3 +475,50 @@ def test_inbox_access_freelancer_none_agent_handoffs_only_admin_all(live, db: Da
     with db.as_user(admin["id"]) as conn:
         assert conn.execute("SELECT count(*) AS n FROM messages WHERE conversation_id = %s",
                             (private,)).fetchone()["n"] >= 2
+
+
+def test_the_rate_limiters_memory_is_bounded_by_activity_not_history(monkeypatch) -> None:
+    from server import limits
+
+    limiter = limits.RateLimiter()
+    clock = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    for i in range(5000):  # a stream of fresh visitor ids, one message each
+        assert limiter.hit(f"visitor:{i}", 10) is None
+    clock[0] += 61  # a minute later every one of those buckets has refilled: the same as none
+    for _ in range(limits.RateLimiter.SWEEP_EVERY):
+        limiter.hit("address:10.0.0.1", 10_000)
+    assert len(limiter) < 100
+    assert limiter.hit("visitor:1", 10) is None  # a dropped bucket starts full again
+
+
+def test_a_flood_of_fresh_visitors_from_one_address_is_refused_new_tickets_in_words_for_a_customer(
+        knowledge, db: Database) -> None:
+    from agents.composer import COMPOSER
+    from harness.live import serve
+
+    with db.admin() as conn:  # other tests' visitors came from this address too, within the hour
+        before = conn.execute("""SELECT count(*) AS n FROM support_tickets t JOIN conversations c
+                                 ON c.id = t.conversation_id WHERE c.client_address = '127.0.0.1'
+                                 AND c.user_id IS NULL AND t.created_at > now() - interval '1 hour'""").fetchone()["n"]
+    server = serve(db, COMPOSER, visitor_tickets_per_address=before + 5, address_messages_per_minute=1000,
+                   site_messages_per_minute=1000)
+    site = add_site(db, "crowd", ["https://crowd.example"])
+    try:
+        outcomes, answers = [], []
+        for i in range(8):  # each a new visitor (a socket without a visitor id gets a fresh one)
+            ws, _ = open_ws(server, site_key=site["site_key"], origin="https://crowd.example")
+            message(ws, f"I want to talk to a human, visitor {i}", persona="support")
+            events = until(ws, "done")
+            result = next(e for e in events if e["type"] == "tool_result" and e["name"] == "create_support_ticket")
+            outcomes.append("refused" if result["error"] else "ticket")
+            answers.append(text_of(events))
+            ws.close()
+        assert outcomes == ["ticket"] * 5 + ["refused"] * 3  # 5 an hour from this address, then none
+        assert answers[-1].startswith("Our support team has had a great many requests from here")
+        with db.admin() as conn:  # nothing half-made: the refused ones left no ticket and no handoff
+            n = conn.execute("""SELECT count(*) AS n FROM support_tickets t JOIN conversations c
+                                ON c.id = t.conversation_id WHERE c.site_id = %s""", (site["id"],)).fetchone()["n"]
+        assert n == 5
+    finally:
+        server.stop()

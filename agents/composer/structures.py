@@ -111,7 +111,7 @@ def support(ev: Evidence) -> str:
         mine += facts.account(account)
     if account and MONEY_TOPIC.search(ev.question):
         mine += facts.payments(account)
-    parts = []
+    parts = [ev.ticket_refused] if ev.ticket_refused else []
     if ev.handoff and ev.handoff.reason in ("upset", "user_request"):
         parts.append(handoff_sentence(ev))  # what they asked for (or need) first
         asked = _terms(WANTS_HUMAN.sub(" ", ev.question)) - REQUEST_WORDS
