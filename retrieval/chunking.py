@@ -326,6 +326,7 @@ _CONFIG_LINE = re.compile(r"^\s*\"?([\w .-]+?)\"?\s*[:=]\s*(.*?)\s*,?$")
 
 
 def _key(name: str) -> str:
+    name = re.sub(r"^(export\s+)?(default\s+)?(const|let|var)\s+", "", name.strip())  # `export const plans =`
     words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.strip()).replace("_", " ").replace("-", " ")
     return " ".join(words.split()).lower() if words.lower() != words else " ".join(words.split())
 

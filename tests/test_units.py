@@ -79,3 +79,23 @@ def test_a_plan_named_by_its_price_is_learned_from_the_documents_prices() -> Non
     assert priced_by_question("What does the middle tier cost?", rows) == "Plan Plus"
     assert priced_by_question("What's the cheapest paid plan?", config) == "plans › team"
     assert priced_by_question("How do refunds work?", rows) is None
+
+
+def test_a_row_or_config_line_is_read_as_a_sentence_about_what_was_asked() -> None:
+    from agents.composer.passages import Unit
+    from agents.composer.structures import direct
+
+    def unit(text: str, kind: str) -> Unit:
+        return Unit(text=text, source=1, section="Plans", kind=kind, position=0)
+
+    row = unit("Plan Free: Monthly price $0; Commission on earnings 10%", "row")
+    assert direct("What commission does the Free plan take?", row).text == \
+        "For Plan Free, commission on earnings is 10%"
+    method = unit("Method PayPal: Fee per withdrawal $1.00; Arrives in 1 business day", "row")
+    assert direct("How long does a PayPal withdrawal take?", method).text == \
+        "For Method PayPal, arrives in 1 business day"
+    assert direct("Tell me about PayPal", method).text == method.text  # nothing singled out: as written
+    config = unit("plans › growth › payout schedule: daily", "config")
+    assert direct("How often am I paid on Growth?", config).text == "For plans › growth, payout schedule is daily"
+    sentence = unit("Payouts go out every Friday.", "sentence")
+    assert direct("When are payouts?", sentence) is sentence

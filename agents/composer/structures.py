@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from agents.answerability import off_topic
 from agents.composer import facts, roleplay
-from agents.composer.passages import Unit, _terms, actionable, pick, rank
+from agents.composer.passages import ASKS, Unit, _terms, actionable, pick, rank
 from agents.composer.proposal import proposal
 from agents.evidence import Evidence
 from agents.sentiment import WANTS_HUMAN
@@ -123,7 +124,7 @@ def support(ev: Evidence) -> str:
     if answer and unmentioned:
         parts.append(closest_topic(unmentioned, answer))
     elif answer:
-        parts.append(quote(answer))
+        parts.append(quote([direct(ev.question, answer[0]), *answer[1:]]))
     elif not ev.handoff:
         parts.append("I couldn't find this in the help center, so I won't guess. If you'd like, ask for a person "
                      "and I'll open a ticket for our support team.")
@@ -132,6 +133,49 @@ def support(ev: Evidence) -> str:
     if ev.handoff and ev.handoff.reason not in ("upset", "user_request"):
         parts.append(handoff_sentence(ev))
     return "\n\n".join(parts)
+
+
+def direct(question: str, unit: Unit) -> Unit:
+    """A table row or config object read as a sentence about what was asked: "Plan Free: Monthly price $0;
+    Commission on earnings 10%" asked for the commission reads "For Plan Free, commission on earnings is 10%".
+    The fields kept are those the question names or whose value is the kind of figure it asks for; when
+    none is, the unit stays as written. Values are copied, never reworded."""
+    if unit.kind not in ("row", "config") or ": " not in unit.text:
+        return unit
+    if unit.kind == "config":  # "plans › free › commission rate: 0.2" -> "For plans › free, commission rate is 0.2"
+        path, _, value = unit.text.rpartition(": ")
+        if " › " not in path:
+            return unit
+        key, name = path.rsplit(" › ", 1)
+        return replace(unit, text=f"For {key}, {_as_clause(name, value)}")
+    key, _, rest = unit.text.partition(": ")
+    fields = [f.strip() for f in rest.rstrip(".").split("; ")]
+    asked = [answer for pattern, answer in ASKS.values() if pattern.search(question)]
+    q_terms = _terms(question)
+    named = [f for f in fields if q_terms & _terms(_field_name(f))]
+    kept = [f for f in fields if any(p.search(f) for p in asked)] or named
+    if len(kept) > 1 and set(named) & set(kept):  # several of the asked kind: the one the question names
+        kept = [f for f in kept if f in named]
+    if not key or not kept or len(kept) == len(fields) > 2:
+        return unit
+    said = "; ".join(_as_clause(_field_name(f), f[len(_field_name(f)):].strip()) for f in kept)
+    return replace(unit, text=f"For {key}, {said}")
+
+
+def _field_name(field_text: str) -> str:
+    """"Commission on earnings 10%" -> "Commission on earnings": the words before its first figure."""
+    return re.split(r"\s(?=[$€£]?\d)", field_text, maxsplit=1)[0]
+
+
+def _as_clause(name: str, value: str) -> str:
+    """("Commission on earnings", "10%") -> "commission on earnings is 10%"; "arrives in 1 business day"."""
+    if not value:
+        return name
+    lowered = f"{name[:1].lower()}{name[1:]}"
+    if re.search(r"\b(in|at|by|after|within|from|to|for|of|per|every|up to)$|^(arrives|takes|is|are|costs?)\b",
+                 name, re.I):
+        return f"{lowered} {value}"
+    return f"{lowered} is {value}"
 
 
 def not_covered(ev: Evidence, ranked: list[Unit]) -> list[str]:
