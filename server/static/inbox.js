@@ -57,10 +57,12 @@ function show(ev) {
     clearTimeout(show.typingTimer);
     show.typingTimer = setTimeout(() => { $("customer-typing").textContent = ""; }, 4000);
   }
-  if ((ev.type === "ack" || ev.type === "token") && socket && socket.readyState === WebSocket.OPEN && document.visibilityState === "visible") {
+  if (!loadingTranscript && (ev.type === "ack" || ev.type === "token") && socket && socket.readyState === WebSocket.OPEN && document.visibilityState === "visible") {
     socket.send(JSON.stringify({ type: "read", conversation_id: current, upto_seq: ev.seq }));
   }
 }
+
+let loadingTranscript = false;  // drawing a conversation's stored events: no receipts until it is watched
 
 function connect() {
   if (!token || socket) return;
@@ -102,8 +104,14 @@ async function open(id) {
     + `<div class="kv"><span>status</span><span id="handoff-status">${escapeHtml(h.status)}</span></div>`
     + (c.visitor ? "" : `<details><summary>Recent orders and payments</summary>${(c.orders || []).map((o) => kv(`order #${o.id} · ${escapeHtml(o.status)}`, money(o.amount))).join("")}${(c.payments || []).map((p) => kv(`${escapeHtml(p.kind)} · ${escapeHtml(p.status)}`, money(p.amount))).join("")}</details>`);
   $("notes").innerHTML = data.notes.map((n) => `<li>${escapeHtml(n.text)}</li>`).join("");
-  data.events.forEach(show);
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "watch", conversation_id: id, after_seq: lastSeq }));
+  // the transcript first, then `watch`, then one receipt for all of it: a receipt before the watch was
+  // refused ("no handed-over conversation … here") and shown in red on every opening
+  loadingTranscript = true;
+  try { data.events.forEach(show); } finally { loadingTranscript = false; }
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ type: "watch", conversation_id: id, after_seq: lastSeq }));
+    if (lastSeq && document.visibilityState === "visible") socket.send(JSON.stringify({ type: "read", conversation_id: id, upto_seq: lastSeq }));
+  }
   loadQueue().catch(() => {});
 }
 
