@@ -416,6 +416,10 @@ def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db:
         # before `watch` used to be refused, and said so in red on every opening)
         visitor.locator(widget + ".msg.user .seen").first.wait_for(timeout=10_000)
         assert ana.locator("#error").inner_text().strip() == ""
+        ana.reload()  # signed in still, and named as herself (the header said "user 562" after a reload)
+        ana.locator("#whoami-name", has_text="Ana Ruiz").wait_for(timeout=10_000)
+        ana.locator(f"#handoffs button[data-id='{conversation}']").click()
+        ana.locator("#transcript .msg.user", has_text="talk to a person").wait_for(timeout=10_000)
         ana.click("#claim")
         visitor.locator(widget + ".msg.note", has_text="Ana Ruiz from support joined").wait_for(timeout=10_000)
         ana.click("#suggest")  # agent assist drafts a cited reply; she writes her own instead
@@ -442,10 +446,12 @@ def test_two_browsers_a_visitor_and_ana_in_her_inbox(live_composer, browser, db:
         visitor.fill(widget + "form.composer input", "How long do withdrawals take?")
         visitor.press(widget + "form.composer input", "Enter")
         visitor.locator(widget + ".msg.bot[data-done=stop]").nth(answered).wait_for(timeout=30_000)
-        # no red error on either side: anything sent on opening the conversation came before all the frames
-        # since, on the same socket (opening it used to send receipts before `watch`, and was refused)
-        assert ana.locator("#error").inner_text().strip() == ""
-        assert visitor.locator(widget + ".err").count() == 0
+        ana.fill("#outcome", "answered")
+        ana.click("#resolve")
+        visitor.locator(widget + ".msg.note", has_text="resolved").wait_for(timeout=10_000)
+        ana.locator("#handoff-status", has_text="read only").wait_for(timeout=10_000)  # a record now
+        assert ana.locator("#reply-send").is_disabled() and ana.locator("#claim").is_disabled()
+        assert ana.locator("#error").inner_text().strip() == "" and visitor.locator(widget + ".err").count() == 0
     finally:
         for c in contexts:
             c.close()

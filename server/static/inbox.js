@@ -20,7 +20,7 @@ async function loadQueue() {
   if (!token) return;
   const items = await api(`/api/inbox?status=${view}`);
   $("handoffs").innerHTML = items.map((h) => `<li><button type="button" data-id="${escapeHtml(h.conversation_id)}" class="${current === h.conversation_id ? "current" : ""}">
-    <strong>${escapeHtml(h.reason.replace("_", " "))}</strong> · waiting ${ago(h.waiting_s)}${h.upset >= 0.5 ? ' · <span class="upset">upset</span>' : ""}<br>
+    <strong>${escapeHtml(h.reason.replace("_", " "))}</strong> · ${h.status === "resolved" ? "resolved" : `waiting ${ago(h.waiting_s)}`}${h.upset >= 0.5 ? ' · <span class="upset">upset</span>' : ""}<br>
     <small>${escapeHtml(h.last_message ? h.last_message.text.replace(/[*_#`>]+/g, "").slice(0, 90) : "")}</small></button></li>`).join("") || "<li><small>Nothing here.</small></li>";
   $("handoffs").querySelectorAll("button").forEach((b) => { b.onclick = () => open(b.dataset.id); });
 }
@@ -71,7 +71,11 @@ function connect() {
   socket.onopen = () => { $("status").textContent = "live"; loadQueue().catch(() => {}); if (current) socket.send(JSON.stringify({ type: "watch", conversation_id: current, after_seq: lastSeq })); };
   socket.onmessage = (m) => {
     const ev = JSON.parse(m.data);
-    if (ev.type === "ready" || ev.type === "pong") return;
+    if (ev.type === "ready") {  // who the server says she is: her name after a reload too, not "user 562"
+      if (ev.user) { me = ev.user; $("whoami-name").textContent = ev.user.name; }
+      return;
+    }
+    if (ev.type === "pong") return;
     if (ev.type === "queue_changed") { loadQueue().catch(() => {}); return; }  // a handoff opened, claimed, released, resolved
     if (ev.type === "error") { $("error").textContent = ev.message; return; }
     if (ev.conversation_id !== current) return;
@@ -103,6 +107,7 @@ async function open(id) {
     + kv("ticket", `#${escapeHtml(h.ticket_id)}`) + kv("reason", escapeHtml(h.reason))
     + `<div class="kv"><span>status</span><span id="handoff-status">${escapeHtml(h.status)}</span></div>`
     + (c.visitor ? "" : `<details><summary>Recent orders and payments</summary>${(c.orders || []).map((o) => kv(`order #${o.id} · ${escapeHtml(o.status)}`, money(o.amount))).join("")}${(c.payments || []).map((p) => kv(`${escapeHtml(p.kind)} · ${escapeHtml(p.status)}`, money(p.amount))).join("")}</details>`);
+  readOnly(h.status === "resolved");
   $("notes").innerHTML = data.notes.map((n) => `<li>${escapeHtml(n.text)}</li>`).join("");
   // the transcript first, then `watch`, then one receipt for all of it: a receipt before the watch was
   // refused ("no handed-over conversation … here") and shown in red on every opening
@@ -124,7 +129,13 @@ async function act(path, body) {
 
 $("claim").onclick = async () => { if (await act("claim")) $("handoff-status").textContent = "claimed"; };
 $("release").onclick = async () => { if (await act("release")) $("handoff-status").textContent = "open"; };
-$("resolve").onclick = async () => { if (await act("resolve", { outcome: $("outcome").value.trim() || "resolved" })) $("handoff-status").textContent = "resolved"; };
+$("resolve").onclick = async () => { if (await act("resolve", { outcome: $("outcome").value.trim() || "resolved" })) { $("handoff-status").textContent = "resolved"; readOnly(true); } };
+
+// a resolved conversation is a record: shown, labelled, with nothing to act on
+function readOnly(resolved) {
+  for (const id of ["claim", "release", "resolve", "outcome", "reply-text", "reply-send", "suggest"]) $(id).disabled = resolved;
+  $("handoff-status").textContent = resolved ? "resolved — read only" : $("handoff-status").textContent;
+}
 $("reply").onsubmit = async (e) => {
   e.preventDefault();
   const text = $("reply-text").value.trim();
