@@ -64,10 +64,33 @@ def lessons(ev: Evidence, n: int, *, exclude_corpora: frozenset[str] = frozenset
     Advice is not mixed across lessons: "a client keeps asking for free changes" is answered by the
     lesson on scope, not by the best sentences of the one on raising rates retrieved beside it."""
     corpora = {h.corpus for h in ev.hits} - exclude_corpora
-    ranked = rank(ev.question, ev.hits, corpora=corpora, question_vector=ev.question_vector, bonus=actionable)
+    where = situation(ev)
+
+    def bonus(unit: Unit) -> float:  # advice for where the learner stands first (a newcomer: first clients)
+        return actionable(unit) + (0.08 if where is not None and where[1].search(unit.title) else 0.0)
+
+    ranked = rank(ev.question, ev.hits, corpora=corpora, question_vector=ev.question_vector, bonus=bonus)
     if not ranked:
         return []
     return pick([u for u in ranked if u.title == ranked[0].title], n, floor=floor, margin=0.2)
+
+
+NO_CLIENTS = re.compile(r"\b(no|zero|without|haven't (got|had) any|don't have any) (clients?|jobs?|customers?)\b|"
+                        r"\bfirst (client|job|customer)\b|\b(just|only) (started|starting)\b", re.I)
+
+
+def situation(ev: Evidence) -> tuple[str, re.Pattern[str]] | None:
+    """Where the learner stands, from their records or their own words, and the lessons written for it:
+    no clients yet (first clients), or a rate below the market median (raising rates)."""
+    profile = ev.record("my_profile") or {}
+    if profile.get("jobs_completed") == 0 or NO_CLIENTS.search(ev.question):
+        return "you have no clients yet", re.compile(r"\b(first|start|begin|new)\w*", re.I)
+    rates = ev.record("market_rates") or {}
+    rate, median = profile.get("hourly_rate"), rates.get("p50")
+    if rate is not None and median is not None and float(rate) < float(median):
+        return (f"your rate of {facts.money(rate)}/h is below the market median of {facts.money(median)}/h",
+                re.compile(r"\b(rais|rate|pric)\w*", re.I))
+    return None
 
 
 def lesson_named(units: list[Unit]) -> str:
@@ -236,10 +259,12 @@ def mentor(ev: Evidence) -> str:
     names = ["my_profile", "my_revenue_summary", "learning_roi", "search_projects"]
     parts = record_sentences(ev, names)  # a paragraph each: profile, revenue, learning, projects
     steps = lessons(ev, 4)
+    where = situation(ev)
+    since = f" (as {where[0]})" if where is not None and steps and where[1].search(steps[0].title) else ""
     if len(steps) >= 2:
-        parts.append(f"Next steps, from {lesson_named(steps)}:\n{bullets(steps, numbered=True)}")
+        parts.append(f"Next steps, from {lesson_named(steps)}{since}:\n{bullets(steps, numbered=True)}")
     elif steps:
-        parts.append(f"From {lesson_named(steps)}: {quote(steps)}")
+        parts.append(f"From {lesson_named(steps)}{since}: {quote(steps)}")
     else:
         parts.append("The lessons I found don't cover this; tell me more about your goal and I'll look again.")
     return "\n\n".join(p for p in parts if p)
