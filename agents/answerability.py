@@ -32,7 +32,12 @@ def off_topic(question: str, hits: list[SearchHit], missing_words: list[str]) ->
     return not subject or len(missing_words) == len(subject)
 
 
+# "ok thanks", "sure, got it", "no need": an acknowledgment or a no, not a yes to a person
+DECLINES = re.compile(r"\b(thanks?|thank you|thx|got it|no|not|nope|never ?mind|fine|cool|great answer)\b", re.I)
+
+
 def accepts_offer(text: str, history: list[dict[str, str]]) -> bool:
     """A short yes to the last answer's offer of a person."""
     last = next((m.get("content", "") for m in reversed(history) if m.get("role") == "assistant"), "")
-    return bool(OFFERED.search(last)) and bool(ACCEPTS.match(text)) and len(text.split()) <= 8
+    return bool(OFFERED.search(last)) and bool(ACCEPTS.match(text)) and not DECLINES.search(text) \
+        and len(text.split()) <= 8

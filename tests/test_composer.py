@@ -87,6 +87,8 @@ def test_support_offers_a_person_and_opens_a_ticket_when_the_offer_is_accepted(k
     assert ticket.reason == "no_answer" and f"#{ticket.ticket_id}" in answer
     _, events = ask(knowledge, persona="support", text="yes please")  # a yes to nothing offered is no request
     assert not any(e.type == "handoff" for e in events)
+    _, events = ask(knowledge, persona="support", text="ok thanks", history=history)  # nor is a thank-you
+    assert not any(e.type == "handoff" for e in events)
 
 
 def test_support_says_so_when_the_question_names_what_the_help_center_never_mentions(knowledge: Database) -> None:
