@@ -574,3 +574,13 @@ def test_an_answer_cut_at_the_length_limit_says_so(knowledge, page) -> None:
         page.locator(".msg.assistant .note", has_text="cut at the length limit").wait_for(timeout=20_000)
     finally:
         server.stop()
+
+
+def test_staff_see_the_inbox_link_on_the_chat_page(live, page) -> None:
+    ask_on_chat_page(page, live, "ana", "")
+    page.locator("#inbox-link").wait_for(state="visible", timeout=10_000)
+    assert page.locator("#inbox-link").get_attribute("href") == "/inbox"
+    page.click("#signout")
+    ask_on_chat_page(page, live, "nora", "")
+    page.locator("#whoami-name", has_text="Nora").wait_for(timeout=10_000)
+    assert not page.locator("#inbox-link").is_visible()  # a freelancer has no inbox

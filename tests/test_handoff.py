@@ -371,3 +371,15 @@ def test_read_receipts_are_coalesced_and_clamped_and_resumes_limited(live, knowl
     codes = [e.get("code") for e in until_quiet(customer, quiet=2.0) if e["type"] == "error"]
     assert codes.count("rate_limited") == 5  # 20 resumes in 10 s on one connection, then a typed refusal
     customer.close()
+
+
+def test_an_agents_chat_page_lists_her_own_conversations_and_links_the_inbox(live, staff, demo_ids) -> None:
+    customer, _ = open_ws(live, staff["c3"])
+    message(customer, "Can I speak to a real person about my escrow?", persona="support")
+    conversation = until(customer, "done")[0]["conversation_id"]
+    customer.close()
+    assert api(live, staff["ana"], "GET", f"/api/inbox/{conversation}").status_code == 200  # hers to answer...
+    mine = api(live, staff["ana"], "GET", "/api/conversations").json()
+    assert conversation not in [c["id"] for c in mine]  # ...in the inbox, not among her own conversations
+    me = api(live, staff["ana"], "GET", "/api/me").json()
+    assert me["id"] == demo_ids["ana"] and me["role"] == "agent"  # the chat page shows staff the inbox link

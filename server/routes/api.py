@@ -70,14 +70,17 @@ def demo_users(s: Svc) -> list[dict[str, Any]]:
 
 @router.get("/me")
 def me(user: User, s: Svc) -> dict[str, Any]:
-    rows = _rows(s, user, "SELECT id, handle, name, role, plan_id AS plan FROM users")
+    rows = _rows(s, user, "SELECT id, handle, name, role, plan_id AS plan FROM users WHERE id = app_user_id()")
     return rows[0] if rows else {}
 
 
 @router.get("/conversations")
 def list_conversations(user: User, s: Svc) -> list[dict[str, Any]]:
+    # the caller's own: row-level security also shows support staff the conversations handed to them,
+    # which are answered in /inbox, not continued here
     return _rows(s, user, """SELECT id, persona, title, mode, project_id, created_at, updated_at, last_seq
-                             FROM conversations ORDER BY updated_at DESC LIMIT 100""")
+                             FROM conversations WHERE user_id = app_user_id()
+                             ORDER BY updated_at DESC LIMIT 100""")
 
 
 @router.get("/conversations/{conversation_id}")

@@ -263,6 +263,7 @@ async function showSignedIn() {
   $("signin").hidden = true;
   $("whoami").hidden = false;
   $("whoami-name").textContent = `Signed in as ${me.name}`;
+  $("inbox-link").hidden = !["agent", "admin"].includes(me.role);  // staff answer handed-over conversations there
   connect();
   const saved = sessionStorage.getItem("mentor_conversation");
   if (saved) await openConversation(saved).catch(() => { sessionStorage.removeItem("mentor_conversation"); showWelcome(); });
