@@ -40,16 +40,6 @@ def staff(live, demo_ids, knowledge):
             "c1_handle": customers[0]["handle"]}
 
 
-def until_quiet(ws, quiet: float = 1.0) -> list[dict]:
-    """Everything the socket receives until it has been quiet for `quiet` seconds."""
-    events = []
-    while True:
-        try:
-            events.append(recv(ws, timeout=quiet))
-        except TimeoutError:
-            return events
-
-
 def api(server, token: str, method: str, path: str, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{server.http}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=20,
                          **kwargs)
@@ -97,11 +87,6 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     message(customer, "Thanks. My payout of last week is missing.", persona="support", conversation_id=conversation)
     ack = recv(customer)
     assert ack["type"] == "ack" and ack["message_id"] is None and ack["seq"] > joined["seq"]
-    try:  # (as pytest.raises(TimeoutError), but naming the frame if one comes)
-        extra = recv(customer, timeout=1.5)
-        raise AssertionError(f"a frame reached the customer while an agent owned the conversation: {extra}")
-    except TimeoutError:
-        pass
     seen = api(live_other_worker, staff["ana"], "GET", f"/api/inbox/{conversation}").json()
     assert any(e["type"] == "ack" and "payout of last week" in e["text"] for e in seen["events"])
 
@@ -109,7 +94,10 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     sent = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/messages",
                json={"text": "I found it: it is on its way and arrives tomorrow."})
     assert sent.status_code == 201, sent.text
-    delivered = until(customer, "agent_message", timeout=10)[-1]
+    # the very next frame, and the very next stored event: nothing of the bot's came in between (asserted
+    # by order, not by waiting for silence — a wait once failed on a loaded machine)
+    delivered = recv(customer, timeout=20)
+    assert delivered["type"] == "agent_message", delivered
     assert delivered["text"].startswith("I found it") and delivered["seq"] == ack["seq"] + 1
     customer.close()
     customer, _ = open_ws(live, staff["c1"])
@@ -132,11 +120,11 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     assert card["notes"][-1]["text"] == "refund checked with finance"
     assert card["customer"]["handle"] == staff["c1_handle"] and card["customer"]["plan"]
     assert card["customer"]["payments"]
-    mateo_events = until_quiet(customer)
-    assert not any("refund checked" in json.dumps(e) for e in mateo_events)
     resolved = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/resolve",
                    json={"outcome": "payout located"})
     assert resolved.status_code == 200
+    # everything the customer got up to the resolution, which came after the note: never the note
+    assert not any("refund checked" in json.dumps(e) for e in until(customer, "handoff_resolved", timeout=10))
     assert conversation in [h["conversation_id"] for h in
                             api(live, staff["ana"], "GET", "/api/inbox", params={"status": "resolved"}).json()]
     customer.close()
@@ -358,17 +346,28 @@ def test_read_receipts_are_coalesced_and_clamped_and_resumes_limited(live, knowl
     site = add_site(knowledge, "receipts", ["https://receipts.example"])  # a fresh visitor: a ticket of its own
     customer, _ = open_ws(live, site_key=site["site_key"], origin="https://receipts.example")
     message(customer, "A person please, about a missing refund", persona="support")
-    conversation = until(customer, "done")[0]["conversation_id"]
-    for upto in range(300):  # a flood of receipts, the last one far past the end
-        send(customer, type="read", conversation_id=conversation, upto_seq=upto if upto < 299 else 2**62)
-    receipts = [e for e in until_quiet(customer, quiet=2.0) if e["type"] == "read"]
+    answered = until(customer, "done")
+    conversation, last = answered[0]["conversation_id"], answered[-1]["seq"]
+    for i in range(300):  # a flood of receipts, ending with the newest (the answer's last event)
+        send(customer, type="read", conversation_id=conversation, upto_seq=1 + i * (last - 1) // 299)
+    receipts = []
+    while not receipts or receipts[-1]["upto_seq"] != last:  # the newest is always written, whatever the pace
+        frame = recv(customer, timeout=20)
+        if frame["type"] == "read":
+            receipts.append(frame)
     # coalesced: one stored receipt per half second at most, the newest of those sent meanwhile
-    assert 1 <= len(receipts) <= 10, len(receipts)
-    last_seq = max(e["seq"] for e in receipts)
-    assert receipts[-1]["upto_seq"] < last_seq  # clamped to the conversation's last event, not 2**62
+    assert len(receipts) <= 10, len(receipts)
+    send(customer, type="read", conversation_id=conversation, upto_seq=2**62)
+    while (frame := recv(customer, timeout=20))["type"] != "read":
+        pass
+    assert frame["upto_seq"] == frame["seq"] - 1  # clamped to the conversation's last event, not 2**62
     for _ in range(25):
-        send(customer, type="resume", conversation_id=conversation, after_seq=last_seq)
-    codes = [e.get("code") for e in until_quiet(customer, quiet=2.0) if e["type"] == "error"]
+        send(customer, type="resume", conversation_id=conversation, after_seq=frame["seq"])
+    send(customer, type="ping")
+    frames = []  # frames are handled in order: every refusal comes before the pong
+    while (reply := recv(customer, timeout=20))["type"] != "pong":
+        frames.append(reply)
+    codes = [f.get("code") for f in frames if f["type"] == "error"]
     assert codes.count("rate_limited") == 5  # 20 resumes in 10 s on one connection, then a typed refusal
     customer.close()
 
