@@ -164,11 +164,14 @@ def _event(conn, handoff: dict, payload: dict[str, Any], message_id: int | None 
     return append(conn, [NewEvent(cid, handoff["customer_id"], message_id, payload)], notify=True)[0]
 
 
-def visible(db: Database, staff: Staff, conversation_id: str) -> None:
-    """The agent may act only on a handoff RLS shows them (a waiting one, or their own)."""
+def visible(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:
+    """The agent may act only on a handoff RLS shows them (a waiting one, or their own); returns it."""
     with db.as_user(staff.id) as conn:
-        if conn.execute("SELECT 1 FROM handoffs WHERE conversation_id = %s", (conversation_id,)).fetchone() is None:
-            raise NotFound(f"no handoff in conversation {conversation_id}")
+        row = conn.execute("SELECT status, agent_id, first_reply_at FROM handoffs WHERE conversation_id = %s",
+                           (conversation_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no handoff in conversation {conversation_id}")
+    return row
 
 
 def claim(db: Database, staff: Staff, conversation_id: str) -> dict[str, Any]:

@@ -86,10 +86,15 @@ DEMO_USERS = [
              "Client: runs Acme Outdoor Co., hires developers and designers on the marketplace"),
 ]
 
-# Support staff (issue 13): answer handed-over conversations in the inbox.
+# Support staff (issue 13): answer handed-over conversations in the inbox. Two agents, so a claim between
+# agents can be tried; an admin reads every conversation and the operator's reports.
 DEMO_STAFF = [
     DemoUser("ana", "Ana Ruiz", "agent", "free",
              "Support agent: answers the conversations the support bot hands to a person (/inbox)"),
+    DemoUser("ben", "Ben Okafor", "agent", "free",
+             "Support agent: a second agent, to try a claim between agents (/inbox)"),
+    DemoUser("olivia", "Olivia Grant", "admin", "free",
+             "Admin: reads every conversation, the inbox and the operator's reports"),
 ]
 
 

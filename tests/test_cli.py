@@ -46,9 +46,10 @@ def test_users_json(db: Database) -> None:
     assert proc.returncode == 0, proc.stderr
     users = json.loads(proc.stdout)
     assert {"id", "name", "role"} <= set(users[0])
-    assert {u["role"] for u in users} == {"freelancer", "client", "agent"}
+    assert {u["role"] for u in users} == {"freelancer", "client", "agent", "admin"}
     assert any(u["name"] == "Mateo Alvarez" for u in users)
-    assert any(u["handle"] == "ana" and u["role"] == "agent" for u in users)  # the support agent
+    assert {u["handle"] for u in users if u["role"] == "agent"} == {"ana", "ben"}  # two, to try a claim
+    assert any(u["handle"] == "olivia" and u["role"] == "admin" for u in users)
 
 
 def test_search_json(knowledge: Database) -> None:

@@ -43,6 +43,11 @@ STRONG_MATCH = 0.75
 REVENUE_TOPIC = re.compile(r"\b(revenue|earn\w*|income|made|money)\b", re.I)
 
 
+def asks_only_for_a_person(text: str) -> bool:
+    """"Can I talk to a real person please?" asks nothing else; "a human: how long do payouts take?" does."""
+    return len(_terms(WANTS_HUMAN.sub(" ", text)) - REQUEST_WORDS) < 2
+
+
 def quote(units: list[Unit]) -> str:
     return " ".join(f"{_sentence(u.text)} [{u.source}]" for u in units)
 
@@ -138,8 +143,7 @@ def support(ev: Evidence) -> str:
     parts = [ev.ticket_refused] if ev.ticket_refused else []
     if ev.handoff and ev.handoff.reason in ("upset", "user_request"):
         parts.append(handoff_sentence(ev))  # what they asked for (or need) first
-        asked = _terms(WANTS_HUMAN.sub(" ", ev.question)) - REQUEST_WORDS
-        if ev.handoff.reason == "user_request" and len(asked) < 2:
+        if ev.handoff.reason == "user_request" and asks_only_for_a_person(ev.question):
             answer = []  # "can I talk to a person?" asks nothing else: no quotes about contacting support
     if mine and MY_PLAN.search(ev.question):  # "what do I pay": their own figures are the direct answer
         parts.append(" ".join(mine))

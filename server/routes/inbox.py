@@ -73,26 +73,34 @@ async def reply(conversation_id: str, body: ReplyBody, staff: Staff, s: Svc) -> 
 
 @router.post("/{conversation_id}/suggest")
 async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
-    """Agent assist: a suggested reply to the customer's last message, written like the support bot's
-    (the grounded composer offline, else the configured model) with its citations, for the agent to edit.
-    Nothing is stored or sent, and no ticket is opened: the persona runs without its hooks."""
+    """Agent assist: a suggested reply to the customer's newest question (a request for a person is not a
+    question), written like the support bot's (the grounded composer offline, else the configured model) with
+    its citations, as from the agent: a greeting on the first reply, no offers of a person or a ticket. For the
+    agent to edit; nothing is stored or sent, and no ticket is opened: the persona runs without its hooks."""
+    from agents.assist import from_a_person, question_to_answer
     from agents.personas import get_persona
     from agents.requests import HistoryMessage, TurnRequest
     from agents.runtime import Turn
 
-    await _act(handoffs.visible, s.db, staff, conversation_id)
+    handoff = await _act(handoffs.visible, s.db, staff, conversation_id)
     # the transcript so far (every message id is below 2**62), the agents' replies on the assistant's side
     transcript = await asyncio.to_thread(convs.history, s.db, conversation_id, 2**62, 200)
     asked = [i for i, m in enumerate(transcript) if m["role"] == "user"]
     if not asked:
         raise NotFound("the customer has not written anything")
-    question = transcript[asked[-1]]["content"]
-    history = [HistoryMessage(**h) for h in transcript[:asked[-1]]][-10:]
+    picked = question_to_answer([transcript[i]["content"] for i in asked])
+    first_reply = handoff["first_reply_at"] is None
+    if picked is None:  # only "a person, please" and the like: greet them and ask
+        return {"text": from_a_person("", staff.name, first_reply=first_reply), "citations": [], "grounding": None,
+                "question": transcript[asked[-1]]["content"]}
+    at = asked[picked[0]]
+    question = transcript[at]["content"]
+    history = [HistoryMessage(**h) for h in transcript[:at]][-10:]
     customer = await asyncio.to_thread(handoffs.customer_of, s.db, conversation_id)
     persona = get_persona("support")
     persona = persona.model_copy(update={"behaviours": [], "tools": [t for t in persona.tools
                                                                      if t != "create_support_ticket"]})
-    req = TurnRequest(persona="support", text=question, user_id=customer, history=history,
+    req = TurnRequest(persona="support", text=picked[1], user_id=customer, history=history,
                       conversation_id=conversation_id)
     text, citations, grounding = "", [], None
     async for event in Turn(req, persona, s.db, s.provider, None, s.settings.grounding).run():
@@ -104,7 +112,8 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
             citations.append({k: getattr(event, k) for k in ("index", "title", "section", "source", "anchor")})
         elif event.type == "done":
             grounding = event.grounding.model_dump() if event.grounding else None
-    return {"text": text.strip(), "citations": citations, "grounding": grounding, "question": question}
+    return {"text": from_a_person(text.strip(), staff.name, first_reply=first_reply), "citations": citations,
+            "grounding": grounding, "question": question}
 
 
 class NoteBody(BaseModel):
