@@ -1,10 +1,11 @@
-"""What routes depend on, in one place: the services, the signed-in user, support staff."""
+"""What routes depend on, in one place: the services, the signed-in user, support staff, path ids."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from core.errors import Forbidden, NotFound, Unauthorized
 from server.auth import AuthError, user_exists, verify_token
@@ -43,3 +44,16 @@ def current_staff(user: User, s: Svc) -> handoffs.Staff:
 
 
 Staff = Annotated[handoffs.Staff, Depends(current_staff)]
+
+
+def conversation_id(conversation_id: Annotated[str, Path(max_length=100, description="a conversation's UUID")]
+                    ) -> str:
+    """A conversation id from the path, in canonical form; anything that is not a UUID names no conversation
+    (404, never a database error)."""
+    try:
+        return str(uuid.UUID(conversation_id))
+    except ValueError:
+        raise NotFound("no such conversation (ids are UUIDs)") from None
+
+
+ConversationId = Annotated[str, Depends(conversation_id)]

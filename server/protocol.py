@@ -25,10 +25,15 @@ from agents.events import (
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's "\ud800" decodes to a lone surrogate, which UTF-8 cannot hold
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
-NoNul = Annotated[str, AfterValidator(_no_nul)]  # PostgreSQL text cannot hold NUL: refuse it at the boundary
+# PostgreSQL text holds neither NUL nor a lone surrogate: refuse them at the boundary, as a 422 naming the field
+NoNul = Annotated[str, AfterValidator(_no_nul)]
 Id = Annotated[int, Field(gt=0, le=2**63 - 1)]  # a bigint: anything larger is no row of ours
 
 

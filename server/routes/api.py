@@ -13,7 +13,7 @@ from agents.personas import all_personas
 from core.errors import Forbidden, InvalidArgument, NotFound
 from server.auth import AuthError, issue_token
 from server.deps import Svc, User
-from server.protocol import FeedbackBody
+from server.protocol import FeedbackBody, NoNul
 from server.services import Services
 from store import conversations as convs
 
@@ -43,7 +43,7 @@ def suggested_projects(user: User, s: Svc) -> list[dict[str, Any]]:
 
 
 class DemoLogin(BaseModel):
-    user: str = Field(min_length=1, max_length=64, description="demo user handle or id, e.g. 'mateo'")
+    user: NoNul = Field(min_length=1, max_length=64, description="demo user handle or id, e.g. 'mateo'")
 
 
 @router.post("/demo-login")
@@ -125,8 +125,8 @@ def tickets(user: User, s: Svc) -> list[dict[str, Any]]:
 
 
 class SiteLink(BaseModel):
-    site_key: str = Field(min_length=1, max_length=100)
-    user_token: str = Field(min_length=1, max_length=4096, description="the site's signed token for its user")
+    site_key: NoNul = Field(min_length=1, max_length=100)
+    user_token: NoNul = Field(min_length=1, max_length=4096, description="the site's signed token for its user")
 
 
 @router.get("/me/site-links")

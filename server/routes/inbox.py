@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 
 from core.errors import NotFound
 from server import metrics
-from server.deps import Staff, Svc
+from server.deps import ConversationId, Staff, Svc
+from server.protocol import NoNul
 from store import conversations as convs
 from store import handoffs
 
@@ -25,11 +26,11 @@ router = APIRouter(prefix="/api/inbox", tags=["inbox"])
 
 
 class ReplyBody(BaseModel):
-    text: str = Field(min_length=1, max_length=4000, description="what the customer will read")
+    text: NoNul = Field(min_length=1, max_length=4000, description="what the customer will read")
 
 
 class ResolveBody(BaseModel):
-    outcome: str = Field(min_length=1, max_length=500, description="how it ended, for the record")
+    outcome: NoNul = Field(min_length=1, max_length=500, description="how it ended, for the record")
 
 
 async def _act(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -51,19 +52,19 @@ async def inbox(staff: Staff, s: Svc, status: Literal["open", "mine", "resolved"
 
 
 @router.get("/{conversation_id}")
-async def conversation(conversation_id: str, staff: Staff, s: Svc, after_seq: int = 0) -> dict[str, Any]:
+async def conversation(conversation_id: ConversationId, staff: Staff, s: Svc, after_seq: int = 0) -> dict[str, Any]:
     """The handoff and the whole transcript (the customer's messages, the bot's events, tool results)."""
     return await _act(handoffs.transcript, s.db, staff, conversation_id, after_seq)
 
 
 @router.post("/{conversation_id}/claim")
-async def claim(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+async def claim(conversation_id: ConversationId, staff: Staff, s: Svc) -> dict[str, Any]:
     """Own the conversation: the bot stays silent and the customer sees the agent join (409 if taken)."""
     return await _act(handoffs.claim, s.db, staff, conversation_id)
 
 
 @router.post("/{conversation_id}/messages", status_code=201)
-async def reply(conversation_id: str, body: ReplyBody, staff: Staff, s: Svc) -> dict[str, Any]:
+async def reply(conversation_id: ConversationId, body: ReplyBody, staff: Staff, s: Svc) -> dict[str, Any]:
     """Send the customer a message (claim first)."""
     sent = await _act(handoffs.reply, s.db, staff, conversation_id, body.text)
     if sent["first_reply_after_s"] is not None:
@@ -72,7 +73,7 @@ async def reply(conversation_id: str, body: ReplyBody, staff: Staff, s: Svc) -> 
 
 
 @router.post("/{conversation_id}/suggest")
-async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+async def suggest(conversation_id: ConversationId, staff: Staff, s: Svc) -> dict[str, Any]:
     """Agent assist: a suggested reply to the customer's newest question (a request for a person is not a
     question), written like the support bot's (the grounded composer offline, else the configured model) with
     its citations, as from the agent: a greeting on the first reply, no offers of a person or a ticket. For the
@@ -117,22 +118,22 @@ async def suggest(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
 
 
 class NoteBody(BaseModel):
-    text: str = Field(min_length=1, max_length=4000, description="for staff only; never shown to the customer")
+    text: NoNul = Field(min_length=1, max_length=4000, description="for staff only; never shown to the customer")
 
 
 @router.post("/{conversation_id}/notes", status_code=201)
-async def note(conversation_id: str, body: NoteBody, staff: Staff, s: Svc) -> dict[str, Any]:
+async def note(conversation_id: ConversationId, body: NoteBody, staff: Staff, s: Svc) -> dict[str, Any]:
     """An internal note on the handoff: kept beside it for staff, never sent or replayed to the customer."""
     return await _act(handoffs.add_note, s.db, staff, conversation_id, body.text)
 
 
 @router.post("/{conversation_id}/release")
-async def release(conversation_id: str, staff: Staff, s: Svc) -> dict[str, Any]:
+async def release(conversation_id: ConversationId, staff: Staff, s: Svc) -> dict[str, Any]:
     """Hand the conversation back to the bot; it answers the next message with the whole transcript."""
     return await _act(handoffs.release, s.db, staff, conversation_id)
 
 
 @router.post("/{conversation_id}/resolve")
-async def resolve(conversation_id: str, body: ResolveBody, staff: Staff, s: Svc) -> dict[str, Any]:
+async def resolve(conversation_id: ConversationId, body: ResolveBody, staff: Staff, s: Svc) -> dict[str, Any]:
     """Close the handoff and its ticket."""
     return await _act(handoffs.resolve, s.db, staff, conversation_id, body.outcome)
