@@ -104,9 +104,32 @@ ensure_axe() {
     fi
 }
 
+CHARTJS_VERSION=4.5.1
+CHARTJS=server/static/vendor/chart.umd.min.js
+
+ensure_chartjs() {
+    # Chart.js (npm registry, pinned) draws the /admin page's charts; served by us from /static/vendor, so the
+    # page works offline and under our CSP. Without npm the page still shows every figure, in tables.
+    if [ -f "$CHARTJS" ]; then return 0; fi
+    if command -v npm >/dev/null 2>&1; then
+        echo "==> fetching Chart.js $CHARTJS_VERSION for the /admin page"
+        local tmp
+        tmp=$(mktemp -d)
+        (cd "$tmp" && npm pack --silent "chart.js@$CHARTJS_VERSION" >/dev/null)
+        tar -xzf "$tmp/chart.js-$CHARTJS_VERSION.tgz" -C "$tmp" package/dist/chart.umd.min.js package/LICENSE.md
+        mkdir -p "$(dirname "$CHARTJS")"
+        cp "$tmp/package/dist/chart.umd.min.js" "$CHARTJS"
+        cp "$tmp/package/LICENSE.md" "$(dirname "$CHARTJS")/chart.js-LICENSE.md"
+        rm -rf "$tmp"
+    else
+        echo "warning: npm missing; the /admin page will show its figures without charts" >&2
+    fi
+}
+
 case "${1:-}" in
     start)
         install_deps
+        ensure_chartjs
         echo "==> preparing the embedded instance in ${MENTOR_HOME:-the per-user data directory}"
         "$VENV/bin/mentor" setup
         # The quick start is a demo: its chat page signs in as seeded demo users. Never on a public address.
@@ -122,6 +145,7 @@ case "${1:-}" in
         ensure_chromium
         ensure_haproxy
         ensure_axe
+        ensure_chartjs
         ensure_llama_server
         shift
         "$VENV/bin/ruff" check .

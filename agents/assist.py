@@ -45,3 +45,24 @@ def from_a_person(draft: str, agent_name: str, *, first_reply: bool) -> str:
     if not kept:
         return f"{greeting} I've read our conversation so far. How can I help?".strip()
     return "\n\n".join([greeting, *kept] if greeting else kept)
+
+
+def support_without_tickets():
+    """The support persona as a drafting tool (agent assist, the gaps' "check again"): no behaviours, no
+    ticket tool — it answers, and never opens a ticket or hands anything over."""
+    from agents.personas import get_persona
+
+    persona = get_persona("support")
+    return persona.model_copy(update={"behaviours": [], "tools": [t for t in persona.tools
+                                                                 if t != "create_support_ticket"]})
+
+
+def answer_text(events) -> str:
+    """The answer a turn's events spell out (withdrawn text dropped)."""
+    text = ""
+    for event in events:
+        if event.type == "token":
+            text += event.delta
+        elif event.type == "answer_replaced":
+            text = ""
+    return text.strip()

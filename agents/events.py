@@ -65,6 +65,8 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int = Field(0, description="of prompt_tokens, those the backend read from its prompt cache "
+                                            "(priced as cached input, never counted twice)")
     counted: Literal["backend", "tiktoken"] = "tiktoken"
 
 

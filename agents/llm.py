@@ -91,6 +91,7 @@ class ModelReply:
     tool_calls: list[ToolCallRequest] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int = 0  # of prompt_tokens: read from the backend's prompt cache
     finish_reason: str = "stop"
 
 
@@ -364,6 +365,7 @@ class _ReplyBuilder:
         return ModelReply(text="".join(self.text), tool_calls=[_tool_call(i, slot) for i, slot in sorted(
                               self.calls.items())],
                           prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                          cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
                           finish_reason=self.finish_reason)
 
 

@@ -109,6 +109,7 @@ class Turn:
         self.missing_words: list[str] = []  # the question's subject words no searched document contains
         self.answer = ""
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.completion_tokens = 0
         self.backend_counted = True
         self.saved_draft = False
@@ -372,6 +373,7 @@ class Turn:
         if reply.prompt_tokens is None or reply.completion_tokens is None:
             self.backend_counted = False
         self.prompt_tokens += count_message_tokens(messages) if reply.prompt_tokens is None else reply.prompt_tokens
+        self.cached_tokens += reply.cached_tokens if reply.prompt_tokens is not None else 0
         self.completion_tokens += count_tokens(produced) if reply.completion_tokens is None \
             else reply.completion_tokens
 
@@ -430,7 +432,7 @@ class Turn:
             self.finish = "error"
         yield DoneEvent(
             usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                        total_tokens=self.prompt_tokens + self.completion_tokens,
+                        total_tokens=self.prompt_tokens + self.completion_tokens, cached_tokens=self.cached_tokens,
                         counted="backend" if self.backend_counted and self.prompt_tokens else "tiktoken"),
             finish_reason=self.finish,
             provider=self.provider.name,

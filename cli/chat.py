@@ -12,12 +12,36 @@ from cli.common import app, echo_json, handle_errors, open_db
 def _turn_setup(persona: str, user: str | None):
     from agents.personas import get_persona
     from agents.providers import get_provider
+    from retrieval.embedder import get_embedder
     from store.users import resolve_user
 
     db = open_db()
     get_persona(persona)
     user_row = resolve_user(db, user) if user else None
+    get_embedder()  # loaded before the turn is stored: its latency is the answer's, not the model's start-up
     return db, get_provider(), user_row
+
+
+def _open(db, user_id: int | None, persona: str, text: str, conversation_id: str | None, project: int | None,
+          mode: str):
+    """The terminal's turn stored as the server stores one (the message, the answer to come, its ack):
+    `mentor ask` and `mentor chat` conversations are in the operator's reports (`mentor report stats`)."""
+    import uuid
+
+    from store.conversations import Caller, open_turn
+
+    client_id = uuid.uuid4().hex
+    return open_turn(db, Caller(user_id=user_id), persona=persona, text=text, client_id=client_id,
+                     conversation_id=conversation_id, project_id=project, mode=mode, worker_id=None,
+                     ack=lambda s: {"type": "ack", "client_id": client_id, "message_id": s.assistant_message_id,
+                                    "user_message_id": s.user_message_id, "duplicate": False, "persona": persona,
+                                    "text": text, "project_id": s.project_id, "mode": s.mode}).start
+
+
+def _recorded(db, start, user_id: int | None, events):
+    from store.events import recorded
+
+    return recorded(db, start.conversation_id, user_id, start.assistant_message_id, events)
 
 
 def _print_turn(events, as_json: bool) -> tuple[str, list]:
@@ -84,9 +108,12 @@ def ask(
     from agents.runtime import run_turn
 
     db, provider, user_row = _turn_setup(persona, user)
-    req = TurnRequest(persona=persona, text=text, user_id=user_row["id"] if user_row else None,
-                      project_id=project, mode="simulate_client" if simulate else "chat")
-    _, events = _print_turn(run_turn(req, db=db, provider=provider), as_json)
+    uid = user_row["id"] if user_row else None
+    mode = "simulate_client" if simulate else "chat"
+    start = _open(db, uid, persona, text, None, project, mode)
+    req = TurnRequest(persona=persona, text=text, user_id=uid, project_id=project, mode=mode,
+                      conversation_id=start.conversation_id)
+    _, events = _print_turn(_recorded(db, start, uid, run_turn(req, db=db, provider=provider)), as_json)
     if any(e.type == "error" for e in events):
         raise typer.Exit(1)
 
@@ -106,6 +133,7 @@ def chat(
     db, provider, user_row = _turn_setup(persona, user)
     typer.secho(f"Chatting with {persona} using {provider.name}. /quit to leave.", dim=True)
     history: list[HistoryMessage] = []
+    conversation: str | None = None
     while True:
         try:
             text = input("\n> ").strip()
@@ -115,7 +143,11 @@ def chat(
             break
         if not text:
             continue
-        req = TurnRequest(persona=persona, text=text, user_id=user_row["id"] if user_row else None,
-                          project_id=project, mode="simulate_client" if simulate else "chat", history=history)
-        answer, _ = _print_turn(run_turn(req, db=db, provider=provider), as_json=False)
+        uid = user_row["id"] if user_row else None
+        mode = "simulate_client" if simulate else "chat"
+        start = _open(db, uid, persona, text, conversation, project, mode)
+        conversation = start.conversation_id
+        req = TurnRequest(persona=persona, text=text, user_id=uid, project_id=project, mode=mode, history=history,
+                          conversation_id=conversation)
+        answer, _ = _print_turn(_recorded(db, start, uid, run_turn(req, db=db, provider=provider)), as_json=False)
         history += [HistoryMessage(role="user", content=text), HistoryMessage(role="assistant", content=answer)]

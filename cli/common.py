@@ -32,6 +32,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(sites_app, name="sites")
 app.add_typer(staff_app, name="staff")
+report_app = typer.Typer(help="The operator's reports: resolution, handoffs, latency, cost, knowledge gaps.",
+                         no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -11,10 +11,30 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
+
+
+class Price(BaseModel):
+    """US dollars per million tokens. Cached input tokens are a part of the prompt tokens a backend reports
+    (OpenAI's `prompt_tokens_details.cached_tokens`), priced at `cached_input` and never counted twice."""
+
+    input: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0, description="unset: the input price")
+    output: float = Field(ge=0)
+
+
+# Published list prices (USD per 1M tokens) of common OpenAI models, checked 2026-12; MENTOR_PRICES replaces
+# or adds entries. Keys are model names, or a provider's whole name ("openai-compatible:my-model").
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o-mini": Price(input=0.15, cached_input=0.075, output=0.60),
+    "gpt-4o": Price(input=2.50, cached_input=1.25, output=10.00),
+    "gpt-4.1": Price(input=2.00, cached_input=0.50, output=8.00),
+    "gpt-4.1-mini": Price(input=0.40, cached_input=0.10, output=1.60),
+    "gpt-4.1-nano": Price(input=0.10, cached_input=0.025, output=0.40),
+}
 
 
 class Settings(BaseSettings):
@@ -99,6 +119,9 @@ class Settings(BaseSettings):
     max_messages_per_request: int = Field(default=50, ge=1, le=10_000, alias="MENTOR_MAX_MESSAGES")
     max_turns_per_connection: int = Field(default=1, ge=1, le=16, alias="MENTOR_MAX_TURNS_PER_CONNECTION")
     conversation_token_budget: int = Field(default=200_000, ge=1000, le=10_000_000, alias="MENTOR_CONVERSATION_TOKENS")
+    # the operator's cost figures (GET /api/admin/stats): JSON, e.g. {"my-model": {"input": 0.5, "output": 1.5,
+    # "cached_input": 0.25}}, merged over DEFAULT_PRICES; the offline composer and the local model cost 0
+    prices: dict[str, Price] = Field(default_factory=dict, alias="MENTOR_PRICES")
 
     @field_validator("database_url")
     @classmethod

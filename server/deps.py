@@ -46,6 +46,17 @@ def current_staff(user: User, s: Svc) -> handoffs.Staff:
 Staff = Annotated[handoffs.Staff, Depends(current_staff)]
 
 
+def current_admin(user: User, s: Svc) -> handoffs.Staff:
+    """Operators: the reports read every conversation, so only the `admin` role (agents too get 403)."""
+    staff = handoffs.staff_member(s.db, user)
+    if staff is None or staff.role != "admin":
+        raise Forbidden("the operator's reports are for admins")
+    return staff
+
+
+Admin = Annotated[handoffs.Staff, Depends(current_admin)]
+
+
 def conversation_id(conversation_id: Annotated[str, Path(max_length=100, description="a conversation's UUID")]
                     ) -> str:
     """A conversation id from the path, in canonical form; anything that is not a UUID names no conversation

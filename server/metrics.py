@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 REGISTRY = CollectorRegistry()
 CONNECTIONS = Gauge("mentor_ws_connections", "Open chat WebSocket connections", registry=REGISTRY)
@@ -27,3 +28,25 @@ HANDOFF_QUEUE = Gauge("mentor_handoff_queue", "Conversations handed to a person 
 FIRST_HUMAN_REPLY_SECONDS = Histogram("mentor_first_human_reply_seconds",
                                       "From the handoff to the first reply of a person", registry=REGISTRY,
                                       buckets=(10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400))
+
+
+class DatabaseCounters:
+    """Counters whose truth is the database (every worker reports the same figure), set at each scrape."""
+
+    def __init__(self) -> None:
+        self.handoffs: dict[tuple[str, str], int] = {}
+
+    def collect(self):
+        family = CounterMetricFamily("mentor_handoffs", "Conversations handed to a person since the start, by "
+                                     "persona and reason (read from the database at scrape)",
+                                     labels=["persona", "reason"])
+        for (persona, reason), n in sorted(self.handoffs.items()):
+            family.add_metric([persona, reason], n)
+        yield family
+
+
+DB_COUNTERS = DatabaseCounters()
+REGISTRY.register(DB_COUNTERS)
+OUTCOMES = Gauge("mentor_conversations_7d", "Conversations started in the last 7 days by outcome (resolved_confirmed, "
+                 "resolved_assumed, handed_off, unresolved): the admin stats' definitions, refreshed at most every "
+                 "5 minutes", ["persona", "outcome"], registry=REGISTRY)

@@ -7,6 +7,7 @@ so any worker can append to or replay any conversation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,3 +89,30 @@ def events_after(conn, conversation_id: str, after_seq: int, limit: int = 5000) 
         (conversation_id, after_seq, limit)).fetchall()
     return [{**r["payload"], "seq": r["seq"], "conversation_id": conversation_id, "message_id": r["message_id"]}
             for r in rows]
+
+
+def recorded(db: Database, conversation_id: str, user_id: int | None, message_id: int,
+             events: Iterable[Any]) -> Iterator[Any]:
+    """Pass a turn's events on, each stored first as the server stores them (its own transaction, so its
+    time is when it happened): the terminal's conversations count in the operator's reports like any other.
+    `done` closes the answer; a turn that stops without one leaves it closed as an error."""
+    answer: list[str] = []
+    finished = False
+    try:
+        for event in events:
+            payload = event.model_dump()
+            finish = None
+            if payload["type"] == "token":
+                answer.append(payload["delta"])
+            elif payload["type"] == "answer_replaced":
+                answer.clear()
+            elif payload["type"] == "done":
+                status = {"cancelled": "cancelled", "error": "error"}.get(payload["finish_reason"], "complete")
+                finish, finished = ("".join(answer), status, payload["usage"]), True
+            append_events(db, [NewEvent(conversation_id, user_id, message_id, payload, finish)])
+            yield event
+    finally:
+        if not finished:
+            with db.service() as conn:
+                conn.execute("UPDATE messages SET status = 'error', content = %s WHERE id = %s AND status = "
+                             "'streaming'", ("".join(answer), message_id))

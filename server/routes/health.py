@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +17,7 @@ from agents.personas import personas_without_tools
 from core.errors import MentorError, Unauthorized
 from server import metrics
 from server.deps import Svc
+from server.services import Services
 
 router = APIRouter(tags=["health"])
 
@@ -44,6 +46,23 @@ async def readyz(request: Request) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
+_outcomes_read_at = 0.0
+
+
+def _refresh_outcomes(s: Services) -> None:
+    """The admin stats' outcomes of the last 7 days (embeddings are involved: at most every 5 minutes)."""
+    global _outcomes_read_at
+    if time.monotonic() - _outcomes_read_at < 300 and _outcomes_read_at:
+        return
+    from evals.operations import compute
+
+    _outcomes_read_at = time.monotonic()
+    for persona, st in compute(s.db, s.settings, 7).personas.items():
+        for outcome, n in (("resolved_confirmed", st.resolution.confirmed), ("resolved_assumed", st.resolution.assumed),
+                           ("handed_off", st.handoffs), ("unresolved", st.unresolved)):
+            metrics.OUTCOMES.labels(persona, outcome).set(n)
+
+
 @router.get("/metrics")
 def prometheus(request: Request, s: Svc) -> Response:
     """Prometheus metrics; with MENTOR_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
@@ -52,8 +71,11 @@ def prometheus(request: Request, s: Svc) -> Response:
     if wanted and not hmac.compare_digest(given.encode(), f"Bearer {wanted}".encode()):
         raise Unauthorized("metrics need the metrics token")
     from store.handoffs import queue_length
+    from store.reports import handoff_counts
 
     # the queue is in the database: every worker reports the same figure (if it is away, the last one)
     with contextlib.suppress(MentorError):
         metrics.HANDOFF_QUEUE.set(queue_length(s.db))
+        metrics.DB_COUNTERS.handoffs = handoff_counts(s.db)
+        _refresh_outcomes(s)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -78,8 +78,7 @@ async def suggest(conversation_id: ConversationId, staff: Staff, s: Svc) -> dict
     question), written like the support bot's (the grounded composer offline, else the configured model) with
     its citations, as from the agent: a greeting on the first reply, no offers of a person or a ticket. For the
     agent to edit; nothing is stored or sent, and no ticket is opened: the persona runs without its hooks."""
-    from agents.assist import from_a_person, question_to_answer
-    from agents.personas import get_persona
+    from agents.assist import from_a_person, question_to_answer, support_without_tickets
     from agents.requests import HistoryMessage, TurnRequest
     from agents.runtime import Turn
 
@@ -98,9 +97,7 @@ async def suggest(conversation_id: ConversationId, staff: Staff, s: Svc) -> dict
     question = transcript[at]["content"]
     history = [HistoryMessage(**h) for h in transcript[:at]][-10:]
     customer = await asyncio.to_thread(handoffs.customer_of, s.db, conversation_id)
-    persona = get_persona("support")
-    persona = persona.model_copy(update={"behaviours": [], "tools": [t for t in persona.tools
-                                                                     if t != "create_support_ticket"]})
+    persona = support_without_tickets()
     req = TurnRequest(persona="support", text=picked[1], user_id=customer, history=history,
                       conversation_id=conversation_id)
     text, citations, grounding = "", [], None

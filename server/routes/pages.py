@@ -52,6 +52,12 @@ def inbox_page() -> FileResponse:
     return FileResponse(STATIC / "inbox.html")
 
 
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page() -> FileResponse:
+    """The operator's page: figures, charts, knowledge gaps (the API behind it is for admins only)."""
+    return FileResponse(STATIC / "admin.html")
+
+
 @router.get("/knowledge/{source:path}", response_class=HTMLResponse)
 def knowledge(source: str, request: Request, s: Svc) -> Response:
     """A cited document from a public corpus, one section per anchor, so citations link to it."""
