@@ -20,8 +20,8 @@ def _pct(value: float | None) -> str:
 def stats(days: Days = 7, as_json: Annotated[bool, typer.Option("--json", help="Print the JSON of "
                                                                  "GET /api/admin/stats.")] = False) -> None:
     """Per persona: conversations, resolved / handed off / unresolved (one denominator), CSAT, latency, cost."""
+    from agents.reports.stats import compute
     from core.settings import get_settings
-    from evals.operations import compute
 
     result = compute(open_db(), get_settings(), days)
     if as_json:
@@ -51,7 +51,7 @@ def gaps(days: Days = 30, as_json: Annotated[bool, typer.Option("--json", help="
                                                                 "GET /api/admin/gaps.")] = False,
          outline: Annotated[bool, typer.Option(help="Print each gap's draft article outline.")] = False) -> None:
     """Questions the bot failed (no answer, handed off, rated ≤ 2, re-asked), grouped, largest first."""
-    from evals.gaps import gaps as find
+    from agents.reports.gaps import gaps as find
 
     found = find(open_db(), days)
     if as_json:

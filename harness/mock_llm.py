@@ -53,6 +53,7 @@ class MockLLM:
     tokens: int = 200
     rate: float = 50.0  # tokens per second after the first
     ttft: float = 0.05  # seconds from request to first token
+    cached_tokens: int = 0  # of the 100 prompt tokens, reported as read from a prompt cache (OpenAI's usage)
     queue: deque[str] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,7 +137,9 @@ class MockLLM:
             yield ("data: " + json.dumps({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1,
                                           "model": "mock", "choices": [],
                                           "usage": {"prompt_tokens": 100, "completion_tokens": self.tokens,
-                                                    "total_tokens": 100 + self.tokens}}) + "\n\n").encode()
+                                                    "total_tokens": 100 + self.tokens,
+                                                    "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}})
+                + "\n\n").encode()
         yield b"data: [DONE]\n\n"
 
 

@@ -1,4 +1,4 @@
-"""What the operator's reports read (evals/operations.py): conversations, turns and their stored events.
+"""What the operator's reports read (agents/reports/stats.py): conversations, turns and their stored events.
 
 Service role, read only. A window is the conversations started at or after `since`; their turns, events,
 ratings and handoffs come with them whenever they happened, so a figure never mixes half a conversation.

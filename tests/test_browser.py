@@ -587,3 +587,60 @@ def test_staff_see_the_inbox_link_on_the_chat_page(live, page) -> None:
     ask_on_chat_page(page, live, "nora", "")
     page.locator("#whoami-name", has_text="Nora").wait_for(timeout=10_000)
     assert not page.locator("#inbox-link").is_visible()  # a freelancer has no inbox
+
+
+CHARTJS = Path(__file__).resolve().parents[1] / "server" / "static" / "vendor" / "chart.umd.min.js"
+
+
+def test_the_admin_sees_charts_gaps_and_transcripts_a_freelancer_sees_nothing(live_composer, browser, demo_ids
+                                                                            ) -> None:
+    """Issue 26: the admin signs in on /admin, sees the turns the test just ran in the table and the chart,
+    opens a knowledge gap's conversation; a freelancer signed in gets no figures. No serious axe findings."""
+    from server.auth import issue_token
+
+    question = "Can I book a video call with my client inside the platform?"
+    customer = browser.new_context(viewport={"width": 1200, "height": 820})
+    chat = customer.new_page()
+    ask_on_chat_page(chat, live_composer, "nora", question, persona="support")
+    chat.locator(".msg.assistant .feedback button").first.wait_for(timeout=30_000)
+    customer.close()
+    settings = live_composer.services.settings
+    olivia = issue_token(settings, demo_ids["olivia"])
+    stats = httpx.get(f"{live_composer.http}/api/admin/stats?days=7", headers={"Authorization": f"Bearer {olivia}"},
+                      timeout=60).json()
+    turns = stats["personas"]["support"]["turns"]
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=AXE.exists())  # axe injected
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_composer.http}/admin")
+    page.select_option("#admin-select", "olivia")
+    page.click("#signin-btn")
+    row = page.locator("#summary tbody tr", has=page.locator("th", has_text="support"))
+    row.wait_for(timeout=30_000)
+    assert row.locator("td").nth(1).inner_text().strip() == str(turns)  # the turns column
+    if CHARTJS.exists() or os.environ.get("CI"):  # drawn by the vendored Chart.js, from the same figures
+        charted = page.evaluate("() => Chart.getChart('chart-turns').data.datasets[0].data.reduce((a, b) => a + b, 0)")
+        assert charted == sum(s["turns"] for s in stats["personas"].values())
+    gap = page.locator("#gaps li.gap", has_text="video call")
+    gap.locator("button.linkish").first.click()
+    page.locator("#transcript .msg.user", has_text="video call").wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
+    if AXE.exists():
+        page.evaluate(AXE.read_text())
+        found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .filter(v => ['serious', 'critical'].includes(v.impact)).map(v => v.id)""")
+        assert found == []
+    assert not errors, errors
+    context.close()
+
+    freelancer = browser.new_context(viewport={"width": 390, "height": 844})
+    page = freelancer.new_page()
+    page.goto(f"{live_composer.http}/admin")
+    page.fill("#token-input", issue_token(settings, demo_ids["mateo"]))
+    page.click("#signin-btn")
+    page.locator("#error", has_text="This page is for admins").wait_for(timeout=10_000)
+    assert page.locator("#panel").is_hidden() and page.locator("#summary tbody tr").count() == 0
+    assert "support" not in page.locator("main").inner_text()
+    freelancer.close()

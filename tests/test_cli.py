@@ -107,3 +107,31 @@ def test_staff_are_managed_without_sql(db: Database) -> None:
     again = runner.invoke(app, ["staff", "remove", "sofia"])
     assert again.exit_code != 0 and "not support staff" in again.output
     assert runner.invoke(app, ["staff", "add", "nobody-such"]).exit_code != 0
+
+
+def test_reports_on_a_fresh_instance_after_a_few_asks(admin_db) -> None:
+    """Issue 26: `mentor report stats --json` and `mentor report gaps` on a new instance, after `mentor ask`s
+    (which record their turns as the server does)."""
+    import os
+
+    env = {**os.environ, "DATABASE_URL": admin_db.url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=600,
+                              env=env)
+
+    assert run("setup", "--scale", "0.05", "--quiet").returncode == 0
+    for question in ("How do I withdraw my earnings?", "Can I book a video call with a client in the app?",
+                     "Is there built-in video calling with clients?"):
+        asked = run("ask", question, "--persona", "support")
+        assert asked.returncode == 0, asked.stderr
+    stats = run("report", "stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    support = json.loads(stats.stdout)["personas"]["support"]
+    assert support["conversations"] == 3 and support["turns"] == 3
+    assert support["resolved"] + support["handoffs"] + support["unresolved"] == 3
+    assert support["cost_usd"] == 0 and support["tokens"]["prompt"] > 0  # the offline composer is free
+    assert support["answer_ms"]["p50"] is not None
+    gaps = run("report", "gaps")
+    assert gaps.returncode == 0, gaps.stderr
+    assert "2×  [no article]" in gaps.stdout and "video" in gaps.stdout, gaps.stdout

@@ -1,7 +1,7 @@
 """`/api/admin`: the operator's side. Is the bot resolving questions, where does it fail, what does it cost.
 
-Admins only (`current_admin`: everyone else 403). The figures and their definitions: evals/operations.py
-and the README ("The operator's side"); the knowledge gaps: evals/gaps.py.
+Admins only (`current_admin`: everyone else 403). The figures and their definitions: agents/reports/stats.py
+and the README ("The operator's side"); the knowledge gaps: agents/reports/gaps.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Days = Annotated[int, Query(ge=1, le=366, description="conversations started in 
 async def stats(admin: Admin, s: Svc, days: Days = 7) -> dict[str, Any]:
     """Per persona and per persona and day: conversations, turns, handoffs by reason, resolution (confirmed,
     assumed), CSAT, implemented, unsupported figures, latency p50/p95, tokens and cost."""
-    from evals.operations import compute
+    from agents.reports.stats import compute
 
     result = await asyncio.to_thread(compute, s.db, s.settings, days)
     return result.model_dump(mode="json")
@@ -35,7 +35,7 @@ async def stats(admin: Admin, s: Svc, days: Days = 7) -> dict[str, Any]:
 @router.get("/stats.csv")
 async def stats_csv(admin: Admin, s: Svc, days: Days = 7) -> Response:
     """The same figures as CSV: a row per persona and day, then a row per persona for the whole window."""
-    from evals.operations import CSV_COLUMNS, compute, csv_rows
+    from agents.reports.stats import CSV_COLUMNS, compute, csv_rows
 
     result = await asyncio.to_thread(compute, s.db, s.settings, days)
     out = io.StringIO()
@@ -49,7 +49,7 @@ async def stats_csv(admin: Admin, s: Svc, days: Days = 7) -> Response:
 @router.get("/gaps")
 async def gaps(admin: Admin, s: Svc, days: Annotated[int, Query(ge=1, le=366)] = 30) -> list[dict[str, Any]]:
     """Failed questions clustered, largest first, each with its kind, nearest passages and a draft outline."""
-    from evals.gaps import gaps as find
+    from agents.reports.gaps import gaps as find
 
     return [g.model_dump(mode="json") for g in await asyncio.to_thread(find, s.db, days)]
 
@@ -58,8 +58,8 @@ async def gaps(admin: Admin, s: Svc, days: Annotated[int, Query(ge=1, le=366)] =
 async def check_gap(gap_id: Annotated[int, Path(ge=1, le=2**63 - 1)], admin: Admin, s: Svc,
                     days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict[str, Any]:
     """Check again: ask the gap's questions against today's knowledge; `fixed` when all are answered."""
-    from evals.gaps import check_again
-    from evals.gaps import gaps as find
+    from agents.reports.gaps import check_again
+    from agents.reports.gaps import gaps as find
 
     found = next((g for g in await asyncio.to_thread(find, s.db, days) if g.id == gap_id), None)
     if found is None:
@@ -74,7 +74,7 @@ async def conversations(admin: Admin, s: Svc, days: Days = 7,
                         ) -> list[dict[str, Any]]:
     """The conversations behind a figure: each with its outcome and detail (the reason, or confirmed /
     assumed), newest first."""
-    from evals.operations import compute
+    from agents.reports.stats import compute
 
     result = await asyncio.to_thread(compute, s.db, s.settings, days)
     started = await asyncio.to_thread(reports.conversations, s.db, result.since)

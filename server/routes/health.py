@@ -54,7 +54,7 @@ def _refresh_outcomes(s: Services) -> None:
     global _outcomes_read_at
     if time.monotonic() - _outcomes_read_at < 300 and _outcomes_read_at:
         return
-    from evals.operations import compute
+    from agents.reports.stats import compute
 
     _outcomes_read_at = time.monotonic()
     for persona, st in compute(s.db, s.settings, 7).personas.items():

@@ -27,13 +27,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.settings import DEFAULT_PRICES, Price, Settings
-from evals.stats import percentile
 from store import reports
 from store.db import Database
 
 # A later message this close to an earlier one asks it again. Set on the tune half of
 # evals/heldout/reasks.yaml (19/22 right at 0.71); on the report half 21/22: 10 of 11 re-asks found, none of
-# the 11 different questions taken for one (`python -m evals.operations reasks`).
+# the 11 different questions taken for one (`python -m evals.reasks`).
 REASK_SIMILARITY = 0.71
 RETURN_WINDOW = timedelta(hours=24)
 THANKS = re.compile(r"\b(thanks?|thank you|thx|ty|cheers|that helped|that helps|perfect|great,? (it )?works|"
@@ -114,7 +113,7 @@ def cost(usage: dict[str, Any], price: Price) -> float:
     return (fresh * price.input + cached * cached_price + int(usage.get("completion_tokens") or 0) * price.output) / 1e6
 
 
-def _embed(texts: list[str]) -> np.ndarray:
+def embed_texts(texts: list[str]) -> np.ndarray:
     from retrieval.embedder import get_embedder
 
     return get_embedder().embed(texts) if texts else np.zeros((0, 384), dtype=np.float32)
@@ -124,7 +123,7 @@ def outcomes(convs: list[dict], messages: list[dict], turns: list[dict]) -> dict
     """Each conversation's (outcome, detail): handed_off (reason), resolved (confirmed|assumed) or
     unresolved (not_answered|low_rating|reask|returned)."""
     by_conv: dict[str, list[int]] = defaultdict(list)
-    vectors = _embed([m["content"] for m in messages])
+    vectors = embed_texts([m["content"] for m in messages])
     for i, m in enumerate(messages):
         by_conv[m["conversation_id"]].append(i)
     answers: dict[str, list[dict]] = defaultdict(list)
@@ -178,6 +177,11 @@ def _returned(cid: str, mine: np.ndarray, siblings: list[str], started: dict, by
         if len(mine) and np.any(mine @ vectors[by_conv[other]].T >= REASK_SIMILARITY):
             return True
     return False
+
+
+def percentile(values: list[float], q: int, digits: int = 1) -> float | None:
+    """Linear interpolation between closest ranks: PostgreSQL's percentile_cont, the evals' percentile."""
+    return round(float(np.percentile(values, q)), digits) if values else None
 
 
 def _rate(n: int, d: int) -> float | None:
@@ -280,25 +284,3 @@ def csv_rows(stats: Stats) -> list[list[Any]]:
                      s.first_token_ms.p50, s.first_token_ms.p95, s.answer_ms.p50, s.answer_ms.p95,
                      s.tokens.prompt, s.tokens.cached, s.tokens.completion, s.cost_usd])
     return rows
-
-
-def reask_accuracy(half: str) -> tuple[int, int, int, int]:
-    """On evals/heldout/reasks.yaml's `half`: (re-asks found, re-asks, different questions taken for re-asks,
-    different questions)."""
-    from pathlib import Path
-
-    import yaml
-
-    pairs = [p for p in yaml.safe_load((Path(__file__).parent / "heldout" / "reasks.yaml").read_text())["pairs"]
-             if p["half"] == half]
-    vectors = _embed([t for p in pairs for t in (p["a"], p["b"])])
-    sims = [float(vectors[2 * i] @ vectors[2 * i + 1]) for i in range(len(pairs))]
-    same = [s >= REASK_SIMILARITY for s, p in zip(sims, pairs, strict=True) if p["same"]]
-    other = [s >= REASK_SIMILARITY for s, p in zip(sims, pairs, strict=True) if not p["same"]]
-    return sum(same), len(same), sum(other), len(other)
-
-
-if __name__ == "__main__":
-    for half in ("tune", "report"):
-        found, n_same, wrong, n_other = reask_accuracy(half)
-        print(f"{half}: re-asks found {found}/{n_same}; different questions taken for re-asks {wrong}/{n_other}")

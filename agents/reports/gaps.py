@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.composer.structures import asks_only_for_a_person
-from evals.operations import NO_ANSWER, _embed, outcomes
+from agents.reports.stats import NO_ANSWER, embed_texts, outcomes
 from store import reports
 from store.db import Database
 
@@ -138,7 +138,7 @@ def gaps(db: Database, days: int = 30, corpora: list[str] | None = None) -> list
     questions = failed_questions(db, since)
     if not questions:
         return []
-    vectors = _embed([q.text for q in questions])
+    vectors = embed_texts([q.text for q in questions])
     corpora = corpora if corpora is not None else ["help_center"]
     found = []
     for group in cluster(vectors):
