@@ -40,7 +40,8 @@ def test_market_percentiles_are_ordered_and_demand_in_range(db: Database) -> Non
 
 
 def test_demo_users_have_rich_histories(db: Database, demo_ids: dict[str, int]) -> None:
-    assert set(demo_ids) == {"nora", "mateo", "sofia", "dana", "ana"}  # ana: the support agent
+    # ana and ben: the support agents; olivia: the admin
+    assert set(demo_ids) == {"nora", "mateo", "sofia", "dana", "ana", "ben", "olivia"}
     with db.admin() as conn:
         def n(sql: str, uid: int) -> int:
             return conn.execute(sql, (uid,)).fetchone()["n"]
