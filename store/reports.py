@@ -93,3 +93,20 @@ def handoff_counts(db: Database) -> dict[tuple[str, str], int]:
         rows = conn.execute("""SELECT c.persona, h.reason, count(*) AS n FROM handoffs h
                                JOIN conversations c ON c.id = h.conversation_id GROUP BY 1, 2""").fetchall()
     return {(r["persona"], r["reason"]): r["n"] for r in rows}
+
+
+def message_vectors(db: Database, ids: list[int]) -> dict[int, Any]:
+    """The stored embeddings of these messages (those embedded by an earlier report)."""
+    if not ids:
+        return {}
+    with db.service() as conn:
+        return {r["message_id"]: r["embedding"].to_numpy() for r in conn.execute(
+            "SELECT message_id, embedding FROM message_vectors WHERE message_id = ANY(%s)", (ids,)).fetchall()}
+
+
+def save_message_vectors(db: Database, vectors: dict[int, Any]) -> None:
+    if not vectors:
+        return
+    with db.service() as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO message_vectors (message_id, embedding) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        list(vectors.items()))

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.composer.structures import asks_only_for_a_person
-from agents.reports.stats import NO_ANSWER, embed_texts, outcomes
+from agents.reports.stats import NO_ANSWER, message_vectors, outcomes
 from store import reports
 from store.db import Database
 
@@ -65,7 +65,7 @@ class Gap(BaseModel):
 def failed_questions(db: Database, since: datetime) -> list[GapQuestion]:
     convs, messages = reports.conversations(db, since), reports.user_messages(db, since)
     turns = reports.turns(db, since)
-    results = outcomes(convs, messages, turns)
+    results = outcomes(convs, messages, turns, message_vectors(db, messages))
     checks = reports.gap_checks(db)
     picked: dict[int, GapQuestion] = {}
 
@@ -138,7 +138,7 @@ def gaps(db: Database, days: int = 30, corpora: list[str] | None = None) -> list
     questions = failed_questions(db, since)
     if not questions:
         return []
-    vectors = embed_texts([q.text for q in questions])
+    vectors = message_vectors(db, [{"id": q.message_id, "content": q.text} for q in questions])
     corpora = corpora if corpora is not None else ["help_center"]
     found = []
     for group in cluster(vectors):

@@ -119,11 +119,21 @@ def embed_texts(texts: list[str]) -> np.ndarray:
     return get_embedder().embed(texts) if texts else np.zeros((0, 384), dtype=np.float32)
 
 
-def outcomes(convs: list[dict], messages: list[dict], turns: list[dict]) -> dict[str, tuple[str, str]]:
+def message_vectors(db: Database, messages: list[dict]) -> np.ndarray:
+    """The messages' embeddings, in order: stored ones read, the rest embedded once and stored."""
+    stored = reports.message_vectors(db, [m["id"] for m in messages])
+    missing = [m for m in messages if m["id"] not in stored]
+    fresh = dict(zip((m["id"] for m in missing), embed_texts([m["content"] for m in missing]), strict=True))
+    reports.save_message_vectors(db, fresh)
+    stored |= fresh
+    return np.array([stored[m["id"]] for m in messages], dtype=np.float32).reshape(len(messages), 384)
+
+
+def outcomes(convs: list[dict], messages: list[dict], turns: list[dict], vectors: np.ndarray
+             ) -> dict[str, tuple[str, str]]:
     """Each conversation's (outcome, detail): handed_off (reason), resolved (confirmed|assumed) or
-    unresolved (not_answered|low_rating|reask|returned)."""
+    unresolved (not_answered|low_rating|reask|returned). `vectors`: the messages' embeddings."""
     by_conv: dict[str, list[int]] = defaultdict(list)
-    vectors = embed_texts([m["content"] for m in messages])
     for i, m in enumerate(messages):
         by_conv[m["conversation_id"]].append(i)
     answers: dict[str, list[dict]] = defaultdict(list)
@@ -243,7 +253,7 @@ def compute(db: Database, settings: Settings, days: int = 7, now: datetime | Non
     since = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
     convs, messages = reports.conversations(db, since), reports.user_messages(db, since)
     turns = reports.turns(db, since)
-    results = outcomes(convs, messages, turns)
+    results = outcomes(convs, messages, turns, message_vectors(db, messages))
     prices = {**DEFAULT_PRICES, **settings.prices}
     personas: dict[str, PersonaStats] = {}
     by_persona: dict[str, list[dict]] = defaultdict(list)
