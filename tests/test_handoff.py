@@ -73,7 +73,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     # Ana claims it on the other worker: the customer sees her join; a second agent is refused
     claimed = api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/claim")
     assert claimed.status_code == 200, claimed.text
-    joined = until(customer, "agent_joined", timeout=10)[-1]
+    joined = until(customer, "agent_joined")[-1]
     assert joined["agent"]["name"] == "Ana Ruiz" and joined["seq"] == claimed.json()["seq"]
     assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 409
 
@@ -96,11 +96,11 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     customer.close()
     customer, _ = open_ws(live, staff["c1"])
     send(customer, type="resume", conversation_id=conversation, after_seq=ack["seq"])
-    assert until(customer, "agent_message", timeout=10)[-1]["seq"] == delivered["seq"]
+    assert until(customer, "agent_message")[-1]["seq"] == delivered["seq"]
 
     # released: the bot answers the next message, with Ana's reply in its history
     assert api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/release").status_code == 200
-    until(customer, "agent_left", timeout=10)
+    until(customer, "agent_left")
     message(customer, "Great, and how long do withdrawals take?", persona="support", conversation_id=conversation)
     answer = until(customer, "done", timeout=30)
     assert answer[-1]["finish_reason"] == "stop" and any(e["type"] == "token" for e in answer)
@@ -118,7 +118,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
                    json={"outcome": "payout located"})
     assert resolved.status_code == 200
     # everything the customer got up to the resolution, which came after the note: never the note
-    assert not any("refund checked" in json.dumps(e) for e in until(customer, "handoff_resolved", timeout=10))
+    assert not any("refund checked" in json.dumps(e) for e in until(customer, "handoff_resolved"))
     assert conversation in [h["conversation_id"] for h in
                             api(live, staff["ana"], "GET", "/api/inbox", params={"status": "resolved"}).json()]
     customer.close()
@@ -146,29 +146,29 @@ def test_typing_and_read_receipts_both_ways_across_workers(live, live_other_work
     message(customer, "Please let me talk to a human", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
     assert api(live, staff["ana"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
-    until(customer, "agent_joined", timeout=10)
+    until(customer, "agent_joined")
 
     agent = connect(f"{live_other_worker.ws.replace('/ws/chat', '/ws/inbox')}",
                     subprotocols=["mentor.v1", f"bearer.{staff['ana']}"], open_timeout=10)
     assert recv(agent)["type"] == "ready"
     send(agent, type="watch", conversation_id=conversation, after_seq=0)
-    asked = until(agent, "agent_joined", timeout=10)
+    asked = until(agent, "agent_joined")
     assert any(e["type"] == "ack" and "talk to a human" in e["text"] for e in asked)
 
     send(customer, type="typing", conversation_id=conversation)
-    assert until(agent, "typing", timeout=10)[-1]["who"] == "customer"
+    assert until(agent, "typing")[-1]["who"] == "customer"
     send(agent, type="typing", conversation_id=conversation)
-    typing = until(customer, "typing", timeout=10)[-1]
+    typing = until(customer, "typing")[-1]
     assert typing["who"] == "agent" and typing["name"] == "Ana Ruiz"
 
     api(live_other_worker, staff["ana"], "POST", f"/api/inbox/{conversation}/messages", json={"text": "Hello!"})
-    reply = until(customer, "agent_message", timeout=10)[-1]
-    until(agent, "agent_message", timeout=10)
+    reply = until(customer, "agent_message")[-1]
+    until(agent, "agent_message")
     send(customer, type="read", conversation_id=conversation, upto_seq=reply["seq"])
-    seen = until(agent, "read", timeout=10)[-1]
+    seen = until(agent, "read")[-1]
     assert seen["who"] == "customer" and seen["upto_seq"] == reply["seq"] and seen["seq"] > reply["seq"]
     send(agent, type="read", conversation_id=conversation, upto_seq=asked[0]["seq"])
-    receipts = [until(customer, "read", timeout=10)[-1] for _ in range(2)]  # its own receipt comes back too
+    receipts = [until(customer, "read")[-1] for _ in range(2)]  # its own receipt comes back too
     assert {r["who"] for r in receipts} == {"customer", "agent"}
 
     send(customer, type="typing", conversation_id="00000000-0000-0000-0000-000000000000")
@@ -227,11 +227,11 @@ def test_the_inbox_hears_of_queue_changes_made_on_another_worker(live, live_othe
     customer, _ = open_ws(live, staff["c2"])
     message(customer, "I want to talk to a person about my invoice", persona="support")
     conversation = until(customer, "done")[0]["conversation_id"]
-    changed = until(agent, "queue_changed", timeout=10)[-1]
+    changed = until(agent, "queue_changed")[-1]
     assert set(changed) == {"type", "seq"}  # which conversation is not said: it may be another agent's
     assert conversation in [h["conversation_id"] for h in api(live, staff["ana"], "GET", "/api/inbox").json()]
     assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
-    until(agent, "queue_changed", timeout=10)  # Ben took it: it leaves Ana's open queue
+    until(agent, "queue_changed")  # Ben took it: it leaves Ana's open queue
     assert conversation not in [h["conversation_id"] for h in api(live, staff["ana"], "GET", "/api/inbox").json()]
     agent.close()
     customer.close()
@@ -319,11 +319,11 @@ def test_an_inbox_socket_loses_a_conversation_claimed_by_another_agent_or_when_i
     conversation = until(customer, "done")[0]["conversation_id"]
     agent = _inbox_socket(live_other_worker, staff["ana"])
     send(agent, type="watch", conversation_id=conversation, after_seq=0)
-    assert any(e["type"] == "ack" for e in until(agent, "done", timeout=10))  # waiting: Ana may read it
+    assert any(e["type"] == "ack" for e in until(agent, "done"))  # waiting: Ana may read it
 
     assert api(live, staff["ben"], "POST", f"/api/inbox/{conversation}/claim").status_code == 200
     message(customer, "PRIVATE-1 my account number is 12345", persona="support", conversation_id=conversation)
-    until(customer, "ack", timeout=10)
+    until(customer, "ack")
     seen = _until_access_ends(agent, conversation)  # Ben's join is the next event: access is checked on it
     assert not any("PRIVATE-1" in json.dumps(e) for e in seen)
     send(agent, type="typing", conversation_id=conversation)  # nor can she type or read into it any more
@@ -338,7 +338,7 @@ def test_an_inbox_socket_loses_a_conversation_claimed_by_another_agent_or_when_i
     second = until(customer, "done")[0]["conversation_id"]
     agent = _inbox_socket(live_other_worker, staff["ana"])
     send(agent, type="watch", conversation_id=second, after_seq=0)
-    until(agent, "done", timeout=10)
+    until(agent, "done")
     with knowledge.admin() as conn:
         conn.execute("UPDATE users SET role = 'freelancer' WHERE id = %s", (demo_ids["ana"],))
     try:
