@@ -58,7 +58,8 @@ def list_staff(db: Database) -> list[dict[str, Any]]:
 
 def set_staff_role(db: Database, user: str, role: str | None) -> dict[str, Any]:
     """Make a user (id or handle) support staff (`agent`, `admin`), or take the role away (None: back to
-    freelancer). Open inbox sockets notice on their next event: access is checked on delivery."""
+    freelancer, or client if they hire on the marketplace). Open inbox sockets notice on their next event:
+    access is checked on delivery."""
     if role is not None and role not in STAFF_ROLES:
         raise InvalidArgument(f"role must be one of {', '.join(STAFF_ROLES)}")
     with db.admin() as conn:
@@ -67,8 +68,11 @@ def set_staff_role(db: Database, user: str, role: str | None) -> dict[str, Any]:
             raise NotFound(f"no user {user!r}")
         if role is None and row["role"] not in STAFF_ROLES:
             raise InvalidArgument(f"user {user!r} is not support staff")
+        if role is None:  # back to what their records say they are: a client if they hire, else a freelancer
+            hires = conn.execute("SELECT 1 FROM clients WHERE user_id = %s", (row["id"],)).fetchone()
+            role = "client" if hires else "freelancer"
         return conn.execute("UPDATE users SET role = %s WHERE id = %s RETURNING id, handle, name, role",
-                            (role or "freelancer", row["id"])).fetchone()
+                            (role, row["id"])).fetchone()
 
 
 def inbox(db: Database, staff: Staff, view: InboxView = "open") -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ from store.db import Database
 
 
 def conversations(db: Database, since: datetime) -> list[dict[str, Any]]:
-    """Conversations started since `since` in which someone wrote, with their handoff (if any)."""
+    """Conversations started since `since` in which someone wrote, with the reason of their first ticket (a
+    conversation handed over twice keeps its first reason; the handoff row holds only the latest)."""
     with db.service() as conn:
         return conn.execute(
             """SELECT c.id::text AS id, c.persona, c.created_at, c.user_id, c.visitor_id, c.site_id,
-                      h.reason AS handoff_reason
-               FROM conversations c LEFT JOIN handoffs h ON h.conversation_id = c.id
+                      (SELECT t.reason FROM support_tickets t WHERE t.conversation_id = c.id ORDER BY t.id LIMIT 1)
+                        AS handoff_reason
+               FROM conversations c
                WHERE c.created_at >= %s
                  AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.role = 'user')
                ORDER BY c.created_at""", (since,)).fetchall()
@@ -88,10 +90,11 @@ def save_gap_check(db: Database, message_id: int, answered: bool) -> None:
 
 
 def handoff_counts(db: Database) -> dict[tuple[str, str], int]:
-    """Every handoff since the start, by persona and reason (/metrics)."""
+    """Every hand-over to a person since the start (each ticket opened in a conversation), by persona and
+    reason (/metrics): tickets are never deleted, so the count only grows."""
     with db.service() as conn:
-        rows = conn.execute("""SELECT c.persona, h.reason, count(*) AS n FROM handoffs h
-                               JOIN conversations c ON c.id = h.conversation_id GROUP BY 1, 2""").fetchall()
+        rows = conn.execute("""SELECT c.persona, t.reason, count(*) AS n FROM support_tickets t
+                               JOIN conversations c ON c.id = t.conversation_id GROUP BY 1, 2""").fetchall()
     return {(r["persona"], r["reason"]): r["n"] for r in rows}
 
 

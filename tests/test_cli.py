@@ -107,6 +107,11 @@ def test_staff_are_managed_without_sql(db: Database) -> None:
     again = runner.invoke(app, ["staff", "remove", "sofia"])
     assert again.exit_code != 0 and "not support staff" in again.output
     assert runner.invoke(app, ["staff", "add", "nobody-such"]).exit_code != 0
+    # a client made staff and back is a client again, not a freelancer
+    assert runner.invoke(app, ["staff", "add", "dana", "--role", "admin"]).exit_code == 0
+    assert runner.invoke(app, ["staff", "remove", "dana"]).exit_code == 0
+    with db.admin() as conn:
+        assert conn.execute("SELECT role FROM users WHERE handle = 'dana'").fetchone()["role"] == "client"
 
 
 def test_reports_on_a_fresh_instance_after_a_few_asks(admin_db) -> None:

@@ -43,7 +43,7 @@ def people(knowledge, demo_ids) -> dict[str, int]:
     """Customers of the module's own (fresh allowances), the seeded admin and an agent."""
     ids = {"olivia": demo_ids["olivia"], "ana": demo_ids["ana"], "mateo": demo_ids["mateo"]}
     with knowledge.admin() as conn:
-        for handle in ("op_resolved", "op_handoff", "op_reask", "op_rated_low", "op_gaps"):
+        for handle in ("op_resolved", "op_handoff", "op_reask", "op_rated_low", "op_gaps", "op_complaint", "op_twice"):
             row = conn.execute("SELECT id FROM users WHERE handle = %s", (handle,)).fetchone() or conn.execute(
                 """INSERT INTO users (id, handle, name, email, role, plan_id, country)
                    VALUES ((SELECT max(id) + 1 FROM users), %s, %s, %s, 'freelancer', 'free', 'IE') RETURNING id""",
@@ -89,7 +89,9 @@ def traffic(priced, people):
                    "is there a way to cancel my order")
     low, (answer,) = ask(priced, token(priced, people, "op_rated_low"), "What are the commission rates?")
     rate(priced, token(priced, people, "op_rated_low"), answer, 1)
-    return {"resolved": resolved, "handoff": handoff, "reask": reask, "low": low}
+    complaint, _ = ask(priced, token(priced, people, "op_complaint"), "How do I withdraw my earnings?",
+                       "That has not solved anything, my problem is still there.")
+    return {"resolved": resolved, "handoff": handoff, "reask": reask, "low": low, "complaint": complaint}
 
 
 def own_sql(db) -> dict:
@@ -195,6 +197,7 @@ def test_each_conversation_has_the_outcome_it_earned(priced, people, traffic) ->
     assert outcome[traffic["handoff"]] == ("handed_off", "user_request")
     assert outcome[traffic["reask"]] == ("unresolved", "reask")  # the same question again, in other words
     assert outcome[traffic["low"]] == ("unresolved", "low_rating")
+    assert outcome[traffic["complaint"]] != ("resolved", "confirmed")  # "not solved" is no thank-you
     resolved_only = api(priced, token(priced, people, "olivia"), "GET",
                         "/api/admin/conversations?days=1&persona=support&outcome=resolved").json()
     assert traffic["resolved"] in {r["id"] for r in resolved_only}
@@ -257,3 +260,27 @@ def test_the_reask_threshold_holds_on_its_report_half() -> None:
 
     found, same, wrong, other = reask_accuracy("report")
     assert (same, other) == (11, 11) and found >= 9 and wrong == 0
+
+
+def test_a_conversation_handed_over_twice_counts_once_under_its_first_reason(priced, people, knowledge) -> None:
+    """The handoff row keeps only the latest reason; the figures and /metrics count tickets, which stay."""
+    customer, olivia = token(priced, people, "op_twice"), token(priced, people, "olivia")
+    ana = token(priced, people, "ana")
+    conversation, _ = ask(priced, customer, "I want to talk to a person please")
+    metric = r'mentor_handoffs_total{persona="support",reason="user_request"}'
+
+    def counted() -> float:
+        lines = httpx.get(f"{priced.http}/metrics", timeout=30).text.splitlines()
+        return float(next((line.split()[-1] for line in lines if line.startswith(metric)), 0))
+
+    before = counted()
+    assert api(priced, ana, "POST", f"/api/inbox/{conversation}/claim").status_code == 200
+    assert api(priced, ana, "POST", f"/api/inbox/{conversation}/resolve", json={"outcome": "done"}).status_code == 200
+    ws, _ = open_ws(priced, customer)
+    message(ws, "This is useless and infuriating, I hate this, get me someone NOW", persona="support",
+            conversation_id=conversation)
+    assert any(e["type"] == "handoff" for e in until(ws, "done", timeout=60))
+    ws.close()
+    assert counted() == before  # the user_request hand-over is still counted: counters never go down
+    rows = api(priced, olivia, "GET", "/api/admin/conversations?days=1&persona=support").json()
+    assert next(r for r in rows if r["id"] == conversation)["detail"] == "user_request"

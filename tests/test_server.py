@@ -46,11 +46,14 @@ def until(ws, kind: str, timeout: float = 30) -> list[dict]:
     """Receive events up to and including the first of `kind`."""
     events, deadline = [], time.time() + timeout
     while time.time() < deadline:
-        event = recv(ws, timeout=deadline - time.time())
+        try:
+            event = recv(ws, timeout=max(0.01, deadline - time.time()))
+        except TimeoutError:
+            break
         events.append(event)
         if event["type"] == kind:
             return events
-    raise AssertionError(f"no {kind} within {timeout}s: {[e['type'] for e in events]}")
+    raise AssertionError(f"no {kind} within {timeout}s; received: {[(e['type'], e.get('code')) for e in events]}")
 
 
 def message(ws, text: str, **extra) -> str:

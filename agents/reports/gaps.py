@@ -6,20 +6,23 @@ They are embedded with the retrieval model and clustered (scikit-learn, average 
 Each cluster's kind: *article missed* when a passage of the persona's knowledge lies within ARTICLE_NEAR of
 its representative question (named, with its distance), else *no article*. "Check again" asks its
 questions again against today's knowledge (the offline composer, as the support bot) and marks the cluster
-fixed when every one of them is now answered.
+fixed when every one of them is now answered — for questions that got no answer or a handoff only: one that
+was answered and rated low, or asked again, was answered before too (`checkable` is False).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from agents.composer.structures import asks_only_for_a_person
-from agents.reports.stats import NO_ANSWER, message_vectors, outcomes
+from agents.reports.stats import NO_ANSWER, message_vectors, outcomes, window_start
+from agents.sentiment import MILD, STRONG, is_upset
+from retrieval.coverage import subject_words
 from store import reports
 from store.db import Database
 
@@ -32,6 +35,11 @@ CLUSTER_DISTANCE = 0.45
 # center, 16 of 18 answerable paraphrases (evals/heldout/paraphrases.yaml) have their best passage within
 # 0.56, and 8 of 10 questions it does not answer lie farther.
 ARTICLE_NEAR = 0.56
+
+
+VENTING_WORDS = frozenset({"bot", "human", "person", "agent", "support", "help", "service", "answer", "answers",
+                           "chat", "time", "again", "still", "thing", "anything", "nothing", "people", "furious",
+                           "angry", "useless", "terrible", "joke", "waste"})
 
 
 class GapQuestion(BaseModel):
@@ -59,7 +67,17 @@ class Gap(BaseModel):
     nearest: list[Passage]
     questions: list[GapQuestion] = Field(description="newest first")
     outline: str = Field(description="a draft of the article to write, in markdown")
-    fixed: bool = False
+    fixed: bool = Field(False, description="a check again found every question answered; only a gap of questions "
+                                           "that got no answer or a handoff can be fixed so (see `checkable`)")
+    checkable: bool = Field(True, description="False when some of its questions were answered but rated low or "
+                                              "asked again: an answer now proves nothing; read them")
+
+
+def only_venting(text: str) -> bool:
+    """"This is useless, you are a terrible bot": upset, and about nothing the knowledge could hold."""
+    if not is_upset(text):
+        return False
+    return not (set(subject_words(text)) - VENTING_WORDS - {w for w in STRONG | MILD if " " not in w})
 
 
 def failed_questions(db: Database, since: datetime) -> list[GapQuestion]:
@@ -71,7 +89,7 @@ def failed_questions(db: Database, since: datetime) -> list[GapQuestion]:
 
     def add(mid: int | None, why: str) -> None:
         m = by_id.get(mid)
-        if m is None or mid in picked or asks_only_for_a_person(m["content"]):
+        if m is None or mid in picked or asks_only_for_a_person(m["content"]) or only_venting(m["content"]):
             return
         picked[mid] = GapQuestion(message_id=mid, conversation_id=m["conversation_id"], text=m["content"],
                                   asked_at=m["created_at"], why=why, answered_now=checks.get(mid))
@@ -134,8 +152,7 @@ def outline(representative: str, questions: list[GapQuestion], nearest: list[Pas
 
 def gaps(db: Database, days: int = 30, corpora: list[str] | None = None) -> list[Gap]:
     """The knowledge gaps of the last `days` days, largest first."""
-    since = datetime.now(UTC) - timedelta(days=days)
-    questions = failed_questions(db, since)
+    questions = failed_questions(db, window_start(days))
     if not questions:
         return []
     vectors = message_vectors(db, [{"id": q.message_id, "content": q.text} for q in questions])
@@ -144,13 +161,16 @@ def gaps(db: Database, days: int = 30, corpora: list[str] | None = None) -> list
     for group in cluster(vectors):
         members = [questions[i] for i in group]
         centre = vectors[group].mean(axis=0)
-        rep = group[int(np.argmax(vectors[group] @ centre))]
+        closeness = np.round(vectors[group] @ centre, 4)  # ties (the same words twice) go to the oldest message,
+        rep = min((i for i, c in zip(group, closeness, strict=True) if c == closeness.max()),  # so every process
+                  key=lambda i: questions[i].message_id)  # names a gap alike
         nearest = _nearest(db, questions[rep].text, vectors[rep], corpora)
         kind = "article_missed" if nearest and nearest[0].distance <= ARTICLE_NEAR else "no_article"
+        checkable = all(q.why in ("no_answer", "handoff") for q in members)
         found.append(Gap(id=questions[rep].message_id, count=len(members), representative=questions[rep].text,
                          kind=kind, nearest=nearest, questions=members,
                          outline=outline(questions[rep].text, members, nearest, kind),
-                         fixed=all(q.answered_now for q in members)))
+                         fixed=checkable and all(q.answered_now for q in members), checkable=checkable))
     return found
 
 
@@ -169,5 +189,5 @@ def check_again(db: Database, gap: Gap) -> Gap:
                                                  None, None).run()))
         q.answered_now = bool(text) and not NO_ANSWER.search(text)
         reports.save_gap_check(db, q.message_id, q.answered_now)
-    gap.fixed = all(q.answered_now for q in gap.questions)
+    gap.fixed = gap.checkable and all(q.answered_now for q in gap.questions)
     return gap

@@ -18,6 +18,7 @@ Definitions (README, "The operator's side", has them with their denominators):
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,9 @@ REASK_SIMILARITY = 0.71
 RETURN_WINDOW = timedelta(hours=24)
 THANKS = re.compile(r"\b(thanks?|thank you|thx|ty|cheers|that helped|that helps|perfect|great,? (it )?works|"
                     r"solved|got it)\b", re.I)
+# "that has not solved anything", "no thanks", "still not working": a thank-you word is no thanks here
+NEGATED = re.compile(r"\b(not|no|never|still|nothing|didn't|doesn't|isn't|wasn't|won't|hasn't|haven't|can't|"
+                     r"cannot|useless|wrong)\b|n't\b", re.I)
 # an answer that is no answer: the composer's "I couldn't find…", a model's "I don't know", off-topic refusals
 NO_ANSWER = re.compile(r"\b(I couldn't find|I could not find|I don't know|I do not know|I can only help with)\b",
                        re.I)
@@ -142,9 +146,10 @@ def outcomes(convs: list[dict], messages: list[dict], turns: list[dict], vectors
     owner = {c["id"]: (c["user_id"], c["visitor_id"], c["persona"]) for c in convs}
     started = {c["id"]: c["created_at"] for c in convs}
     later: dict[tuple, list[str]] = defaultdict(list)  # the same owner's conversations with the same persona
-    for c in convs:
+    for c in convs:  # (convs come oldest first: each owner's list is in order of start)
         if c["user_id"] is not None or c["visitor_id"] is not None:
             later[owner[c["id"]]].append(c["id"])
+    starts = {key: [started[c] for c in ids] for key, ids in later.items()}
 
     result: dict[str, tuple[str, str]] = {}
     for c in convs:
@@ -154,20 +159,20 @@ def outcomes(convs: list[dict], messages: list[dict], turns: list[dict], vectors
             continue
         own = by_conv[cid]
         mine = vectors[own] if own else np.zeros((0, 384))
-        answered = [t for t in answers[cid] if t["status"] == "complete" and t["content"].strip()
-                    and not NO_ANSWER.search(t["content"])]
-        if not answered:
+        complete = [t for t in answers[cid] if t["status"] == "complete" and t["content"].strip()]
+        answered = [t for t in complete if not NO_ANSWER.search(t["content"])]
+        if not answered or NO_ANSWER.search(complete[-1]["content"]):  # the last question got no answer
             result[cid] = ("unresolved", "not_answered")
         elif any(t["rating"] is not None and t["rating"] <= 2 for t in answers[cid]):
             result[cid] = ("unresolved", "low_rating")
         elif len(own) > 1 and _reasked(mine):
             result[cid] = ("unresolved", "reask")
-        elif _returned(cid, mine, later[owner[cid]] if cid in owner else [], started, by_conv, vectors):
+        elif _returned(cid, mine, later.get(owner[cid], []), starts.get(owner[cid], []), started, by_conv, vectors):
             result[cid] = ("unresolved", "returned")
         else:
             first_answer = min(t["created_at"] for t in answered)
-            thanked = any(THANKS.search(messages[i]["content"]) and messages[i]["created_at"] > first_answer
-                          for i in own)
+            thanked = any(THANKS.search(messages[i]["content"]) and not NEGATED.search(messages[i]["content"])
+                          and messages[i]["created_at"] > first_answer for i in own)
             rated_well = any(t["rating"] is not None and t["rating"] >= 4 for t in answers[cid])
             result[cid] = ("resolved", "confirmed" if thanked or rated_well else "assumed")
     return result
@@ -178,11 +183,15 @@ def _reasked(vectors: np.ndarray) -> bool:
     return bool(np.any(np.triu(sims, k=1) >= REASK_SIMILARITY))
 
 
-def _returned(cid: str, mine: np.ndarray, siblings: list[str], started: dict, by_conv: dict,
+def _returned(cid: str, mine: np.ndarray, siblings: list[str], starts: list, started: dict, by_conv: dict,
               vectors: np.ndarray) -> bool:
+    """A later conversation of the same owner, within 24 h, with a question this close. `siblings` are in
+    order of start (`starts`): only those after this one are looked at, and the walk stops past 24 h."""
     begun = started[cid]
-    for other in siblings:
-        if other == cid or not begun < started[other] <= begun + RETURN_WINDOW or not by_conv[other]:
+    for other in siblings[bisect.bisect_right(starts, begun):]:
+        if started[other] > begun + RETURN_WINDOW:
+            break
+        if other == cid or not by_conv[other]:
             continue
         if len(mine) and np.any(mine @ vectors[by_conv[other]].T >= REASK_SIMILARITY):
             return True
@@ -246,11 +255,16 @@ def _fill(stats: PersonaStats, convs: list[dict], results: dict, turns: list[dic
     stats.unpriced_models = sorted(unpriced)
 
 
+def window_start(days: int, now: datetime | None = None) -> datetime:
+    """The first instant of the last `days` whole UTC days, today being one."""
+    now = now or datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
+
+
 def compute(db: Database, settings: Settings, days: int = 7, now: datetime | None = None) -> Stats:
     """The figures for conversations started in the last `days` days (today counts as one), per persona and
     per persona and day (a conversation's day is the day it started; a turn's, its own)."""
-    now = now or datetime.now(UTC)
-    since = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
+    since = window_start(days, now)
     convs, messages = reports.conversations(db, since), reports.user_messages(db, since)
     turns = reports.turns(db, since)
     results = outcomes(convs, messages, turns, message_vectors(db, messages))

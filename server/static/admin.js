@@ -37,7 +37,7 @@ function renderSummary() {
     <td>${s.tokens.prompt} / ${s.tokens.cached} / ${s.tokens.completion}</td>
     <td>$${s.cost_usd.toFixed(4)}${s.unpriced_models.length ? `<br><small>unpriced: ${s.unpriced_models.map(escapeHtml).join(", ")}</small>` : ""}</td></tr>`).join("")
     || `<tr><td colspan="13">No conversations in this range yet.</td></tr>`;
-  $("summary").querySelectorAll("button.linkish").forEach((b) => { b.onclick = () => drill(b.dataset.persona, b.dataset.outcome); });
+  $("summary").querySelectorAll("button.linkish").forEach((b) => { b.onclick = () => drill(b.dataset.persona, b.dataset.outcome).catch(showError); });
 }
 
 function draw(id, type, labels, datasets, stacked) {
@@ -52,7 +52,8 @@ function draw(id, type, labels, datasets, stacked) {
 
 function renderCharts() {
   const persona = $("persona").value;
-  const days = [...new Set(stats.days.map((d) => d.day))].sort();
+  const days = [];  // every day of the range, those without conversations too
+  for (let d = new Date(stats.since); d <= new Date(); d.setUTCDate(d.getUTCDate() + 1)) days.push(d.toISOString().slice(0, 10));
   const sum = (day, f) => stats.days.filter((d) => d.day === day && (!persona || d.persona === persona)).reduce((n, d) => n + f(d), 0);
   draw("chart-outcomes", "bar", days, [
     { label: "resolved", data: days.map((d) => sum(d, (x) => x.resolved)), backgroundColor: "#1f7a3f" },
@@ -64,15 +65,20 @@ function renderCharts() {
     const v = stats.days.filter((d) => d.day === day && (!persona || d.persona === persona)).map((d) => d.answer_ms[q]).filter((x) => x !== null);
     return v.length ? Math.max(...v) : null;
   };
+  const who = persona ? "" : " (the slowest persona each day)";
   draw("chart-latency", "line", days, [
-    { label: "p50", data: days.map((d) => pick(d, "p50")), borderColor: "#1f4fbf" },
-    { label: "p95", data: days.map((d) => pick(d, "p95")), borderColor: "#b00020" },
+    { label: `p50${who}`, data: days.map((d) => pick(d, "p50")), borderColor: "#1f4fbf" },
+    { label: `p95${who}`, data: days.map((d) => pick(d, "p95")), borderColor: "#b00020" },
   ], false);
 }
 
 async function load() {
   const days = $("days").value;
+  $("drill").hidden = true; $("transcript-panel").hidden = true;  // they showed the previous selection
+  $("since").textContent = "loading…";
+  $("panel").setAttribute("aria-busy", "true");
   stats = await api(`/api/admin/stats?days=${days}`);
+  $("panel").removeAttribute("aria-busy");
   const chosen = $("persona").value;
   $("persona").innerHTML = `<option value="">all</option>` + Object.keys(stats.personas).map((p) => `<option ${p === chosen ? "selected" : ""}>${escapeHtml(p)}</option>`).join("");
   $("since").textContent = `since ${stats.since.slice(0, 10)} (UTC)`;
@@ -87,7 +93,7 @@ async function drill(persona, outcome) {
   $("drill").hidden = false;
   $("drill-title").textContent = `${persona}: ${outcome ? outcome.replace("_", " ") : "all"} (${rows.length})`;
   $("drill-list").innerHTML = rows.map((r) => `<li><button type="button" class="linkish" data-id="${escapeHtml(r.id)}">${escapeHtml(r.created_at.slice(0, 16).replace("T", " "))}</button> ${escapeHtml(r.outcome.replace("_", " "))} <small>${escapeHtml(r.detail.replace("_", " "))}</small></li>`).join("") || "<li>None.</li>";
-  $("drill-list").querySelectorAll("button").forEach((b) => { b.onclick = () => openTranscript(b.dataset.id); });
+  $("drill-list").querySelectorAll("button").forEach((b) => { b.onclick = () => openTranscript(b.dataset.id).catch(showError); });
 }
 
 async function openTranscript(id) {
@@ -105,13 +111,13 @@ function renderGap(g) {
     ${g.nearest.length ? `<br><small>nearest: ${escapeHtml(g.nearest[0].title)} › ${escapeHtml(g.nearest[0].section)} (distance ${g.nearest[0].distance})</small>` : ""}
     <ul>${g.questions.map((q) => `<li><button type="button" class="linkish" data-id="${escapeHtml(q.conversation_id)}">${escapeHtml(q.asked_at.slice(0, 16).replace("T", " "))}</button> <small>${escapeHtml(q.why.replace("_", " "))}</small> ${escapeHtml(q.text)}${q.answered_now === true ? " <small>✓ answered now</small>" : q.answered_now === false ? " <small>still unanswered</small>" : ""}</li>`).join("")}</ul>
     <details><summary>Draft article outline</summary><pre>${escapeHtml(g.outline)}</pre></details>
-    <button type="button" class="check">Check again</button></li>`;
+    ${g.checkable ? '<button type="button" class="check">Check again</button>' : "<small>Answered before but rated low or asked again: read its conversations (an answer now proves nothing).</small>"}</li>`;
 }
 
 async function loadGaps() {
   const gaps = await api("/api/admin/gaps?days=30");
   $("gaps").innerHTML = gaps.map(renderGap).join("") || "<li>No failed questions in the last 30 days.</li>";
-  $("gaps").querySelectorAll("button.linkish").forEach((b) => { b.onclick = () => openTranscript(b.dataset.id); });
+  $("gaps").querySelectorAll("button.linkish").forEach((b) => { b.onclick = () => openTranscript(b.dataset.id).catch(showError); });
   $("gaps").querySelectorAll("button.check").forEach((b) => {
     b.onclick = async () => {
       b.disabled = true; b.textContent = "Checking…";
@@ -122,28 +128,35 @@ async function loadGaps() {
 }
 
 $("csv").onclick = async () => {
-  const res = await api(`/api/admin/stats.csv?days=${$("days").value}`);
+  const res = await api(`/api/admin/stats.csv?days=${$("days").value}`).catch((e) => { showError(e); return null; });
+  if (!res) return;
   const url = URL.createObjectURL(await res.blob());
   const a = Object.assign(document.createElement("a"), { href: url, download: `mentor-stats-${$("days").value}d.csv` });
   a.click();
   URL.revokeObjectURL(url);
 };
 $("days").onchange = () => load().catch(showError);
-$("persona").onchange = () => { renderSummary(); renderCharts(); };
+$("persona").onchange = () => { $("drill").hidden = true; $("transcript-panel").hidden = true; renderSummary(); renderCharts(); };
 
 function showError(e) {
-  $("panel").hidden = true;
+  if (e.status === 401) {  // a bad or expired token: forget it and ask again
+    sessionStorage.removeItem("mentor_admin_token"); token = null;
+    $("signin").hidden = false; $("whoami").hidden = true;
+  }
+  $("panel").hidden = e.status === 401 || e.status === 403 ? true : $("panel").hidden;
   $("error").textContent = e.status === 403 ? "This page is for admins: your account cannot see the operator's figures."
-    : e.status === 401 ? "Sign in to see the operator's figures." : e.message;
+    : e.status === 401 ? `Sign in to see the operator's figures (${e.message}).` : e.message;
 }
 
 async function signedIn(name) {
   $("signin").hidden = true; $("whoami").hidden = false;
   $("whoami-name").textContent = name || "signed in";
+  $("error").textContent = "";
+  $("loading").hidden = false;
   try {
     await load();
     $("panel").hidden = false; $("error").textContent = "";
-  } catch (e) { showError(e); }
+  } catch (e) { showError(e); } finally { $("loading").hidden = true; }
 }
 
 $("signin").onsubmit = async (event) => {
@@ -153,7 +166,7 @@ $("signin").onsubmit = async (event) => {
     if ($("token-input").value.trim()) token = $("token-input").value.trim();
     else { const res = await api("/api/demo-login", { method: "POST", body: JSON.stringify({ user: $("admin-select").value }) }); token = res.token; name = res.user.name; }
     sessionStorage.setItem("mentor_admin_token", token);
-    if (!name) name = (await api("/api/me").catch(() => ({}))).name;
+    if (!name) name = (await api("/api/me")).name;  // a token that is no sign-in is refused here
     await signedIn(name);
   } catch (e) { showError(e); }
 };
@@ -163,6 +176,6 @@ $("signout").onclick = () => { sessionStorage.removeItem("mentor_admin_token"); 
   const users = await api("/api/demo-users").catch(() => []);
   $("admin-select").innerHTML = users.filter((u) => u.role === "admin").map((u) => `<option value="${escapeHtml(u.handle)}">${escapeHtml(u.name)}</option>`).join("");
   if (!$("admin-select").options.length) { $("admin-select").hidden = true; $("signin-btn").textContent = "Sign in with the token"; }
-  if (token) await signedIn((await api("/api/me").catch(() => ({}))).name);
+  if (token) await api("/api/me").then((me) => signedIn(me.name)).catch(showError);
   else $("error").textContent = "Sign in to see the operator's figures.";
 })();
