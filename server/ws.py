@@ -262,7 +262,8 @@ class ChatSession:
             await self.send(_error("not_found", str(exc), client_id=frame.client_id))
             return
         if isinstance(begun, HumanOwned):  # a person answers: their replies come through the watch
-            await self.send(begun.ack)
+            # stored with a NOTIFY: this socket's own watch of the conversation may have sent it already
+            await self.send(begun.ack, fresh_only=True)
             self.watch(begun.start.conversation_id)
             return
         if isinstance(begun, Duplicate):
@@ -273,7 +274,7 @@ class ChatSession:
                 self.pump(self.s.turns.follow(begun.start.conversation_id, 0,
                                               only_message=begun.start.assistant_message_id))
             return
-        await self.send(begun.ack)
+        await self.send(begun.ack, fresh_only=True)  # (a watch of the conversation may have read it first)
         self.active[begun.start.conversation_id] = begun
         self.pump(begun.events(), fresh_only=True)
 

@@ -34,6 +34,14 @@ def staff(live, demo_ids, knowledge):
             "c1_handle": customers[0]["handle"]}
 
 
+def asked(customer, text: str) -> str:
+    """A new support conversation on a socket that may still hear of others: its id is read from this
+    message's own ack (the first frame to arrive may be another conversation's, a late receipt say)."""
+    client_id = message(customer, text, persona="support")
+    events = until(customer, "done")
+    return next(e for e in events if e["type"] == "ack" and e.get("client_id") == client_id)["conversation_id"]
+
+
 def api(server, token: str, method: str, path: str, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{server.http}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=20,
                          **kwargs)
@@ -63,8 +71,7 @@ def test_a_handoff_end_to_end_across_workers(live, live_other_worker, staff, kno
     queue = api(live_other_worker, staff["ana"], "GET", "/api/inbox").json()
     waiting = next(h for h in queue if h["conversation_id"] == conversation)
     assert waiting["reason"] == "user_request" and waiting["status"] == "open" and waiting["waiting_s"] >= 0
-    message(customer, "How do withdrawals work?", persona="support")
-    private = until(customer, "done")[0]["conversation_id"]
+    private = asked(customer, "How do withdrawals work?")
     assert api(live_other_worker, staff["ana"], "GET", f"/api/inbox/{private}").status_code == 404
     with knowledge.as_user(demo_ids["ana"]) as conn:  # row-level security, not just the API
         assert conn.execute("SELECT count(*) AS n FROM messages WHERE conversation_id = %s",
@@ -334,8 +341,7 @@ def test_an_inbox_socket_loses_a_conversation_claimed_by_another_agent_or_when_i
     agent.close()
 
     # a second conversation, waiting; Ana follows it; then her role is taken away
-    message(customer, "I'd like a human about my payout", persona="support")
-    second = until(customer, "done")[0]["conversation_id"]
+    second = asked(customer, "I'd like a human about my payout")
     agent = _inbox_socket(live_other_worker, staff["ana"])
     send(agent, type="watch", conversation_id=second, after_seq=0)
     until(agent, "done")
