@@ -284,3 +284,29 @@ def test_a_conversation_handed_over_twice_counts_once_under_its_first_reason(pri
     assert counted() == before  # the user_request hand-over is still counted: counters never go down
     rows = api(priced, olivia, "GET", "/api/admin/conversations?days=1&persona=support").json()
     assert next(r for r in rows if r["id"] == conversation)["detail"] == "user_request"
+
+
+def test_a_thank_you_answered_with_i_couldnt_find_is_still_resolved() -> None:
+    """The bot's reply to "thanks, that helped" is no answer to a question, whatever it says."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from agents.reports.stats import outcomes
+
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    conv = {"id": "c", "persona": "support", "created_at": t0, "user_id": 7, "visitor_id": None,
+            "handoff_reason": None}
+    messages = [{"id": 1, "conversation_id": "c", "content": "How do I withdraw?", "created_at": t0},
+                {"id": 3, "conversation_id": "c", "content": "thanks, that helped", "created_at": t0 + timedelta(1)}]
+
+    def turn(mid: int, question: str, content: str, at: int) -> dict:
+        return {"conversation_id": "c", "status": "complete", "question": question, "content": content,
+                "rating": None, "created_at": t0 + timedelta(seconds=at)}
+
+    turns = [turn(2, "How do I withdraw?", "Use Withdraw on the Earnings page.", 1),
+             turn(4, "thanks, that helped", "I couldn't find anything about that in the help center.", 2)]
+    vectors = np.eye(2, 384, dtype=np.float32)  # two unrelated messages
+    assert outcomes([conv], messages, turns, vectors)["c"] == ("resolved", "confirmed")
+    turns[0]["content"] = "I couldn't find this in the help center."
+    assert outcomes([conv], messages, turns, vectors)["c"] == ("unresolved", "not_answered")

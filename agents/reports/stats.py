@@ -159,7 +159,9 @@ def outcomes(convs: list[dict], messages: list[dict], turns: list[dict], vectors
             continue
         own = by_conv[cid]
         mine = vectors[own] if own else np.zeros((0, 384))
-        complete = [t for t in answers[cid] if t["status"] == "complete" and t["content"].strip()]
+        # the bot's answers to questions (a reply to "thanks, that helped" is not one: whatever it says)
+        complete = [t for t in answers[cid] if t["status"] == "complete" and t["content"].strip()
+                    and not thanks(t["question"] or "")]
         answered = [t for t in complete if not NO_ANSWER.search(t["content"])]
         if not answered or NO_ANSWER.search(complete[-1]["content"]):  # the last question got no answer
             result[cid] = ("unresolved", "not_answered")
@@ -171,11 +173,15 @@ def outcomes(convs: list[dict], messages: list[dict], turns: list[dict], vectors
             result[cid] = ("unresolved", "returned")
         else:
             first_answer = min(t["created_at"] for t in answered)
-            thanked = any(THANKS.search(messages[i]["content"]) and not NEGATED.search(messages[i]["content"])
-                          and messages[i]["created_at"] > first_answer for i in own)
+            thanked = any(thanks(messages[i]["content"]) and messages[i]["created_at"] > first_answer for i in own)
             rated_well = any(t["rating"] is not None and t["rating"] >= 4 for t in answers[cid])
             result[cid] = ("resolved", "confirmed" if thanked or rated_well else "assumed")
     return result
+
+
+def thanks(text: str) -> bool:
+    """"thanks, that helped", "perfect, got it" — not "no thanks" or "that has not solved anything"."""
+    return bool(THANKS.search(text)) and not NEGATED.search(text)
 
 
 def _reasked(vectors: np.ndarray) -> bool:
