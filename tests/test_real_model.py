@@ -85,8 +85,12 @@ def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, kno
             assert not [e for e in events if e["type"] == "error"], (persona, events[-3:])
             assert done["finish_reason"] in ("stop", "length", "tool_steps"), (persona, done)
             assert sum(e["type"] == "token" for e in events) >= 2, persona  # streamed, not in one piece
-            # usage from llama.cpp itself (prompt and completion tokens of every model call in the turn)
-            assert done["usage"]["counted"] == "backend" and done["usage"]["prompt_tokens"] > 0, (persona, done)
+            # usage from llama.cpp itself (prompt and completion tokens of every model call in the turn) — unless
+            # strict grounding withdrew the model's answer (support is strict; SmolLM2 samples its figures): then
+            # the composer's replacement is counted with tiktoken, and the turn says so
+            replaced = any(e["type"] == "answer_replaced" for e in events)
+            assert done["usage"]["counted"] == ("tiktoken" if replaced else "backend"), (persona, done)
+            assert done["usage"]["prompt_tokens"] > 0, (persona, done)
             assert done["provider"] == "openai-compatible:smollm2"
     finally:
         ws.close()
