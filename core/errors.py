@@ -52,6 +52,44 @@ class IngestError(MentorError):
     http_status = 422
 
 
+class EmptyDocument(IngestError):
+    """A document with no text of its own (a category page, an `_index.md` of front matter only, a scanned
+    PDF): a folder ingest skips it and says so; named on its own, it is an error."""
+
+    code = "empty_document"
+
+
+class UnsupportedDocument(IngestError):
+    """A file of a type we do not read (HTTP 415), named with the types we do."""
+
+    code = "unsupported_type"
+    http_status = 415
+
+
+class UnreadableDocument(IngestError):
+    """A file we read but cannot parse: a broken PDF, text that is not UTF-8, a binary file."""
+
+    code = "unreadable_document"
+
+
+class EncryptedDocument(IngestError):
+    """A PDF locked with a password: its text cannot be read without it."""
+
+    code = "encrypted_document"
+
+
+class DocumentTooLarge(IngestError):
+    code = "file_too_large"
+    http_status = 413
+
+
+class FetchRefused(MentorError):
+    """An import URL we will not fetch: a private, loopback, link-local or metadata address, a scheme other
+    than http(s), too many redirects, too large, too slow, or a content type we do not read."""
+
+    code = "fetch_refused"
+
+
 class NotFound(MentorError):
     code = "not_found"
     http_status = 404

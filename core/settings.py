@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     # the operator's cost figures (GET /api/admin/stats): JSON, e.g. {"my-model": {"input": 0.5, "output": 1.5,
     # "cached_input": 0.25}}, merged over DEFAULT_PRICES; the offline composer and the local model cost 0
     prices: dict[str, Price] = Field(default_factory=dict, alias="MENTOR_PRICES")
+    # knowledge management (issue 27): uploads, and imports from websites (retrieval/fetch.py refuses
+    # loopback, private, link-local and metadata addresses unless listed here: hosts, addresses or CIDRs)
+    upload_max_bytes: int = Field(default=20 * 1_048_576, ge=1024, le=1024 * 1_048_576, alias="MENTOR_UPLOAD_MAX_BYTES")
+    import_allow: str = Field(default="", alias="MENTOR_IMPORT_ALLOW")
+    import_max_bytes: int = Field(default=10 * 1_048_576, ge=1024, le=1024 * 1_048_576, alias="MENTOR_IMPORT_MAX_BYTES")
+    import_max_pages: int = Field(default=1000, ge=1, le=1_000_000, alias="MENTOR_IMPORT_MAX_PAGES")
+    import_timeout_s: float = Field(default=20.0, gt=0, le=600, alias="MENTOR_IMPORT_TIMEOUT")
+    import_max_redirects: int = Field(default=5, ge=0, le=20, alias="MENTOR_IMPORT_MAX_REDIRECTS")
+    sync_poll_s: float = Field(default=60.0, ge=1, le=86400, alias="MENTOR_SYNC_POLL_S")
 
     @field_validator("database_url")
     @classmethod
@@ -144,6 +153,22 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"{item!r} is not an address or CIDR (e.g. 10.0.0.5, 10.0.0.0/16, *)") from None
+        return value.strip()
+
+    @field_validator("import_allow")
+    @classmethod
+    def _check_allow(cls, value: str) -> str:
+        import ipaddress
+        import re
+
+        for item in (p.strip() for p in value.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", item):
+                    raise ValueError(f"{item!r} is not a host name, address or CIDR") from None
         return value.strip()
 
     @field_validator("db_pool_min")

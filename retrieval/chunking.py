@@ -8,22 +8,28 @@ document. Chunks are cut on paragraph boundaries where possible and never exceed
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from core.errors import IngestError
+from core.errors import EmptyDocument, IngestError, UnreadableDocument, UnsupportedDocument
 from retrieval.dialects import normalise
 from retrieval.tokens import count_tokens, encoding
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".mdx": "markdown", ".txt": "text", ".html": "html",
-             ".htm": "html"}
+             ".htm": "html", ".pdf": "pdf"}
+TYPES_NAMED = ".md, .txt, .html or .pdf"
+# what a web server may answer with, for an import (retrieval/fetch.py refuses anything else)
+CONTENT_TYPES = {"text/html": "html", "application/xhtml+xml": "html", "text/plain": "text",
+                 "text/markdown": "markdown", "text/x-markdown": "markdown", "application/pdf": "pdf"}
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
-class EmptyDocument(IngestError):
-    """A document with no text of its own (a category page, an `_index.md` of front matter only): a folder
-    ingest skips it and says so; named on its own, it is an error."""
+class EmptyFile(IngestError):
+    """A file with nothing in it at all: an error even in a folder (something went wrong writing it)."""
+
+    code = "empty_document"
 
 
 def anchor_for(heading: str) -> str:
@@ -128,15 +134,24 @@ def _table_markdown(table) -> str:
 _TAG_GAP = re.compile(r"\s+([,.;:!?)\]])")
 
 
-def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
+def parse_html(text: str, fallback_title: str, *, main_content: bool = False) -> tuple[str, list[Section]]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
-    for tag in soup(["script", "style", "nav", "footer", "noscript"]):
+    for tag in soup(["script", "style", "nav", "footer", "noscript", "template"]):
         tag.decompose()
     outline = _Outline()
     outline.title = soup.title.get_text(strip=True) if soup.title else None
     body = soup.body or soup
+    if main_content:
+        articles = body.find_all("article")
+        main = body.find("main") or body.find(attrs={"role": "main"}) or (articles[0] if len(articles) == 1 else None)
+        if main is not None and main.get_text(strip=True):
+            body = main
+        else:
+            for tag in body.find_all(["header", "aside", "form"]):  # no <main>: drop the page's furniture
+                if tag.find("h1") is None:
+                    tag.decompose()
     # <summary> and <dt> hold an FAQ's question: kept as their own paragraph, ahead of the answer
     for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "table", "blockquote", "dt", "dd",
                              "summary"]):
@@ -170,40 +185,72 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, list[Section]]:
 
 def read_document(path: Path, source: str) -> ParsedDocument:
     """Parse one file; raise IngestError naming the file for anything unreadable or empty."""
-    kind = SUPPORTED.get(path.suffix.lower())
-    if kind is None:
-        raise IngestError(f"{path}: unsupported file type (use .md, .txt or .html)")
+    if path.suffix.lower() not in SUPPORTED:
+        raise UnsupportedDocument(f"{path}: unsupported file type (use {TYPES_NAMED})")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise IngestError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    return parse_document(raw, str(path), source, exists=lambda target: (path.parent / target).is_file())
+
+
+def kind_of(name: str, content_type: str | None = None) -> str | None:
+    """What a file is, by its name's suffix, else by a Content-Type (a web page's URL has no suffix)."""
+    suffix = Path(name.split("?", 1)[0]).suffix.lower()
+    if suffix in SUPPORTED:
+        return SUPPORTED[suffix]
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return CONTENT_TYPES.get(media)
+
+
+def parse_document(raw: bytes, name: str, source: str, *, kind: str | None = None,
+                   exists: Callable[[str], bool] | None = None, main_content: bool = False) -> ParsedDocument:
+    """Parse a file's bytes; `name` (a path, an upload's filename, a URL) names it in every error.
+    `main_content`: an HTML page from a website, read from its <main> or <article> when it has one, so the
+    site's header, menus and sidebars are not indexed on every page."""
+    kind = kind or kind_of(name)
+    if kind is None:
+        raise UnsupportedDocument(f"{name}: unsupported file type (use {TYPES_NAMED})")
+    stem = Path(name.rstrip("/").split("?", 1)[0]).stem or name
+    fallback = stem.replace("-", " ").replace("_", " ").strip().capitalize() or "Untitled"
+    if kind == "pdf":
+        from retrieval.pdf import parse_pdf
+
+        outline = _Outline()
+        for level, text in parse_pdf(raw, name):
+            if level:
+                outline.heading(level, text)
+            else:
+                outline.add(text)
+        outline.flush()
+        title, sections = outline.title or fallback, outline.sections
+        return ParsedDocument(source=source, title=title, sections=sections, metadata={})
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise IngestError(f"{path}: not UTF-8 text") from None
+        raise UnreadableDocument(f"{name}: not UTF-8 text") from None
     if "\x00" in text:
-        raise IngestError(f"{path}: looks like a binary file")
-    fallback = path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+        raise UnreadableDocument(f"{name}: looks like a binary file")
     metadata: dict = {}
     dialect = None
     if kind == "markdown":  # every documentation dialect, cleaned to plain Markdown first (retrieval/dialects.py)
         try:
-            clean = normalise(text, source, exists=lambda target: (path.parent / target).is_file())
+            clean = normalise(text, source, exists=exists or (lambda target: False))
         except IngestError as exc:
-            raise IngestError(f"{path}: {exc}") from None
+            raise IngestError(f"{name}: {exc}") from None
         title, sections = parse_markdown(clean.text, fallback)
         title = clean.title or title
         metadata, dialect = clean.metadata, clean.dialect
         if clean.description and sections:  # the page's summary opens its first section
             sections[0].text = f"{clean.description}\n\n{sections[0].text}"
     elif kind == "html":
-        title, sections = parse_html(text, fallback)
+        title, sections = parse_html(text, fallback, main_content=main_content)
     else:
         title, sections = fallback, [Section("", text.strip())] if text.strip() else []
     if not sections:
         if not text.strip():
-            raise IngestError(f"{path}: file is empty (no text to index)")
-        raise EmptyDocument(f"{path}: no text of its own to index (only front matter, markup or components)")
+            raise EmptyFile(f"{name}: file is empty (no text to index)")
+        raise EmptyDocument(f"{name}: no text of its own to index (only front matter, markup or components)")
     return ParsedDocument(source=source, title=title, sections=sections, metadata=metadata, dialect=dialect)
 
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from core.settings import get_settings
 from server import errors, middleware
 from server.demo import demo_origins, ensure_demo_site
-from server.routes import admin, api, health, inbox, openai, pages, sockets
+from server.routes import admin, api, health, inbox, knowledge, openai, pages, sockets
 from server.services import Services
 
 log = logging.getLogger("mentor.app")
@@ -76,7 +76,8 @@ def create_app(services: Services | None = None, tune_gc: bool = False) -> FastA
                   description="AI mentor and chat-agent service. WebSocket protocol: /docs/protocol "
                               "(docs/protocol.md in the repository).")
     app.state.services = services
-    for router in (api.router, admin.router, inbox.router, openai.router, health.router, sockets.router, pages.router):
+    for router in (api.router, admin.router, knowledge.router, inbox.router, openai.router, health.router,
+                   sockets.router, pages.router):
         app.include_router(router)
     app.mount("/static", pages.static_files(), name="static")
     errors.install(app)

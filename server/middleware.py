@@ -22,6 +22,8 @@ log = logging.getLogger("mentor.app")
 # DOM carries its own). FastAPI's /docs loads Swagger UI from its own CDN and keeps FastAPI's defaults.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+UPLOAD_PATH = "/api/knowledge"  # POST: multipart files (server/routes/knowledge.py)
+UPLOAD_FILES_PER_BODY = 4
 CSP_EXEMPT = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
@@ -35,8 +37,13 @@ async def around_request(request: Request, call_next: Callable[[Request], Awaita
     started = time.perf_counter()
     services = request.app.state.services
     limit = services.settings.max_body_bytes if services else 262_144
+    upload = request.method == "POST" and request.url.path == UPLOAD_PATH
+    if upload and services:  # files (each up to MENTOR_UPLOAD_MAX_BYTES, named when over) in one body
+        limit = services.settings.upload_max_bytes * UPLOAD_FILES_PER_BODY
     if "\x00" in request.url.path:
         response: Response = error_response(request, 404, "not_found", "no such path")
+    elif upload and not request.headers.get("content-length"):
+        response = error_response(request, 411, "length_required", "an upload needs a Content-Length")
     elif not (request.headers.get("content-length") or "0").isdigit():
         response = error_response(request, 400, "invalid_body", "Content-Length must be a number")
     elif int(request.headers.get("content-length") or 0) > limit:

@@ -11,6 +11,7 @@ from agents.personas import personas_without_tools
 from core.settings import Settings
 from server.event_writer import EventWriter
 from server.hub import Hub
+from server.knowledge_jobs import KnowledgeJobs
 from server.limits import RateLimiter
 from server.turns import TurnService
 from store.db import Database
@@ -27,18 +28,21 @@ class Services:
     hub: Hub = field(init=False)
     writer: EventWriter = field(init=False)
     turns: TurnService = field(init=False)
+    knowledge: KnowledgeJobs = field(init=False)
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.db, lease_s=self.settings.worker_lease_s)
         self.writer = EventWriter(self.db, on_batch=self.hub.signal,
                                   commit_interval_s=self.settings.event_commit_ms / 1000,
                                   lease=self.hub.lease, on_fenced=self.hub.fenced)
+        self.knowledge = KnowledgeJobs(self.db, self.settings)
         self.turns = TurnService(db=self.db, provider=self.provider, settings=self.settings, hub=self.hub,
                                  writer=self.writer, limiter=self.limiter)
 
     async def start(self) -> None:
         """On the serving loop: listen for the other workers (and hold this worker's liveness lock)."""
         await self.hub.start()
+        await self.knowledge.start()
         warm_up = getattr(self.provider, "warm_up", None)
         if warm_up is not None:
             await warm_up()
@@ -58,6 +62,7 @@ class Services:
     async def stop(self) -> None:
         from agents.aio import close_loop_resources
 
+        await self.knowledge.stop()
         await self.hub.stop()
         await self.hub.release()
         await close_loop_resources()  # e.g. the model client's HTTP sessions

@@ -1,0 +1,237 @@
+"""`/api/knowledge`: the bot's knowledge without a shell — upload files, import a website and keep it in sync,
+see what each sync changed and which past answers cited text that is no longer there. Admins only.
+
+Uploads are all or nothing: every file of a request is read and parsed first, and one bad file (broken,
+empty, encrypted, too large, of a type we do not read) answers a typed 4xx naming it, with nothing written;
+then all are written in one transaction. Documents uploaded by hand are never touched by a sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from pydantic import BaseModel, Field, model_validator
+
+from core.errors import DocumentTooLarge, FetchRefused, IngestError, InvalidArgument, NotFound
+from retrieval.chunking import TYPES_NAMED, kind_of, parse_document
+from retrieval.corpora import require_corpora
+from retrieval.fetch import FetchFailed, Policy
+from retrieval.ingest import PreparedDocument, content_hash, ingest_documents
+from server.deps import Admin, Svc
+from server.knowledge_jobs import SERVER_EMBED_BATCH
+from server.protocol import NoNul
+from store import knowledge
+
+router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Corpus = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="a corpus name, e.g. help_center")]
+MAX_FILES = 20
+UPLOAD_PREFIX = "uploads/"
+
+
+def upload_name(filename: str | None) -> str:
+    """An upload's own name, without any folder a browser or a client put in front (no path tricks)."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    if not name:
+        raise InvalidArgument("every file needs a name (its type is read from it: " + TYPES_NAMED + ")")
+    return name[:200]
+
+
+# --- sources and jobs (declared before /{document_id}, which would read "sources" as an id) ---------------
+
+class SourceBody(BaseModel):
+    corpus: Corpus
+    sitemap_url: NoNul | None = Field(None, max_length=2000, description="a sitemap (or sitemap index) to follow")
+    urls: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=1000,
+                                                               description="pages to import, instead of a sitemap")
+    every_hours: int | None = Field(None, ge=1, le=8760, description="re-sync this often; unset: only on request")
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SourceBody:
+        if bool(self.sitemap_url) == bool(self.urls):
+            raise ValueError("give either sitemap_url or urls (one of them)")
+        self.urls = list(dict.fromkeys(u.strip() for u in self.urls))
+        return self
+
+
+def _check_source_urls(policy: Policy, urls: list[str]) -> None:
+    """Refuse at once what a sync would refuse anyway: bad schemes, credentials, private addresses."""
+    hosts: dict[tuple[str, int], str] = {}
+    for url in urls:
+        policy.check_url(url)
+        parts = urlsplit(url)
+        hosts.setdefault((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)), url)
+    for host, port in list(hosts)[:20]:
+        with contextlib.suppress(FetchFailed):  # a name that does not resolve now may later; the job says so
+            policy.resolve(host, port)
+
+
+@router.post("/sources", status_code=202)
+async def create_source(body: SourceBody, admin: Admin, s: Svc) -> dict[str, int]:
+    """Import a website (a sitemap, or a list of URLs) into a corpus, now and every `every_hours`."""
+    await asyncio.to_thread(require_corpora, s.db, [body.corpus])
+    urls = [body.sitemap_url] if body.sitemap_url else body.urls
+    await asyncio.to_thread(_check_source_urls, Policy(s.settings.import_allow), urls)
+
+    def create() -> dict[str, int]:
+        with s.db.service() as conn:
+            source = knowledge.create_source(conn, body.corpus, body.sitemap_url, body.urls, body.every_hours)
+        return {"source_id": source["id"], "job_id": s.knowledge.start_and_run(source["id"], "created")}
+
+    return await asyncio.to_thread(create)
+
+
+@router.get("/sources")
+async def list_sources(admin: Admin, s: Svc) -> list[dict[str, Any]]:
+    """Every source with its page count and its last sync (status and counts)."""
+    def read() -> list[dict[str, Any]]:
+        with s.db.service() as conn:
+            return knowledge.list_sources(conn)
+
+    return await asyncio.to_thread(read)
+
+
+@router.get("/sources/{source_id}")
+async def get_source(source_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
+    def read() -> dict[str, Any] | None:
+        with s.db.service() as conn:
+            return knowledge.get_source(conn, source_id)
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        raise NotFound(f"no knowledge source {source_id}")
+    return found
+
+
+@router.delete("/sources/{source_id}")
+async def delete_source(source_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
+    """The source and every page it imported (documents uploaded by hand stay)."""
+    def remove() -> dict[str, Any] | None:
+        with s.db.service() as conn:
+            found = knowledge.get_source(conn, source_id)
+            if found is None or not knowledge.delete_source(conn, source_id):
+                return None
+            return {"deleted": source_id, "documents": found["documents"]}
+
+    result = await asyncio.to_thread(remove)
+    if result is None:
+        raise NotFound(f"no knowledge source {source_id}")
+    return result
+
+
+@router.post("/sources/{source_id}/sync", status_code=202)
+async def sync_source(source_id: Id, admin: Admin, s: Svc) -> dict[str, int]:
+    """Sync now: only what changed is fetched and embedded; 409 while a sync of it runs (naming that job)."""
+    return {"job_id": await asyncio.to_thread(s.knowledge.start_and_run, source_id, "manual")}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
+    """A sync's status, progress, counts, errors per URL, and its impact report (past answers that cited text
+    it changed or removed)."""
+    def read() -> dict[str, Any] | None:
+        with s.db.service() as conn:
+            knowledge.fail_stale_jobs(conn)
+            return knowledge.get_job(conn, job_id)
+
+    job = await asyncio.to_thread(read)
+    if job is None:
+        raise NotFound(f"no knowledge job {job_id}")
+    counts = ("added", "updated", "unchanged", "removed", "embedded")
+    return {"id": job["id"], "source_id": job["source_id"], "status": job["status"], "trigger": job["trigger"],
+            "progress": {"done": job["done"], "total": job["total"]}, **{k: job[k] for k in counts},
+            "errors": job["errors"], "reason": job["reason"], "started_at": job["started_at"],
+            "finished_at": job["finished_at"], "impacted": job["impacted"], "impact": job["impact"]}
+
+
+# --- documents -----------------------------------------------------------------------------------------------
+
+@router.post("", status_code=201)
+async def upload(admin: Admin, s: Svc,
+                 files: Annotated[list[UploadFile], File(description="Markdown, HTML, text or PDF")],
+                 corpus: Annotated[str, Form(pattern=r"^[a-z][a-z0-9_]{1,40}$")]) -> dict[str, Any]:
+    """Upload files into a corpus: each becomes a document (re-uploading a name replaces it, and only its
+    changed text is embedded again). All or nothing: a bad file is named in a 4xx and nothing is written."""
+    if not files:
+        raise InvalidArgument("no files in the upload")
+    if len(files) > MAX_FILES:
+        raise InvalidArgument(f"at most {MAX_FILES} files in one upload")
+    await asyncio.to_thread(require_corpora, s.db, [corpus])
+    limit = s.settings.upload_max_bytes
+    read: list[tuple[str, bytes, str | None]] = []
+    for upload_file in files:
+        name = upload_name(upload_file.filename)
+        if any(name == other for other, _, _ in read):
+            raise InvalidArgument(f"{name}: two files of this upload have this name")
+        raw = await upload_file.read(limit + 1)
+        if len(raw) > limit:
+            raise DocumentTooLarge(f"{name}: larger than {limit:,} bytes (MENTOR_UPLOAD_MAX_BYTES)")
+        read.append((name, raw, upload_file.content_type))
+
+    def ingest() -> dict[str, Any]:
+        prepared = []
+        for name, raw, content_type in read:
+            kind = kind_of(name) or kind_of(name, content_type)
+            prepared.append(PreparedDocument(parse_document(raw, name, UPLOAD_PREFIX + name, kind=kind),
+                                             content_hash(raw, s.settings)))
+        report = ingest_documents(s.db, corpus, prepared, settings=s.settings, progress=False,
+                                  connect=s.db.service, batch_size=SERVER_EMBED_BATCH)
+        return {"corpus": corpus, "embedded": report.embedded,
+                "documents": [{"id": d.id, "title": d.title, "source": d.source, "chunks": d.chunks,
+                               "status": d.status} for d in report.documents],
+                "impact": report.impacts}
+
+    try:
+        return await asyncio.to_thread(ingest)
+    except IngestError:
+        raise
+    except (FetchRefused, FetchFailed) as exc:  # never from an upload; typed all the same
+        raise InvalidArgument(str(exc)) from None
+
+
+@router.get("")
+async def list_documents(admin: Admin, s: Svc,
+                         corpus: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
+                         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+                         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[dict[str, Any]]:
+    """Documents (of a corpus, or all): id, corpus, title, source, chunks, sha256, ingested_at, origin
+    (`upload`, or the id of the source that imported it)."""
+    def read() -> list[dict[str, Any]]:
+        with s.db.service() as conn:
+            return knowledge.list_documents(conn, corpus, limit=limit, offset=offset)
+
+    return await asyncio.to_thread(read)
+
+
+@router.get("/{document_id}")
+async def get_document(document_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
+    """A document and its chunks, in order."""
+    def read() -> dict[str, Any] | None:
+        with s.db.service() as conn:
+            return knowledge.get_document(conn, document_id)
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        raise NotFound(f"no document {document_id}")
+    found["chunks_detail"] = found.pop("chunk_list")
+    return found
+
+
+@router.delete("/{document_id}")
+async def delete_document(document_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
+    """Remove a document and its chunks. Past answers keep their citations' stored snippets; they are
+    listed (`impact`) so an operator sees what the bot said from it."""
+    def remove() -> dict[str, Any] | None:
+        with s.db.service() as conn:
+            return knowledge.delete_document(conn, document_id)
+
+    found = await asyncio.to_thread(remove)
+    if found is None:
+        raise NotFound(f"no document {document_id}")
+    return {"deleted": found["id"], "source": found["source"], "corpus": found["corpus"], "impact": found["impacts"]}
