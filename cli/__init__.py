@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from cli import chat, data, evals, report, serve  # noqa: F401  (each registers its commands)
+from cli import chat, data, evals, knowledge, report, serve  # noqa: F401  (each registers its commands)
 from cli.common import app, open_db
 
 __all__ = ["app", "main"]

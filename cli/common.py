@@ -35,6 +35,9 @@ app.add_typer(staff_app, name="staff")
 report_app = typer.Typer(help="The operator's reports: resolution, handoffs, latency, cost, knowledge gaps.",
                          no_args_is_help=True)
 app.add_typer(report_app, name="report")
+knowledge_app = typer.Typer(help="The bots' knowledge: documents, uploads, website sources and their syncs.",
+                            no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -146,7 +146,9 @@ def corpus_list() -> None:
     """Show the registered corpora and how many chunks each holds."""
     from store.knowledge import corpus_stats
 
-    for row in corpus_stats(open_db()):
+    with open_db().admin() as conn:
+        rows = corpus_stats(conn)
+    for row in rows:
         typer.echo(f"{row['name']:<14} {row['documents']:>5} docs {row['chunks']:>7} chunks  {row['description']}")
 
 

@@ -11,6 +11,7 @@ credentials in the URL; limits on size, time and redirects; only the content typ
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
@@ -88,6 +89,19 @@ class Policy:
             raise FetchRefused(f"{url}: no host in the URL")
         if parts.username or parts.password:
             raise FetchRefused(f"{url}: URLs with credentials in them are not imported")
+
+
+    def preflight(self, urls: list[str]) -> None:
+        """Refuse at once what a sync would refuse anyway (a new source's URLs): bad schemes, credentials,
+        names that resolve to private addresses. A name that does not resolve now may later: the job says so."""
+        hosts: dict[tuple[str, int], None] = {}
+        for url in urls:
+            self.check_url(url)
+            parts = urlsplit(url)
+            hosts[(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))] = None
+        for host, port in list(hosts)[:20]:
+            with contextlib.suppress(FetchFailed):
+                self.resolve(host, port)
 
 
 class _GuardedBackend(httpcore.SyncBackend):

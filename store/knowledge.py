@@ -9,19 +9,16 @@ from typing import Any
 
 import psycopg
 
-from store.db import Database
-
 JOB_STALE_S = 120  # a running job whose heartbeat is older than this lost its process (heartbeats every page)
 
 
-def corpus_stats(db: Database) -> list[dict]:
-    with db.admin() as conn:
-        return conn.execute(
+def corpus_stats(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute(
             """SELECT c.name, c.description,
                       (SELECT count(*) FROM documents d WHERE d.corpus = c.name) AS documents,
                       (SELECT count(*) FROM chunks k WHERE k.corpus = c.name) AS chunks
                FROM corpora c ORDER BY c.name"""
-        ).fetchall()
+    ).fetchall()
 
 
 def cited(conn: psycopg.Connection, chunk_ids: list[int], change: str) -> list[dict]:

@@ -644,3 +644,52 @@ def test_the_admin_sees_charts_gaps_and_transcripts_a_freelancer_sees_nothing(li
     assert page.locator("#panel").is_hidden() and page.locator("#summary tbody tr").count() == 0
     assert "support" not in page.locator("main").inner_text()
     freelancer.close()
+
+
+def test_the_admin_drops_a_file_on_the_knowledge_panel_and_the_bot_cites_it(live_composer, browser, knowledge
+                                                                            ) -> None:
+    """Issue 27: the admin drags a Markdown file onto the Knowledge panel of /admin, sees its chunk count, and
+    a customer's next question is answered from it, citing it. The upload goes afterwards."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=AXE.exists())
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_composer.http}/admin")
+    page.select_option("#admin-select", "olivia")
+    page.click("#signin-btn")
+    page.locator("#kn-corpus option[value=help_center]").wait_for(state="attached", timeout=30_000)
+    assert page.locator("#kn-corpus").input_value() == "help_center"
+    text = ("# Parrot mode\n\n## Turning on parrot mode\n\nParrot mode repeats every client message back in the "
+            "freelancer's own words. Turn it on under Settings, Conversations, Parrot mode.\n")
+    dropped = page.evaluate_handle("""(text) => {
+        const data = new DataTransfer();
+        data.items.add(new File([text], "parrot-mode.md", { type: "text/markdown" }));
+        return data; }""", text)
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    result = page.locator("#upload-result", has_text="chunks")
+    result.wait_for(timeout=60_000)
+    assert "Parrot mode (uploads/parrot-mode.md): 1 chunks, added" in result.inner_text()
+    page.locator("#documents tbody tr", has_text="uploads/parrot-mode.md").wait_for(timeout=10_000)
+    page.locator("#knowledge").screenshot(path=str(ARTIFACTS / "admin-knowledge.png"))
+    if AXE.exists():
+        page.evaluate(AXE.read_text())
+        found = page.evaluate("""async () => (await axe.run('#knowledge', {resultTypes: ['violations']})).violations
+            .filter(v => ['serious', 'critical'].includes(v.impact)).map(v => v.id)""")
+        assert found == []
+    assert not errors, errors
+    context.close()
+
+    try:
+        customer = browser.new_context(viewport={"width": 1200, "height": 820})
+        chat = customer.new_page()
+        ask_on_chat_page(chat, live_composer, "nora", "How do I turn on parrot mode?", persona="support")
+        chat.locator(".msg.assistant .feedback button").first.wait_for(timeout=60_000)  # the answer is done
+        answer = chat.locator(".msg.assistant").last
+        assert "Settings, Conversations, Parrot mode" in answer.inner_text(), answer.inner_text()
+        cited = answer.locator("a[href*='uploads/parrot-mode.md']").first
+        cited.wait_for(timeout=10_000)
+        chat.screenshot(path=str(ARTIFACTS / "admin-knowledge-cited.png"))
+        customer.close()
+    finally:
+        with knowledge.admin() as conn:
+            conn.execute("DELETE FROM documents WHERE source = 'uploads/parrot-mode.md'")

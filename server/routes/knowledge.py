@@ -9,19 +9,15 @@ then all are written in one transaction. Documents uploaded by hand are never to
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from pydantic import BaseModel, Field, model_validator
 
-from core.errors import DocumentTooLarge, FetchRefused, IngestError, InvalidArgument, NotFound
-from retrieval.chunking import TYPES_NAMED, kind_of, parse_document
+from core.errors import NotFound
 from retrieval.corpora import require_corpora
-from retrieval.fetch import FetchFailed, Policy
-from retrieval.ingest import PreparedDocument, content_hash, ingest_documents
+from retrieval.fetch import Policy
+from retrieval.uploads import MAX_FILES, Upload, outcome, upload_documents
 from server.deps import Admin, Svc
 from server.knowledge_jobs import SERVER_EMBED_BATCH
 from server.protocol import NoNul
@@ -30,17 +26,16 @@ from store import knowledge
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Corpus = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="a corpus name, e.g. help_center")]
-MAX_FILES = 20
-UPLOAD_PREFIX = "uploads/"
 
 
-def upload_name(filename: str | None) -> str:
-    """An upload's own name, without any folder a browser or a client put in front (no path tricks)."""
-    name = re.split(r"[\\/]", filename or "")[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
-    if not name:
-        raise InvalidArgument("every file needs a name (its type is read from it: " + TYPES_NAMED + ")")
-    return name[:200]
+@router.get("/corpora")
+async def corpora(admin: Admin, s: Svc) -> list[dict[str, Any]]:
+    """The corpora, with their document and chunk counts (what an upload or an import can go into)."""
+    def read() -> list[dict[str, Any]]:
+        with s.db.service() as conn:
+            return knowledge.corpus_stats(conn)
+
+    return await asyncio.to_thread(read)
 
 
 # --- sources and jobs (declared before /{document_id}, which would read "sources" as an id) ---------------
@@ -60,24 +55,12 @@ class SourceBody(BaseModel):
         return self
 
 
-def _check_source_urls(policy: Policy, urls: list[str]) -> None:
-    """Refuse at once what a sync would refuse anyway: bad schemes, credentials, private addresses."""
-    hosts: dict[tuple[str, int], str] = {}
-    for url in urls:
-        policy.check_url(url)
-        parts = urlsplit(url)
-        hosts.setdefault((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)), url)
-    for host, port in list(hosts)[:20]:
-        with contextlib.suppress(FetchFailed):  # a name that does not resolve now may later; the job says so
-            policy.resolve(host, port)
-
-
 @router.post("/sources", status_code=202)
 async def create_source(body: SourceBody, admin: Admin, s: Svc) -> dict[str, int]:
     """Import a website (a sitemap, or a list of URLs) into a corpus, now and every `every_hours`."""
     await asyncio.to_thread(require_corpora, s.db, [body.corpus])
     urls = [body.sitemap_url] if body.sitemap_url else body.urls
-    await asyncio.to_thread(_check_source_urls, Policy(s.settings.import_allow), urls)
+    await asyncio.to_thread(Policy(s.settings.import_allow).preflight, urls)
 
     def create() -> dict[str, int]:
         with s.db.service() as conn:
@@ -158,41 +141,14 @@ async def upload(admin: Admin, s: Svc,
                  corpus: Annotated[str, Form(pattern=r"^[a-z][a-z0-9_]{1,40}$")]) -> dict[str, Any]:
     """Upload files into a corpus: each becomes a document (re-uploading a name replaces it, and only its
     changed text is embedded again). All or nothing: a bad file is named in a 4xx and nothing is written."""
-    if not files:
-        raise InvalidArgument("no files in the upload")
-    if len(files) > MAX_FILES:
-        raise InvalidArgument(f"at most {MAX_FILES} files in one upload")
-    await asyncio.to_thread(require_corpora, s.db, [corpus])
     limit = s.settings.upload_max_bytes
-    read: list[tuple[str, bytes, str | None]] = []
-    for upload_file in files:
-        name = upload_name(upload_file.filename)
-        if any(name == other for other, _, _ in read):
-            raise InvalidArgument(f"{name}: two files of this upload have this name")
-        raw = await upload_file.read(limit + 1)
-        if len(raw) > limit:
-            raise DocumentTooLarge(f"{name}: larger than {limit:,} bytes (MENTOR_UPLOAD_MAX_BYTES)")
-        read.append((name, raw, upload_file.content_type))
-
-    def ingest() -> dict[str, Any]:
-        prepared = []
-        for name, raw, content_type in read:
-            kind = kind_of(name) or kind_of(name, content_type)
-            prepared.append(PreparedDocument(parse_document(raw, name, UPLOAD_PREFIX + name, kind=kind),
-                                             content_hash(raw, s.settings)))
-        report = ingest_documents(s.db, corpus, prepared, settings=s.settings, progress=False,
-                                  connect=s.db.service, batch_size=SERVER_EMBED_BATCH)
-        return {"corpus": corpus, "embedded": report.embedded,
-                "documents": [{"id": d.id, "title": d.title, "source": d.source, "chunks": d.chunks,
-                               "status": d.status} for d in report.documents],
-                "impact": report.impacts}
-
-    try:
-        return await asyncio.to_thread(ingest)
-    except IngestError:
-        raise
-    except (FetchRefused, FetchFailed) as exc:  # never from an upload; typed all the same
-        raise InvalidArgument(str(exc)) from None
+    read = []
+    for part in files[:MAX_FILES + 1]:
+        raw = await part.read(limit + 1)  # one byte over is enough to refuse it, by name
+        read.append(Upload(part.filename, raw, part.content_type))
+    report = await asyncio.to_thread(upload_documents, s.db, corpus, read, s.settings, connect=s.db.service,
+                                     batch_size=SERVER_EMBED_BATCH)
+    return outcome(report)
 
 
 @router.get("")

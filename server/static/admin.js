@@ -1,6 +1,8 @@
 // The operator's page: /api/admin/stats (figures and charts, drawn by the vendored Chart.js), the
-// conversations behind each figure, read-only transcripts, and the knowledge gaps with "check again".
+// conversations behind each figure, read-only transcripts, the knowledge gaps with "check again", and the
+// Knowledge panel (admin-knowledge.js).
 import { renderMarkdown, escapeHtml } from "/static/markdown.js";
+import { initKnowledge } from "/static/admin-knowledge.js";
 
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("mentor_admin_token");
@@ -8,7 +10,8 @@ let stats = null;
 const charts = {};
 
 async function api(path, options = {}) {
-  const res = await fetch(path, { ...options, headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+  const json = options.body && !(options.body instanceof FormData);  // a FormData body sets its own multipart type
+  const res = await fetch(path, { ...options, headers: { ...(json ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) } });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     const err = new Error(body.detail?.message || res.statusText);
@@ -84,7 +87,7 @@ async function load() {
   $("since").textContent = `since ${stats.since.slice(0, 10)} (UTC)`;
   renderSummary();
   renderCharts();
-  await loadGaps();
+  await Promise.all([loadGaps(), initKnowledge(api, showError)]);
 }
 
 async function drill(persona, outcome) {
