@@ -506,3 +506,46 @@ def test_scheduled_syncs_are_claimed_by_exactly_one_worker(server, site, knowled
         time.sleep(0.2)
     assert job["status"] == "done" and job["trigger"] == "scheduled" and job["added"] == 1
     assert all(w.tick() == [] for w in workers)  # nothing is due any more
+
+
+def test_the_same_from_the_command_line(site, knowledge, cleanup, tmp_path) -> None:
+    """`mentor knowledge upload|list|show|rm|import|sync|sources|job`, run as a user would (the real executable)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def mentor(*args: str, allow: str = "127.0.0.1") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli", "knowledge", *args], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "MENTOR_IMPORT_ALLOW": allow})
+
+    pdf = tmp_path / "lumen-fees.pdf"
+    pdf.write_bytes(make_pdf())
+    locked = tmp_path / "locked.pdf"
+    locked.write_bytes(make_pdf(encrypt="secret"))
+    refused = mentor("upload", str(pdf), str(locked), "--corpus", CORPUS)
+    assert refused.returncode != 0 and "locked.pdf" in refused.stderr and "encrypted" in refused.stderr
+    sent = mentor("upload", str(pdf), "--corpus", CORPUS, "--json")
+    assert sent.returncode == 0, sent.stderr
+    [doc] = json.loads(sent.stdout)["documents"]
+    assert doc["chunks"] == 3 and doc["source"] == "uploads/lumen-fees.pdf"
+    listed = json.loads(mentor("list", "--corpus", CORPUS, "--json").stdout)
+    assert any(d["id"] == doc["id"] and d["origin"] == "upload" for d in listed)
+    shown = mentor("show", str(doc["id"]))
+    assert "| Studio | 6% | 3 |" in shown.stdout
+
+    site.write("a.html", page("Lumen page A", {"About A": "Lumen page A explains wallet top-ups."}))
+    site.sitemap({"a.html": "2026-11-01"})
+    blocked = mentor("import", "--sitemap", f"{site.url}/sitemap.xml", "--corpus", CORPUS, allow="")
+    assert blocked.returncode != 0 and "MENTOR_IMPORT_ALLOW" in blocked.stderr
+    assert "no sources" in mentor("sources").stdout  # refused before anything was created
+    imported = mentor("import", "--sitemap", f"{site.url}/sitemap.xml", "--corpus", CORPUS)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 added" in imported.stdout
+    source_id = json.loads(mentor("sources", "--json").stdout)[0]["id"]
+    again = json.loads(mentor("sync", str(source_id), "--json").stdout)
+    assert (again["status"], again["unchanged"], again["embedded"]) == ("done", 1, 0)
+    assert f"job {again['id']}" in mentor("job", str(again["id"])).stdout
+    removed = mentor("rm", str(doc["id"]))
+    assert removed.returncode == 0 and "removed document" in removed.stdout
+    assert mentor("show", str(doc["id"])).returncode != 0
