@@ -38,7 +38,10 @@ def start_llama(tmp: Path, **options) -> LlamaServer:
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    server = start_llama(tmp_path_factory.mktemp("llama"))
+    # `-n 160`: llama-server's cap on every request's tokens (a request cannot raise it). The personas ask for up
+    # to 450 a round and a turn may take several rounds: on a busy 2-core machine SmolLM2's full-length answers
+    # took a turn past the 240 s the test waits for its `done` (seen once in a full run beside other work)
+    server = start_llama(tmp_path_factory.mktemp("llama"), extra=["-n", "160"])
     yield server
     server.stop()
 
