@@ -57,6 +57,9 @@ class Site:
                 site.log.append((self.path, int(code) if str(code).isdigit() else 0))
 
             def do_GET(self):
+                if self.path.startswith("/slow/"):  # a page that takes its time, as a far server's do
+                    time.sleep(0.5)
+                    self.path = self.path.removeprefix("/slow")
                 if self.path.startswith("/redirect-to/"):
                     self.send_response(302)
                     self.send_header("Location", "http://" + self.path.removeprefix("/redirect-to/"))
@@ -470,6 +473,44 @@ def test_one_sync_at_a_time_a_dead_workers_job_fails_and_can_be_rerun(server, si
     assert failed["status"] == "failed" and failed["reason"].startswith("interrupted")
     rerun = call(server, headers, "POST", f"/api/knowledge/sources/{source['id']}/sync")
     assert rerun.status_code == 202 and finished(server, headers, rerun.json()["job_id"])["added"] == 1
+
+
+def test_a_stopping_worker_ends_its_sync_as_interrupted_and_it_can_be_rerun(server, site, knowledge,
+                                                                            cleanup) -> None:
+    import asyncio
+
+    from server.knowledge_jobs import KnowledgeJobs
+    from store import knowledge as store
+
+    for i in range(8):
+        site.write(f"p{i}.html", page(f"Lumen page {i}", {f"About {i}": f"Lumen page {i} explains wallet top-ups."}))
+    with knowledge.admin() as conn:
+        source = store.create_source(conn, CORPUS, None, [f"{site.url}/slow/p{i}.html" for i in range(8)], None)
+    worker = KnowledgeJobs(knowledge, server.services.settings)
+    job_id = worker.start_and_run(source["id"])
+    deadline = time.time() + 60
+    while time.time() < deadline:  # under way: some pages done, not all
+        with knowledge.admin() as conn:
+            job = store.get_job(conn, job_id)
+        if job["done"] >= 1:
+            break
+        time.sleep(0.05)
+    asyncio.run(worker.stop())  # as the worker's shutdown does: the sync ends after the page it is on
+    with knowledge.admin() as conn:
+        job = store.get_job(conn, job_id)
+    assert job["status"] == "failed" and job["reason"].startswith("interrupted"), job
+    assert job["done"] < 8
+    rerun = KnowledgeJobs(knowledge, server.services.settings)
+    second = rerun.start_and_run(source["id"])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with knowledge.admin() as conn:
+            job = store.get_job(conn, second)
+        if job["status"] != "running":
+            break
+        time.sleep(0.2)
+    assert job["status"] == "done" and job["added"] + job["unchanged"] + job["updated"] == 8, job
+    asyncio.run(rerun.stop())
 
 
 def test_scheduled_syncs_are_claimed_by_exactly_one_worker(server, site, knowledge, cleanup) -> None:
