@@ -27,8 +27,11 @@ def _impact(rows: list[dict]) -> None:
 def list_(corpus: Annotated[str | None, typer.Option(help="Only this corpus.")] = None,
           as_json: AsJson = False) -> None:
     """Documents: id, corpus, chunks, origin (upload, or the source id that imported it), title, source."""
+    from retrieval.corpora import require_corpora
     from store import knowledge
 
+    if corpus:
+        require_corpora(open_db(), [corpus])
     with open_db().admin() as conn:
         rows = knowledge.list_documents(conn, corpus, limit=100_000)
     if as_json:
@@ -78,13 +81,16 @@ def rm(document_id: Annotated[int, typer.Argument(min=1)]) -> None:
 @knowledge_app.command()
 @handle_errors
 def upload(files: Annotated[list[Path], typer.Argument(help="Markdown, HTML, text or PDF files.")],
-           corpus: Annotated[str, typer.Option(help="The corpus to add them to.")], as_json: AsJson = False) -> None:
+           corpus: Annotated[str, typer.Option(help="The corpus to add them to.")] = "help_center",
+           as_json: AsJson = False) -> None:
     """Upload files as the /admin panel does: each becomes `uploads/<name>`; all or nothing."""
     from core.settings import get_settings
     from retrieval.uploads import Upload, outcome, upload_documents
 
     read = []
     for path in files:
+        if path.is_dir():
+            raise InvalidArgument(f"{path}: a folder; name its files, or use `mentor ingest FOLDER --corpus C`")
         if not path.is_file():
             raise InvalidArgument(f"{path}: no such file")
         read.append(Upload(path.name, path.read_bytes()))
@@ -103,6 +109,7 @@ def _run(source_id: int, trigger: str, as_json: bool) -> None:
     from tqdm import tqdm
 
     from retrieval.sync import run_sync, start_sync
+    from store import knowledge
 
     db = open_db()
     job_id = start_sync(db.admin, source_id, trigger)
@@ -114,7 +121,7 @@ def _run(source_id: int, trigger: str, as_json: bool) -> None:
 
         job = run_sync(db, source_id, job_id, on_page=on_page)
     if as_json:
-        echo_json(job)
+        echo_json(knowledge.job_view(job) if "done" in job else job)
     else:
         typer.echo(f"job {job['id']} {job['status']}: {job['added']} added, {job['updated']} updated, "
                    f"{job['unchanged']} unchanged, {job['removed']} removed; {job['embedded']} chunks embedded"
@@ -192,7 +199,7 @@ def job(job_id: Annotated[int, typer.Argument(min=1)], as_json: AsJson = False) 
     if found is None:
         raise NotFound(f"no knowledge job {job_id}")
     if as_json:
-        echo_json(found)
+        echo_json(knowledge.job_view(found))
         return
     typer.echo(f"job {found['id']} (source {found['source_id']}, {found['trigger']}) {found['status']}: "
                f"{found['done']}/{found['total']} pages; {found['added']} added, {found['updated']} updated, "

@@ -270,8 +270,30 @@ def kind_of(name: str, content_type: str | None = None) -> str | None:
     return CONTENT_TYPES.get(media)
 
 
+def _decoded(raw: bytes, name: str, kind: str, encoding: str | None) -> str:
+    """UTF-8 first; then the encoding a web server declared; an HTML page's own <meta charset> (bs4's
+    UnicodeDammit reads it); anything else that is not UTF-8 is refused, naming the file."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    if encoding:
+        try:
+            return raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    if kind == "html":
+        from bs4 import UnicodeDammit
+
+        dammit = UnicodeDammit(raw, is_html=True)
+        if dammit.unicode_markup is not None and dammit.original_encoding not in (None, "ascii"):
+            return dammit.unicode_markup
+    raise UnreadableDocument(f"{name}: not UTF-8 text (and no other encoding declared)")
+
+
 def parse_document(raw: bytes, name: str, source: str, *, kind: str | None = None,
-                   exists: Callable[[str], bool] | None = None, main_content: bool = False) -> ParsedDocument:
+                   exists: Callable[[str], bool] | None = None, main_content: bool = False,
+                   encoding: str | None = None) -> ParsedDocument:
     """Parse a file's bytes; `name` (a path, an upload's filename, a URL) names it in every error.
     `main_content`: an HTML page from a website, read from its <main> or <article> when it has one, so the
     site's header, menus and sidebars are not indexed on every page."""
@@ -292,10 +314,7 @@ def parse_document(raw: bytes, name: str, source: str, *, kind: str | None = Non
         outline.flush()
         title, sections = outline.title or fallback, outline.sections
         return ParsedDocument(source=source, title=title, sections=sections, metadata={})
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnreadableDocument(f"{name}: not UTF-8 text") from None
+    text = _decoded(raw, name, kind, encoding)
     if "\x00" in text:
         raise UnreadableDocument(f"{name}: looks like a binary file")
     metadata: dict = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -44,6 +45,20 @@ class Fetched:
     content_type: str = ""
     etag: str | None = None
     last_modified: str | None = None
+    charset: str | None = None  # the Content-Type's, for pages not in UTF-8
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo): each must be public too."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
+    if ip in NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
 
 
 class Policy:
@@ -62,13 +77,12 @@ class Policy:
 
     def check_address(self, host: str, address: str) -> None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         if host.lower().rstrip(".") in self.hosts or any(ip in net for net in self.networks):
             return
-        if not ip.is_global or ip.is_multicast:
-            raise FetchRefused(f"{host} resolves to {ip}, a private, loopback, link-local or reserved address: "
-                               "refused (list it in MENTOR_IMPORT_ALLOW to import from it)")
+        for candidate in (ip, *_embedded_ipv4(ip)):
+            if not candidate.is_global or candidate.is_multicast:
+                raise FetchRefused(f"{host} resolves to {ip}, a private, loopback, link-local or reserved address: "
+                                   "refused (list it in MENTOR_IMPORT_ALLOW to import from it)")
 
     def resolve(self, host: str, port: int) -> list[str]:
         """The host's addresses, every one allowed, or FetchRefused; a name that does not resolve is FetchFailed."""
@@ -82,7 +96,13 @@ class Policy:
         return addresses
 
     def check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
+            raise FetchRefused(f"{url!r}: spaces and control characters are not allowed in a URL")
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # out of range: ValueError
+        except ValueError as exc:
+            raise FetchRefused(f"{url}: not a valid URL ({exc})") from None
         if parts.scheme not in ("http", "https"):
             raise FetchRefused(f"{url}: only http and https URLs are imported")
         if not parts.hostname:
@@ -99,13 +119,49 @@ class Policy:
             self.check_url(url)
             parts = urlsplit(url)
             hosts[(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))] = None
-        for host, port in list(hosts)[:20]:
+        for host, port in hosts:
             with contextlib.suppress(FetchFailed):
                 self.resolve(host, port)
 
 
+_deadline = threading.local()  # the monotonic time the current page's fetch must end by (Fetcher.get sets it)
+
+
+def _left(timeout: float | None) -> float | None:
+    """What is left of the page's whole time, as a socket timeout: a server that trickles its headers or its
+    body a byte at a time is cut at the deadline, not at each read's timeout."""
+    end = getattr(_deadline, "at", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the page's time is up")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, _left(timeout)))
+
+    def get_extra_info(self, info: str):
+        return self.inner.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
-    """Connects only to addresses the policy allows, and to the very address it checked."""
+    """Connects only to addresses the policy allows, and to the very address it checked; every read and
+    write keeps to the page's deadline."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -114,7 +170,8 @@ class _GuardedBackend(httpcore.SyncBackend):
         last: Exception | None = None
         for address in self.policy.resolve(host, port):
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, _left(timeout), local_address, socket_options)
+                return _DeadlineStream(stream)
             except httpcore.ConnectError as exc:
                 last = exc
         raise last or httpcore.ConnectError(f"{host}: no address to connect to")
@@ -159,23 +216,29 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         deadline = time.monotonic() + self.timeout
+        _deadline.at = deadline
         current = url
-        for _ in range(self.max_redirects + 1):
-            self.policy.check_url(current)
-            try:
-                with self.client.stream("GET", current, headers=headers) as response:
-                    if response.status_code in REDIRECTS:
-                        location = response.headers.get("location")
-                        if not location:
-                            raise FetchFailed(f"{current}: a redirect without a Location")
-                        current = urljoin(current, location)
-                        continue
-                    return self._read(current, response, types, deadline)
-            except httpx.TimeoutException:
-                raise FetchFailed(f"{current}: timed out after {self.timeout:g} s") from None
-            except httpx.HTTPError as exc:
-                raise FetchFailed(f"{current}: {type(exc).__name__}: {exc}") from None
-        raise FetchRefused(f"{url}: more than {self.max_redirects} redirects")
+        try:
+            for _ in range(self.max_redirects + 1):
+                self.policy.check_url(current)
+                try:
+                    with self.client.stream("GET", current, headers=headers) as response:
+                        if response.status_code in REDIRECTS:
+                            location = response.headers.get("location")
+                            if not location:
+                                raise FetchFailed(f"{current}: a redirect without a Location")
+                            current = urljoin(current, location)
+                            continue
+                        return self._read(current, response, types, deadline)
+                except httpx.TimeoutException:
+                    raise FetchFailed(f"{current}: took longer than {self.timeout:g} s in all") from None
+                except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, UnicodeError) as exc:
+                    raise FetchRefused(f"{current}: not a valid URL ({exc})") from None
+                except httpx.HTTPError as exc:
+                    raise FetchFailed(f"{current}: {type(exc).__name__}: {exc}") from None
+            raise FetchRefused(f"{url}: more than {self.max_redirects} redirects")
+        finally:
+            _deadline.at = None
 
     def _read(self, url: str, response: httpx.Response, types: set[str], deadline: float) -> Fetched:
         if response.status_code == 304:
@@ -199,4 +262,4 @@ class Fetcher:
             if time.monotonic() > deadline:
                 raise FetchFailed(f"{url}: took longer than {self.timeout:g} s")
         return Fetched(url, 200, bytes(body), media, response.headers.get("etag"),
-                       response.headers.get("last-modified"))
+                       response.headers.get("last-modified"), response.charset_encoding)

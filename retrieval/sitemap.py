@@ -3,7 +3,7 @@ down. Parsed with defusedxml (no entity expansion, no external entities: the XML
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from dataclasses import dataclass
 
 from core.errors import FetchRefused
@@ -18,16 +18,34 @@ class Listed:
     lastmod: str | None = None
 
 
+MAX_SITEMAP_BYTES = 50 * 1_048_576  # sitemaps.org's limit for one sitemap, uncompressed
+
+
+def _gunzip(body: bytes, where: str) -> bytes:
+    """A gzipped sitemap, never more than MAX_SITEMAP_BYTES unpacked (a small file can unpack to gigabytes)."""
+    unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = unpack.decompress(body, MAX_SITEMAP_BYTES + 1)
+    except zlib.error as exc:
+        raise FetchFailed(f"{where}: a broken gzip file ({exc})") from None
+    if len(out) > MAX_SITEMAP_BYTES or unpack.unconsumed_tail:
+        raise FetchRefused(f"{where}: unpacks to more than {MAX_SITEMAP_BYTES // 1_048_576} MB (sitemaps.org's limit)")
+    return out
+
+
 def parse(body: bytes, where: str) -> tuple[list[Listed], list[str]]:
-    """(pages, nested sitemaps) of one sitemap document."""
+    """(pages, nested sitemaps) of one sitemap document: XML, gzipped XML, or a text file of URLs."""
     from defusedxml import ElementTree
     from defusedxml.common import DefusedXmlException
 
     if body[:2] == b"\x1f\x8b":
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError) as exc:
-            raise FetchFailed(f"{where}: a broken gzip file ({exc})") from None
+        body = _gunzip(body, where)
+    if len(body) > MAX_SITEMAP_BYTES:
+        raise FetchRefused(f"{where}: larger than {MAX_SITEMAP_BYTES // 1_048_576} MB (sitemaps.org's limit)")
+    if body.lstrip()[:1] != b"<":  # sitemaps.org's text form: one URL a line
+        lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+        if lines and all(line.startswith(("http://", "https://")) for line in lines):
+            return [Listed(line) for line in lines], []
     try:
         root = ElementTree.fromstring(body)
     except DefusedXmlException as exc:

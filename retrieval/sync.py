@@ -61,7 +61,9 @@ class _Run:
 
     def beat(self) -> None:
         with self.connect() as conn:
-            knowledge.progress(conn, self.job_id, **self.counts)
+            if not knowledge.progress(conn, self.job_id, **self.counts):  # no longer running: failed meanwhile
+                raise Interrupted("interrupted: the job was marked failed while it ran (its process was frozen "
+                                  "past the heartbeat's limit); sync again to re-run it")
             knowledge.add_errors(conn, self.job_id, self.errors)
         self.errors = []
         if self.on_page:
@@ -96,9 +98,9 @@ class _Run:
                 listed = [Listed(url) for url in source["urls"]]
             if not listed:
                 raise FetchFailed(f"{source['sitemap_url']}: the sitemap lists no pages (nothing was removed)")
-            with self.connect() as conn:  # a page uploaded by hand under the same name is not ours to replace
-                taken = {r["source"] for r in conn.execute(
-                    """SELECT source FROM documents WHERE corpus = %s AND source = ANY(%s)
+            with self.connect() as conn:  # a page another origin holds under the same name is not ours to replace
+                taken = {r["source"]: r["source_id"] for r in conn.execute(
+                    """SELECT source, source_id FROM documents WHERE corpus = %s AND source = ANY(%s)
                        AND source_id IS DISTINCT FROM %s""", (source["corpus"], [p.url for p in listed], source["id"]))}
             self.counts["total"] = len(listed)
             self.beat()
@@ -122,10 +124,14 @@ class _Run:
                 knowledge.progress(conn, self.job_id, **self.counts)
         self.beat()
 
-    def page(self, fetcher: Fetcher, page: Listed, old: dict | None, taken: set[str], gone: list[int]) -> None:
+    def page(self, fetcher: Fetcher, page: Listed, old: dict | None, taken: dict[str, int | None],
+             gone: list[int]) -> None:
         url = page.url
         if url in taken:
-            self.error(url, "a document uploaded by hand has this name in the corpus; it is left as it is")
+            owner = taken[url]
+            self.error(url, f"{url}: knowledge source {owner} imported this page into the corpus already; it is left "
+                            "to that source" if owner else f"{url}: a document uploaded by hand has this name in "
+                            "the corpus; it is left as it is")
             return
         if old is not None and page.lastmod and old["lastmod"] == page.lastmod:
             self.counts["unchanged"] += 1  # the sitemap says it has not changed since we read it
@@ -135,6 +141,9 @@ class _Run:
                                   last_modified=old["last_modified"] if old else None)
         except (FetchRefused, FetchFailed) as exc:
             self.error(url, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever one odd URL raises is that URL's error, not the sync's
+            self.error(url, f"{url}: {type(exc).__name__}: {exc}")
             return
         if fetched.status == 304:
             self.counts["unchanged"] += 1
@@ -146,15 +155,43 @@ class _Run:
             if old is not None:
                 gone.append(old["id"])
             else:
-                self.error(url, f"HTTP {fetched.status}: no such page")
+                self.error(url, f"{url}: HTTP {fetched.status}, no such page")
             return
         try:
-            doc = parse_document(fetched.body, url, url, kind=kind_of(url, fetched.content_type), main_content=True)
+            doc = parse_document(fetched.body, url, url, kind=kind_of(url, fetched.content_type), main_content=True,
+                                 encoding=fetched.charset)
         except IngestError as exc:
             self.error(url, str(exc))
             return
         origin = PageOrigin(self.source["id"], fetched.etag, fetched.last_modified, page.lastmod)
         self.batch.append(PreparedDocument(doc, content_hash(fetched.body, self.settings), origin))
+
+
+class _Heartbeat:
+    """Tells the other processes this job's process is alive while a page takes long (a big page to embed, a
+    slow server): every HEARTBEAT_S, whatever the job is doing. A job whose heartbeat stops (its process died
+    or froze) is failed by the next look after knowledge.JOB_STALE_S."""
+
+    def __init__(self, connect: Connect, job_id: int) -> None:
+        self.connect, self.job_id = connect, job_id
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"knowledge-heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(knowledge.HEARTBEAT_S):
+            try:
+                with self.connect() as conn:
+                    knowledge.progress(conn, self.job_id)
+            except Exception:  # noqa: BLE001 - the database may be away a moment; the next beat tries again
+                log.warning("knowledge sync %s: heartbeat failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def run_sync(db: Database, source_id: int, job_id: int, *, connect: Connect | None = None,
@@ -168,7 +205,8 @@ def run_sync(db: Database, source_id: int, job_id: int, *, connect: Connect | No
             source = knowledge.get_source(conn, source_id)
         if source is None:
             raise NotFound(f"no knowledge source {source_id}")
-        _Run(db, connect, source, job_id, settings, batch_size, on_page, stop).run()
+        with _Heartbeat(connect, job_id):
+            _Run(db, connect, source, job_id, settings, batch_size, on_page, stop).run()
         status, reason = "done", None
     except (FetchRefused, FetchFailed, IngestError, NotFound, Conflict, Interrupted) as exc:
         status, reason = "failed", str(exc)

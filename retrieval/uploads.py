@@ -34,7 +34,10 @@ def upload_name(filename: str | None) -> str:
     name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
     if not name:
         raise InvalidArgument("every file needs a name (its type is read from it: " + TYPES_NAMED + ")")
-    return name[:200]
+    if len(name) > 200:  # shortened before its suffix, which tells its type
+        stem, dot, suffix = name.rpartition(".")
+        name = stem[:200 - len(suffix) - 1] + dot + suffix if dot and len(suffix) <= 10 else name[:200]
+    return name
 
 
 def prepare_uploads(files: list[Upload], settings: Settings) -> list[PreparedDocument]:

@@ -50,7 +50,7 @@ def current_admin(user: User, s: Svc) -> handoffs.Staff:
     """Operators: the reports read every conversation, so only the `admin` role (agents too get 403)."""
     staff = handoffs.staff_member(s.db, user)
     if staff is None or staff.role != "admin":
-        raise Forbidden("the operator's reports are for admins")
+        raise Forbidden("this is for admins (the operator's reports and the bots' knowledge)")
     return staff
 
 

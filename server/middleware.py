@@ -42,8 +42,9 @@ async def around_request(request: Request, call_next: Callable[[Request], Awaita
         limit = services.settings.upload_max_bytes * UPLOAD_FILES_PER_BODY
     if "\x00" in request.url.path:
         response: Response = error_response(request, 404, "not_found", "no such path")
-    elif upload and not request.headers.get("content-length"):
-        response = error_response(request, 411, "length_required", "an upload needs a Content-Length")
+    elif not request.headers.get("content-length") and (upload or "transfer-encoding" in request.headers):
+        # a body without a length (chunked) would be read whole before any size check or authentication
+        response = error_response(request, 411, "length_required", "a request body needs a Content-Length")
     elif not (request.headers.get("content-length") or "0").isdigit():
         response = error_response(request, 400, "invalid_body", "Content-Length must be a number")
     elif int(request.headers.get("content-length") or 0) > limit:

@@ -9,7 +9,8 @@ from typing import Any
 
 import psycopg
 
-JOB_STALE_S = 120  # a running job whose heartbeat is older than this lost its process (heartbeats every page)
+JOB_STALE_S = 120  # a running job whose heartbeat is older than this lost its process
+HEARTBEAT_S = 15  # how often a running job's process says it is alive (retrieval/sync.py), whatever it is doing
 
 
 def corpus_stats(conn: psycopg.Connection) -> list[dict]:
@@ -97,9 +98,16 @@ def list_sources(conn: psycopg.Connection) -> list[dict]:
     return rows
 
 
-def delete_source(conn: psycopg.Connection, source_id: int) -> bool:
-    """The source and every page it imported (documents cascade, and their chunks)."""
-    return conn.execute("DELETE FROM knowledge_sources WHERE id = %s", (source_id,)).rowcount > 0
+def delete_source(conn: psycopg.Connection, source_id: int) -> list[dict] | None:
+    """The source and every page it imported (documents cascade, and their chunks); returns the past answers
+    that cited them, or None if there is no such source."""
+    if conn.execute("SELECT 1 FROM knowledge_sources WHERE id = %s FOR UPDATE", (source_id,)).fetchone() is None:
+        return None
+    ids = [r["id"] for r in conn.execute(
+        "SELECT k.id FROM chunks k JOIN documents d ON d.id = k.document_id WHERE d.source_id = %s", (source_id,))]
+    impacts = cited(conn, ids, "removed")
+    conn.execute("DELETE FROM knowledge_sources WHERE id = %s", (source_id,))
+    return impacts
 
 
 def source_pages(conn: psycopg.Connection, source_id: int) -> dict[str, dict]:
@@ -121,7 +129,7 @@ def remove_pages(conn: psycopg.Connection, document_ids: list[int]) -> list[dict
 
 _JOB = """j.id, j.source_id, j.status, j.trigger, j.done, j.total, j.added, j.updated, j.unchanged, j.removed,
           j.embedded, j.errors, j.reason, j.started_at, j.heartbeat_at, j.finished_at,
-          (SELECT count(*) FROM knowledge_impacts i WHERE i.job_id = j.id) AS impacted"""
+          (SELECT count(DISTINCT i.message_id) FROM knowledge_impacts i WHERE i.job_id = j.id) AS impacted"""
 
 
 def start_job(conn: psycopg.Connection, source_id: int, trigger: str) -> dict | None:
@@ -138,11 +146,12 @@ def running_job(conn: psycopg.Connection, source_id: int) -> int | None:
     return row["id"] if row else None
 
 
-def progress(conn: psycopg.Connection, job_id: int, **counts: Any) -> None:
-    """Counts so far, and the heartbeat that tells a live job from one whose process is gone."""
+def progress(conn: psycopg.Connection, job_id: int, **counts: Any) -> bool:
+    """Counts so far, and the heartbeat that tells a live job from one whose process is gone; False when the
+    job is no longer running (failed meanwhile: its process must stop)."""
     sets = ", ".join(f"{k} = %({k})s" for k in counts)
-    conn.execute(f"UPDATE knowledge_jobs SET {sets}{', ' if sets else ''}heartbeat_at = now() "
-                 "WHERE id = %(id)s AND status = 'running'", {**counts, "id": job_id})
+    return conn.execute(f"UPDATE knowledge_jobs SET {sets}{', ' if sets else ''}heartbeat_at = now() "
+                        "WHERE id = %(id)s AND status = 'running'", {**counts, "id": job_id}).rowcount > 0
 
 
 def add_errors(conn: psycopg.Connection, job_id: int, errors: list[dict]) -> None:
@@ -175,12 +184,27 @@ def get_job(conn: psycopg.Connection, job_id: int, *, impact_limit: int = 500) -
     return row
 
 
+def job_view(job: dict) -> dict:
+    """A job as the API and `mentor knowledge job --json` show it."""
+    counts = ("added", "updated", "unchanged", "removed", "embedded")
+    return {"id": job["id"], "source_id": job["source_id"], "status": job["status"], "trigger": job["trigger"],
+            "progress": {"done": job["done"], "total": job["total"]}, **{k: job[k] for k in counts},
+            "errors": job["errors"], "reason": job["reason"], "started_at": job["started_at"],
+            "finished_at": job["finished_at"], "impacted": job["impacted"], "impact": job.get("impact", [])}
+
+
+def source_jobs(conn: psycopg.Connection, source_id: int, limit: int = 20) -> list[dict]:
+    """A source's recent jobs, newest first (an impact report stays findable after later syncs)."""
+    return conn.execute(f"SELECT {_JOB} FROM knowledge_jobs j WHERE j.source_id = %s ORDER BY j.id DESC LIMIT %s",
+                        (source_id, limit)).fetchall()
+
+
 def last_job(conn: psycopg.Connection, source_id: int) -> dict | None:
     return conn.execute(f"SELECT {_JOB} FROM knowledge_jobs j WHERE j.source_id = %s ORDER BY j.id DESC LIMIT 1",
                         (source_id,)).fetchone()
 
 
-def fail_stale_jobs(conn: psycopg.Connection, stale_s: float = JOB_STALE_S) -> list[int]:
+def fail_stale_jobs(conn: psycopg.Connection, stale_s: float | None = None) -> list[int]:
     """Jobs whose process stopped (no heartbeat for `stale_s`) are failed with that reason; they can be
     re-run. Any worker may do this: the heartbeat, not who ran it, tells."""
     return [r["id"] for r in conn.execute(
@@ -188,7 +212,7 @@ def fail_stale_jobs(conn: psycopg.Connection, stale_s: float = JOB_STALE_S) -> l
                   reason = 'interrupted: the process running it stopped (no progress for '
                            || round(extract(epoch FROM now() - heartbeat_at)) || ' s); sync again to re-run it'
            WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => %s) RETURNING id""",
-        (stale_s,))]
+        (stale_s or JOB_STALE_S,))]
 
 
 SCHEDULER_LOCK = 0x6D656E746F72_4B  # "mentor" + "K": the scheduler's advisory lock, one holder in a cluster

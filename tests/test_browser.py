@@ -666,9 +666,9 @@ def test_the_admin_drops_a_file_on_the_knowledge_panel_and_the_bot_cites_it(live
         data.items.add(new File([text], "parrot-mode.md", { type: "text/markdown" }));
         return data; }""", text)
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
-    result = page.locator("#upload-result", has_text="chunks")
+    result = page.locator("#upload-result", has_text="chunk")
     result.wait_for(timeout=60_000)
-    assert "Parrot mode (uploads/parrot-mode.md): 1 chunks, added" in result.inner_text()
+    assert "Parrot mode (uploads/parrot-mode.md): 1 chunk, added" in result.inner_text()
     page.locator("#documents tbody tr", has_text="uploads/parrot-mode.md").wait_for(timeout=10_000)
     page.locator("#knowledge").screenshot(path=str(ARTIFACTS / "admin-knowledge.png"))
     if AXE.exists():

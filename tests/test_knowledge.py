@@ -57,7 +57,13 @@ class Site:
                 site.log.append((self.path, int(code) if str(code).isdigit() else 0))
 
             def do_GET(self):
-                if self.path.startswith("/slow/"):  # a page that takes its time, as a far server's do
+                if self.path == "/trickle":  # headers a byte at a time: a fetch must still end in its time
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 40:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    return
+                while self.path.startswith("/slow/"):  # a page that takes its time (0.5 s a /slow), as far ones do
                     time.sleep(0.5)
                     self.path = self.path.removeprefix("/slow")
                 if self.path.startswith("/redirect-to/"):
@@ -603,3 +609,98 @@ def test_imported_pages_are_read_from_their_article_on_held_out_help_centers() -
     assert all(split["kept"] == 1.0 for split in scores.values()), scores
     assert scores["tune"]["leaked"] <= 0.05 and scores["report"]["leaked"] <= 0.05, scores
     assert scores["fresh"]["leaked"] <= 0.2, scores
+
+
+
+def test_what_the_first_probe_found(server, strict_server, site, demo_ids, knowledge, cleanup) -> None:
+    """A newcomer's and an attacker's probe of the first version: a gzip bomb for a sitemap, headers trickled
+    past the page's whole time, a malformed <loc> failing the whole sync, 500s for bad URLs, IPv6 forms that
+    carry a loopback address, bodies read before the caller was known, pages in Latin-1, long file names."""
+    import gzip
+    import socket
+
+    from core.settings import get_settings
+    from retrieval.fetch import Fetcher, FetchFailed, Policy
+    from retrieval.sitemap import read_sitemap
+
+    allowed = get_settings().model_copy(update={"import_allow": "127.0.0.1", "import_timeout_s": 2.0})
+    site.write("bomb.xml.gz", gzip.compress(b"<urlset><!--" + b" " * 60_000_000 + b"--></urlset>", 9))
+    with Fetcher(allowed) as fetcher:
+        with pytest.raises(FetchRefused, match="unpacks to more than"):
+            read_sitemap(fetcher, f"{site.url}/bomb.xml.gz", 100)
+        started = time.monotonic()
+        with pytest.raises(FetchFailed, match="in all"):
+            fetcher.get(f"{site.url}/trickle")
+        assert time.monotonic() - started < 3.5  # cut at the page's 2 s, not at each byte's read timeout
+    for address in ("64:ff9b::7f00:1", "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:80ff:fffe"):
+        with pytest.raises(FetchRefused):
+            Policy("").check_address("example", address)
+
+    headers = admin(server, demo_ids)
+    for url in ("http://exa\u0000mple.com/", "http://example.com:99999/s.xml", "http://[::1/x", "http://a b/"):
+        refused = call(server, headers, "POST", "/api/knowledge/sources", json={"corpus": CORPUS, "urls": [url]})
+        assert refused.status_code == 400 and refused.json()["detail"]["code"] == "fetch_refused", (url, refused.text)
+
+    # one bad <loc> is that URL's error; the other pages are imported
+    site.write("a.html", page("Lumen page A", {"About A": "Lumen page A explains wallet top-ups."}))
+    site.write("sitemap.xml", '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+               f'<url><loc>http://[::1/x</loc></url><url><loc>{site.url}/a.html</loc></url></urlset>')
+    created = call(server, headers, "POST", "/api/knowledge/sources",
+                   json={"corpus": CORPUS, "sitemap_url": f"{site.url}/sitemap.xml"}).json()
+    job = finished(server, headers, created["job_id"])
+    assert job["status"] == "done" and job["added"] == 1 and len(job["errors"]) == 1, job
+    assert "[::1/x" in job["errors"][0]["error"]
+    history = call(server, headers, "GET", f"/api/knowledge/sources/{created['source_id']}/jobs").json()
+    assert [j["id"] for j in history] == [created["job_id"]]
+    gone = call(server, headers, "DELETE", f"/api/knowledge/sources/{created['source_id']}")
+    assert gone.status_code == 200 and gone.json()["documents"] == 1 and gone.json()["impact"] == []
+
+    # nobody's body is read before they are known: an upload without a token is 401 at once; a chunked body 411
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(b"POST /api/knowledge HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                    b"Content-Length: 50000000\r\n\r\n--b\r\n")
+        raw.settimeout(30)
+        assert raw.recv(100).startswith(b"HTTP/1.1 401")
+    chunked = httpx.post(server.http + "/api/knowledge/sources", headers=headers,
+                         content=iter([b'{"corpus": "help_center", ', b'"urls": ["https://example.com/"]}']))
+    assert chunked.status_code == 411 and chunked.json()["detail"]["code"] == "length_required"
+
+    # a page in Latin-1, and a long file name that keeps its type
+    latin = "<html><head><meta charset='iso-8859-1'><title>Lumen caf\xe9</title></head><body><main><h1>Lumen caf\xe9" \
+            "</h1><p>La cr\xe8me br\xfbl\xe9e Lumen co\xfbte cinq \xe9cus.</p></main></body></html>"
+    sent = call(server, headers, "POST", "/api/knowledge", data={"corpus": CORPUS},
+                files=[("files", ("a" * 300 + ".html", latin.encode("latin-1")))])
+    assert sent.status_code == 201, sent.text
+    doc = sent.json()["documents"][0]
+    assert doc["title"] == "Lumen café" and doc["source"].endswith(".html") and len(doc["source"]) <= 208
+    text = call(server, headers, "GET", f"/api/knowledge/{doc['id']}").json()["chunks_detail"][0]["text"]
+    assert "crème brûlée" in text
+
+
+def test_a_long_page_keeps_its_job_alive_and_others_wait(server, site, demo_ids, knowledge, cleanup,
+                                                       monkeypatch) -> None:
+    """The heartbeat beats while a page takes long (here: a server that takes 3 s to answer, with the stale
+    limit at 2 s and beats every 0.5 s): no look at the job fails it, and a second sync waits its turn (409)."""
+    from store import knowledge as store
+
+    monkeypatch.setattr(store, "JOB_STALE_S", 2)
+    monkeypatch.setattr(store, "HEARTBEAT_S", 0.5)
+    headers = admin(server, demo_ids)
+    site.write("a.html", page("Lumen page A", {"About A": "Lumen page A explains wallet top-ups."}))
+    with knowledge.admin() as conn:
+        source = store.create_source(conn, CORPUS, None, [f"{site.url}/slow/a.html",
+                                     f"{site.url}/slow/slow/slow/slow/slow/slow/a.html"], None)
+    job_id = call(server, headers, "POST", f"/api/knowledge/sources/{source['id']}/sync").json()["job_id"]
+    deadline = time.time() + 60
+    seen_running = 0
+    while time.time() < deadline:
+        job = call(server, headers, "GET", f"/api/knowledge/jobs/{job_id}").json()  # each look checks staleness
+        if job["status"] != "running":
+            break
+        seen_running += 1
+        if seen_running == 5:
+            busy = call(server, headers, "POST", f"/api/knowledge/sources/{source['id']}/sync")
+            assert busy.status_code == 409, busy.text
+        time.sleep(0.3)
+    assert job["status"] == "done" and job["added"] == 2, job
+    assert seen_running >= 5

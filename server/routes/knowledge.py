@@ -9,12 +9,13 @@ then all are written in one transaction. Documents uploaded by hand are never to
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from core.errors import NotFound
+from core.errors import InvalidArgument, NotFound
 from retrieval.corpora import require_corpora
 from retrieval.fetch import Policy
 from retrieval.uploads import MAX_FILES, Upload, outcome, upload_documents
@@ -26,6 +27,7 @@ from store import knowledge
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Corpus = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="a corpus name, e.g. help_center")]
+CORPUS_NAME = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 
 
 @router.get("/corpora")
@@ -94,18 +96,36 @@ async def get_source(source_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
 
 @router.delete("/sources/{source_id}")
 async def delete_source(source_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
-    """The source and every page it imported (documents uploaded by hand stay)."""
+    """The source and every page it imported (documents uploaded by hand stay), with the past answers that
+    cited them (`impact`)."""
     def remove() -> dict[str, Any] | None:
         with s.db.service() as conn:
             found = knowledge.get_source(conn, source_id)
-            if found is None or not knowledge.delete_source(conn, source_id):
+            impacts = knowledge.delete_source(conn, source_id) if found else None
+            if impacts is None:
                 return None
-            return {"deleted": source_id, "documents": found["documents"]}
+            return {"deleted": source_id, "documents": found["documents"], "impact": impacts}
 
     result = await asyncio.to_thread(remove)
     if result is None:
         raise NotFound(f"no knowledge source {source_id}")
     return result
+
+
+@router.get("/sources/{source_id}/jobs")
+async def source_jobs(source_id: Id, admin: Admin, s: Svc) -> list[dict[str, Any]]:
+    """A source's last 20 syncs, newest first, each with its counts and how many past answers it impacted."""
+    def read() -> list[dict[str, Any]] | None:
+        with s.db.service() as conn:
+            if knowledge.get_source(conn, source_id) is None:
+                return None
+            knowledge.fail_stale_jobs(conn)
+            return [knowledge.job_view(j) for j in knowledge.source_jobs(conn, source_id)]
+
+    jobs = await asyncio.to_thread(read)
+    if jobs is None:
+        raise NotFound(f"no knowledge source {source_id}")
+    return jobs
 
 
 @router.post("/sources/{source_id}/sync", status_code=202)
@@ -126,26 +146,43 @@ async def get_job(job_id: Id, admin: Admin, s: Svc) -> dict[str, Any]:
     job = await asyncio.to_thread(read)
     if job is None:
         raise NotFound(f"no knowledge job {job_id}")
-    counts = ("added", "updated", "unchanged", "removed", "embedded")
-    return {"id": job["id"], "source_id": job["source_id"], "status": job["status"], "trigger": job["trigger"],
-            "progress": {"done": job["done"], "total": job["total"]}, **{k: job[k] for k in counts},
-            "errors": job["errors"], "reason": job["reason"], "started_at": job["started_at"],
-            "finished_at": job["finished_at"], "impacted": job["impacted"], "impact": job["impact"]}
+    return knowledge.job_view(job)
 
 
 # --- documents -----------------------------------------------------------------------------------------------
 
-@router.post("", status_code=201)
-async def upload(admin: Admin, s: Svc,
-                 files: Annotated[list[UploadFile], File(description="Markdown, HTML, text or PDF")],
-                 corpus: Annotated[str, Form(pattern=r"^[a-z][a-z0-9_]{1,40}$")]) -> dict[str, Any]:
+UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files", "corpus"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "Markdown, HTML, text or PDF files (at most 20)"},
+                   "corpus": {"type": "string", "pattern": "^[a-z][a-z0-9_]{1,40}$"}}}}}}}
+
+
+@router.post("", status_code=201, openapi_extra=UPLOAD_SCHEMA)
+async def upload(request: Request, admin: Admin, s: Svc) -> dict[str, Any]:
     """Upload files into a corpus: each becomes a document (re-uploading a name replaces it, and only its
-    changed text is embedded again). All or nothing: a bad file is named in a 4xx and nothing is written."""
+    changed text is embedded again). All or nothing: a bad file is named in a 4xx and nothing is written.
+    The body is read only after the caller is known to be an admin."""
     limit = s.settings.upload_max_bytes
-    read = []
-    for part in files[:MAX_FILES + 1]:
-        raw = await part.read(limit + 1)  # one byte over is enough to refuse it, by name
-        read.append(Upload(part.filename, raw, part.content_type))
+    try:
+        form = await request.form(max_files=MAX_FILES + 1, max_fields=10)
+    except Exception as exc:  # noqa: BLE001 - multipart errors (python-multipart, starlette) are the sender's
+        raise InvalidArgument(f"the body is not a multipart form with files and corpus ({exc})") from None
+    try:
+        corpus = form.get("corpus")
+        if not isinstance(corpus, str) or not CORPUS_NAME.match(corpus):
+            raise InvalidArgument("corpus: a corpus name is needed (lower case letters, digits and _)")
+        parts = form.getlist("files")
+        if not parts:
+            raise InvalidArgument("files: no files in the upload (send them as `files` parts)")
+        read = []
+        for part in parts:
+            if isinstance(part, str):
+                raise InvalidArgument("files: each part must be a file with a file name")
+            raw = await part.read(limit + 1)  # one byte over is enough to refuse it, by name
+            read.append(Upload(part.filename, raw, part.content_type))
+    finally:
+        await form.close()
     report = await asyncio.to_thread(upload_documents, s.db, corpus, read, s.settings, connect=s.db.service,
                                      batch_size=SERVER_EMBED_BATCH)
     return outcome(report)
