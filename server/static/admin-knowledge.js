@@ -95,7 +95,7 @@ function renderJob(job) {
   $("job-progress").max = Math.max(job.progress.total, 1);
   $("job-progress").value = job.progress.done;
   $("job-counts").textContent = `${job.progress.done} of ${job.progress.total} pages · ${job.added} added, ${job.updated} updated, `
-    + `${job.unchanged} unchanged, ${job.removed} removed · ${job.embedded} chunks embedded${job.reason ? ` · ${job.reason}` : ""}`;
+    + `${job.unchanged} unchanged, ${job.removed} removed · ${plural(job.embedded, "chunk")} embedded${job.reason ? ` · ${job.reason}` : ""}`;
   $("job-errors").innerHTML = job.errors.map((e) => `<li>${escapeHtml(e.error)}</li>`).join("");
   $("job-impact").innerHTML = job.status === "running" ? "" : job.impact.length
     ? `<table><caption>Impact: ${plural(job.impacted, "past answer")} cited text this sync changed or removed</caption>
