@@ -403,8 +403,8 @@ def test_only_public_corpora_are_served_and_metrics_can_need_a_token(live, knowl
     settings = live.services.settings
     live.services.settings = settings.model_copy(update={"metrics_token": "m" * 24})
     try:
-        assert httpx.get(f"{live.http}/metrics").status_code == 401
-        ok = httpx.get(f"{live.http}/metrics", headers={"Authorization": "Bearer " + "m" * 24})
+        assert httpx.get(f"{live.http}/metrics", timeout=60).status_code == 401
+        ok = httpx.get(f"{live.http}/metrics", headers={"Authorization": "Bearer " + "m" * 24}, timeout=60)
         assert ok.status_code == 200 and "mentor_" in ok.text
     finally:
         live.services.settings = settings

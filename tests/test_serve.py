@@ -38,7 +38,7 @@ def test_serve_starts_logs_its_backend_and_becomes_ready(knowledge, db) -> None:
         assert ready is not None and ready.json()["ready"] is True, proc.stderr.read() if proc.poll() else ""
         assert ready.json()["backend"] == "openai-compatible:mock"
         assert httpx.get(f"http://127.0.0.1:{port}/").text.startswith("<!doctype html>")
-        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text  # a lone worker's setup slots: the default
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text  # a lone worker: the default slots
         assert "mentor_turn_setup_slots 96.0" in scraped and "mentor_turn_setup_slots_busy 0.0" in scraped
         with db.admin() as conn:  # its whole pool is open before the first user comes (a burst waits for none)
             held = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name ~ %s AND "

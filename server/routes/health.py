@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import logging
+import threading
 import time
 
 from fastapi import APIRouter, Request
@@ -18,6 +20,8 @@ from core.errors import MentorError, Unauthorized
 from server import metrics
 from server.deps import Svc
 from server.services import Services
+
+log = logging.getLogger("mentor.app")
 
 router = APIRouter(tags=["health"])
 
@@ -47,20 +51,33 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 _outcomes_read_at = 0.0
+_outcomes_lock = threading.Lock()
 
 
 def _refresh_outcomes(s: Services) -> None:
-    """The admin stats' outcomes of the last 7 days (embeddings are involved: at most every 5 minutes)."""
+    """The admin stats' outcomes of the last 7 days, at most every 5 minutes and never inside a scrape: the
+    first computation embeds the week's customer messages (seconds on a busy machine, past a scraper's
+    timeout), so a scrape starts it on a thread of its own and answers with the figures it has."""
     global _outcomes_read_at
-    if time.monotonic() - _outcomes_read_at < 300 and _outcomes_read_at:
+    if (_outcomes_read_at and time.monotonic() - _outcomes_read_at < 300) or not _outcomes_lock.acquire(blocking=False):
         return
-    from agents.reports.stats import compute
-
     _outcomes_read_at = time.monotonic()
-    for persona, st in compute(s.db, s.settings, 7).personas.items():
-        for outcome, n in (("resolved_confirmed", st.resolution.confirmed), ("resolved_assumed", st.resolution.assumed),
-                           ("handed_off", st.handoffs), ("unresolved", st.unresolved)):
-            metrics.OUTCOMES.labels(persona, outcome).set(n)
+
+    def compute_outcomes() -> None:
+        from agents.reports.stats import compute
+
+        try:
+            for persona, st in compute(s.db, s.settings, 7).personas.items():
+                for outcome, n in (("resolved_confirmed", st.resolution.confirmed),
+                                   ("resolved_assumed", st.resolution.assumed), ("handed_off", st.handoffs),
+                                   ("unresolved", st.unresolved)):
+                    metrics.OUTCOMES.labels(persona, outcome).set(n)
+        except Exception:  # noqa: BLE001 - the database may be away: the next scrape after 5 minutes tries again
+            log.warning("metrics: the week's outcomes could not be computed", exc_info=True)
+        finally:
+            _outcomes_lock.release()
+
+    threading.Thread(target=compute_outcomes, name="metrics-outcomes", daemon=True).start()
 
 
 @router.get("/metrics")
