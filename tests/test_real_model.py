@@ -61,7 +61,7 @@ def serve_against(knowledge, base_url: str, **settings):
 
 @pytest.fixture(scope="module")
 def live_llama(knowledge, llama):
-    server = serve_against(knowledge, llama.base_url)
+    server = serve_against(knowledge, llama.base_url, llm_timeout_s=300.0)  # a loaded machine reads prompts slowly
     yield server
     server.stop()
 
@@ -70,6 +70,7 @@ def _token(server, demo_ids, handle: str = "mateo") -> str:
     return issue_token(server.services.settings, demo_ids[handle])
 
 
+@pytest.mark.timeout(3000)  # five real-model turns on a busy 2-core machine: each `done` must come, however late
 def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, knowledge) -> None:
     with knowledge.admin() as conn:
         project = conn.execute("SELECT id FROM projects WHERE status = 'open' ORDER BY id LIMIT 1").fetchone()["id"]
@@ -83,7 +84,8 @@ def test_every_persona_streams_through_the_real_server(live_llama, demo_ids, kno
             ("support", "How do withdrawals work?", {}),
         ]:
             message(ws, text, persona=persona, **extra)
-            events = until(ws, "done", timeout=240)
+            events = until(ws, "done", timeout=540)  # what must arrive: SmolLM2 reads a persona's ~2k-token prompt
+            # at tens of tokens a second when the machine's two cores are shared three ways
             done = events[-1]
             assert not [e for e in events if e["type"] == "error"], (persona, events[-3:])
             assert done["finish_reason"] in ("stop", "length", "tool_steps"), (persona, done)
